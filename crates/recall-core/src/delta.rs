@@ -1,0 +1,58 @@
+//! Deltas: what one applied command changed, as subscribers see it (fingerprints only). Deltas
+//! chain by version: a subscriber applies a delta only when it sits exactly at `prev_version`,
+//! and checks its digest afterwards. Anything else is a gap, and a gap means resync, never guess.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Digest, Fingerprint, RuleFingerprint};
+
+/// The change one applied command made to the subscriber-visible set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    /// The version (Raft log index) this delta brings a subscriber to.
+    pub version: u64,
+    /// The version of the previous delta; a subscriber must be exactly there to apply this one.
+    pub prev_version: u64,
+    /// Fingerprints newly revoked.
+    pub added: Vec<Fingerprint>,
+    /// Fingerprints no longer revoked (lifted or pruned).
+    pub removed: Vec<Fingerprint>,
+    /// Rules added, or moved to a later time (replacing the rule of the same scope).
+    pub rules_set: Vec<RuleFingerprint>,
+    /// Rules lifted or pruned, by scope fingerprint.
+    pub rules_removed: Vec<Fingerprint>,
+    /// The digest of the whole set after this delta.
+    pub digest: Digest,
+}
+
+impl Delta {
+    /// Whether the delta changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.rules_set.is_empty()
+            && self.rules_removed.is_empty()
+    }
+
+    /// How many changes the delta carries.
+    pub fn len(&self) -> usize {
+        self.added.len() + self.removed.len() + self.rules_set.len() + self.rules_removed.len()
+    }
+}
+
+/// The subscriber-visible state at one version: what a snapshot sent to a subscriber holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct View {
+    /// The fingerprint seed of the cluster.
+    pub seed: crate::FingerprintSeed,
+    /// The version (Raft log index) the view is at.
+    pub version: u64,
+    /// The version of the last delta folded into the view.
+    pub last_change: u64,
+    /// The digest of the view.
+    pub digest: Digest,
+    /// Every revoked fingerprint, sorted.
+    pub fingerprints: Vec<Fingerprint>,
+    /// Every rule, sorted by scope fingerprint.
+    pub rules: Vec<RuleFingerprint>,
+}

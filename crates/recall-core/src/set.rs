@@ -1,0 +1,469 @@
+//! The authoritative revocation set: every entry with its metadata, every rule, the version and
+//! the digest. `apply` is deterministic (the same commands at the same versions give the same set
+//! on every replica) and returns the delta subscribers need.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::verdict::{Lookup, Presence};
+use crate::{
+    Command, Delta, Digest, Fingerprint, FingerprintSeed, Fingerprinter, Meta, Revocation,
+    RevocationKey, Rule, RuleFingerprint, RuleScope, Timestamp, View,
+};
+
+/// One revoked key as the authority holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// What is revoked.
+    pub key: RevocationKey,
+    /// When it stops mattering; `None` until lifted.
+    pub expires_at: Option<Timestamp>,
+    /// The version of the command that revoked it; its [`Meta`] says who, when and why.
+    pub revoked_in: u64,
+}
+
+/// One rule as the authority holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRule {
+    /// The rule.
+    pub rule: Rule,
+    /// Who set it, when and why.
+    pub meta: Meta,
+}
+
+/// The metadata of a revoke command, kept while any entry it revoked remains.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Event {
+    meta: Meta,
+    live_entries: u64,
+}
+
+/// What applying one command did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The subscriber-visible change, if there was one.
+    pub delta: Option<Delta>,
+    /// Keys or rules newly revoked.
+    pub added: u64,
+    /// Keys or rules that were already revoked (a no-op for them).
+    pub already_present: u64,
+    /// Keys or rules lifted or pruned.
+    pub removed: u64,
+    /// Keys or rules a lift named that were not revoked.
+    pub not_found: u64,
+}
+
+/// A command arrived at a version not after the set's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("version {given} is not after the set's version {current}: commands apply in log order")]
+pub struct OutOfOrder {
+    /// The version given.
+    pub given: u64,
+    /// The set's version.
+    pub current: u64,
+}
+
+/// The authoritative set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationSet {
+    fp: Fingerprinter,
+    version: u64,
+    last_change: u64,
+    digest: Digest,
+    /// Keyed by fingerprint; more than one entry only on a fingerprint collision. A fingerprint
+    /// leaves the subscriber view only when its last entry goes.
+    entries: HashMap<Fingerprint, Vec<Entry>>,
+    len: usize,
+    rules: HashMap<Fingerprint, StoredRule>,
+    events: BTreeMap<u64, Event>,
+}
+
+/// A serialisable copy of the whole authoritative set (for Raft snapshots).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetSnapshot {
+    /// The fingerprint seed.
+    pub seed: FingerprintSeed,
+    /// The version the snapshot is at.
+    pub version: u64,
+    /// The version of the last change.
+    pub last_change: u64,
+    /// The digest, checked again on restore.
+    pub digest: Digest,
+    /// Every entry, by fingerprint.
+    pub entries: Vec<Entry>,
+    /// Every rule.
+    pub rules: Vec<StoredRule>,
+    /// Who revoked, when and why, by version.
+    pub events: Vec<(u64, Meta)>,
+}
+
+/// A snapshot whose digest does not match its contents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("snapshot digest {claimed} does not match its contents ({actual}): it is corrupt")]
+pub struct CorruptSnapshot {
+    /// The digest the snapshot claimed.
+    pub claimed: Digest,
+    /// The digest of its contents.
+    pub actual: Digest,
+}
+
+/// `None` is "never expires", which is later than any time.
+fn later(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    a.zip(b).map(|(a, b)| a.max(b))
+}
+
+fn expired(expires_at: Option<Timestamp>, now: Timestamp) -> bool {
+    expires_at.is_some_and(|e| e <= now)
+}
+
+impl RevocationSet {
+    /// An empty set at version 0.
+    pub fn new(seed: FingerprintSeed) -> Self {
+        Self {
+            fp: Fingerprinter::new(seed),
+            version: 0,
+            last_change: 0,
+            digest: Digest::default(),
+            entries: HashMap::new(),
+            len: 0,
+            rules: HashMap::new(),
+            events: BTreeMap::new(),
+        }
+    }
+
+    /// The fingerprinter of this set's cluster.
+    pub fn fingerprinter(&self) -> &Fingerprinter {
+        &self.fp
+    }
+
+    /// The version of the last applied command.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The version of the last command that changed the subscriber view.
+    pub fn last_change(&self) -> u64 {
+        self.last_change
+    }
+
+    /// The digest of the subscriber view.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// How many keys are revoked.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is revoked and no rule holds.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0 && self.rules.is_empty()
+    }
+
+    /// How many rules hold.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The entry for `key` and who revoked it, if it is revoked.
+    pub fn get(&self, key: &RevocationKey) -> Option<(&Entry, &Meta)> {
+        let entry = self
+            .entries
+            .get(&self.fp.key(key))?
+            .iter()
+            .find(|e| &e.key == key)?;
+        Some((entry, &self.events.get(&entry.revoked_in)?.meta))
+    }
+
+    /// The rule with this scope, if one holds.
+    pub fn rule(&self, scope: &RuleScope) -> Option<&StoredRule> {
+        self.rules.get(&self.fp.scope(scope))
+    }
+
+    /// Moves to `version` without a change (a Raft entry that carries no command).
+    pub fn advance(&mut self, version: u64) -> Result<(), OutOfOrder> {
+        if version <= self.version {
+            return Err(OutOfOrder {
+                given: version,
+                current: self.version,
+            });
+        }
+        self.version = version;
+        Ok(())
+    }
+
+    /// Applies `cmd` as the command at `version`.
+    pub fn apply(&mut self, version: u64, cmd: &Command) -> Result<Applied, OutOfOrder> {
+        self.advance(version)?;
+        let mut out = Applied::default();
+        let mut delta = Delta {
+            version,
+            prev_version: self.last_change,
+            ..Delta::default()
+        };
+        match cmd {
+            Command::Revoke { meta, items } => {
+                self.revoke(version, meta, items, &mut out, &mut delta)
+            }
+            Command::AddRule { meta, rule } => self.add_rule(meta, rule, &mut out, &mut delta),
+            Command::Lift { keys, rules, .. } => {
+                for key in keys {
+                    match self.remove_entry(key, &mut delta) {
+                        true => out.removed += 1,
+                        false => out.not_found += 1,
+                    }
+                }
+                for scope in rules {
+                    match self.remove_rule(self.fp.scope(scope), &mut delta) {
+                        true => out.removed += 1,
+                        false => out.not_found += 1,
+                    }
+                }
+            }
+            Command::Prune { now } => self.prune(*now, &mut out, &mut delta),
+        }
+        if !delta.is_empty() {
+            delta.digest = self.digest;
+            self.last_change = version;
+            out.delta = Some(delta);
+        }
+        Ok(out)
+    }
+
+    fn revoke(
+        &mut self,
+        version: u64,
+        meta: &Meta,
+        items: &[Revocation],
+        out: &mut Applied,
+        delta: &mut Delta,
+    ) {
+        for item in items {
+            let fp = self.fp.key(&item.key);
+            let bucket = self.entries.entry(fp).or_default();
+            if let Some(e) = bucket.iter_mut().find(|e| e.key == item.key) {
+                e.expires_at = later(e.expires_at, item.expires_at);
+                out.already_present += 1;
+                continue;
+            }
+            if bucket.is_empty() {
+                delta.added.push(fp);
+                self.digest.add_entry(fp);
+            }
+            bucket.push(Entry {
+                key: item.key.clone(),
+                expires_at: item.expires_at,
+                revoked_in: version,
+            });
+            bucket.sort_by(|a, b| a.key.cmp(&b.key));
+            self.len += 1;
+            out.added += 1;
+        }
+        if out.added > 0 {
+            self.events.insert(
+                version,
+                Event {
+                    meta: meta.clone(),
+                    live_entries: out.added,
+                },
+            );
+        }
+    }
+
+    fn add_rule(&mut self, meta: &Meta, rule: &Rule, out: &mut Applied, delta: &mut Delta) {
+        let scope = self.fp.scope(&rule.scope);
+        if let Some(old) = self.rules.get_mut(&scope)
+            && old.rule.not_before >= rule.not_before
+        {
+            old.rule.expires_at = later(old.rule.expires_at, rule.expires_at);
+            out.already_present += 1;
+            return;
+        }
+        if let Some(old) = self.rules.insert(
+            scope,
+            StoredRule {
+                rule: rule.clone(),
+                meta: meta.clone(),
+            },
+        ) {
+            self.digest.remove_rule(scope, old.rule.not_before);
+        }
+        self.digest.add_rule(scope, rule.not_before);
+        delta.rules_set.push(RuleFingerprint {
+            scope,
+            not_before: rule.not_before,
+        });
+        out.added += 1;
+    }
+
+    /// Removes the entry for `key`; reports whether there was one.
+    fn remove_entry(&mut self, key: &RevocationKey, delta: &mut Delta) -> bool {
+        let fp = self.fp.key(key);
+        let Some(bucket) = self.entries.get_mut(&fp) else {
+            return false;
+        };
+        let Some(pos) = bucket.iter().position(|e| &e.key == key) else {
+            return false;
+        };
+        let entry = bucket.remove(pos);
+        if bucket.is_empty() {
+            self.entries.remove(&fp);
+            delta.removed.push(fp);
+            self.digest.remove_entry(fp);
+        }
+        self.len -= 1;
+        self.release_event(entry.revoked_in);
+        true
+    }
+
+    fn release_event(&mut self, version: u64) {
+        if let Some(ev) = self.events.get_mut(&version) {
+            ev.live_entries -= 1;
+            if ev.live_entries == 0 {
+                self.events.remove(&version);
+            }
+        }
+    }
+
+    fn remove_rule(&mut self, scope: Fingerprint, delta: &mut Delta) -> bool {
+        let Some(old) = self.rules.remove(&scope) else {
+            return false;
+        };
+        self.digest.remove_rule(scope, old.rule.not_before);
+        delta.rules_removed.push(scope);
+        true
+    }
+
+    fn prune(&mut self, now: Timestamp, out: &mut Applied, delta: &mut Delta) {
+        let mut gone: Vec<RevocationKey> = self
+            .entries
+            .values()
+            .flatten()
+            .filter(|e| expired(e.expires_at, now))
+            .map(|e| e.key.clone())
+            .collect();
+        gone.sort();
+        for key in &gone {
+            self.remove_entry(key, delta);
+        }
+        let mut rules: Vec<Fingerprint> = self
+            .rules
+            .iter()
+            .filter(|(_, r)| expired(r.rule.expires_at, now))
+            .map(|(fp, _)| *fp)
+            .collect();
+        rules.sort();
+        for scope in &rules {
+            self.remove_rule(*scope, delta);
+        }
+        out.removed = (gone.len() + rules.len()) as u64;
+        delta.removed.sort();
+    }
+
+    /// The subscriber view: sorted fingerprints and rules at the current version.
+    pub fn view(&self) -> View {
+        let mut fingerprints: Vec<Fingerprint> = self.entries.keys().copied().collect();
+        fingerprints.sort_unstable();
+        View {
+            seed: self.fp.seed(),
+            version: self.version,
+            last_change: self.last_change,
+            digest: self.digest,
+            fingerprints,
+            rules: self.rule_fingerprints(),
+        }
+    }
+
+    fn rule_fingerprints(&self) -> Vec<RuleFingerprint> {
+        let mut rules: Vec<RuleFingerprint> = self
+            .rules
+            .iter()
+            .map(|(scope, r)| RuleFingerprint {
+                scope: *scope,
+                not_before: r.rule.not_before,
+            })
+            .collect();
+        rules.sort_unstable();
+        rules
+    }
+
+    /// A full, deterministic copy of the set.
+    pub fn snapshot(&self) -> SetSnapshot {
+        let mut entries: Vec<Entry> = self.entries.values().flatten().cloned().collect();
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut rules: Vec<StoredRule> = self.rules.values().cloned().collect();
+        rules.sort_by(|a, b| a.rule.scope.cmp(&b.rule.scope));
+        SetSnapshot {
+            seed: self.fp.seed(),
+            version: self.version,
+            last_change: self.last_change,
+            digest: self.digest,
+            entries,
+            rules,
+            events: self
+                .events
+                .iter()
+                .map(|(v, e)| (*v, e.meta.clone()))
+                .collect(),
+        }
+    }
+
+    /// Rebuilds a set from a snapshot, checking its digest.
+    pub fn restore(snap: SetSnapshot) -> Result<Self, CorruptSnapshot> {
+        let mut set = Self::new(snap.seed);
+        set.version = snap.version;
+        set.last_change = snap.last_change;
+        let metas: BTreeMap<u64, Meta> = snap.events.into_iter().collect();
+        for entry in snap.entries {
+            let fp = set.fp.key(&entry.key);
+            let bucket = set.entries.entry(fp).or_default();
+            if bucket.is_empty() {
+                set.digest.add_entry(fp);
+            }
+            if let Some(meta) = metas.get(&entry.revoked_in) {
+                set.events
+                    .entry(entry.revoked_in)
+                    .or_insert_with(|| Event {
+                        meta: meta.clone(),
+                        live_entries: 0,
+                    })
+                    .live_entries += 1;
+            }
+            bucket.push(entry);
+            bucket.sort_by(|a, b| a.key.cmp(&b.key));
+            set.len += 1;
+        }
+        for stored in snap.rules {
+            let scope = set.fp.scope(&stored.rule.scope);
+            set.digest.add_rule(scope, stored.rule.not_before);
+            set.rules.insert(scope, stored);
+        }
+        if set.digest != snap.digest {
+            return Err(CorruptSnapshot {
+                claimed: snap.digest,
+                actual: set.digest,
+            });
+        }
+        Ok(set)
+    }
+}
+
+impl Lookup for RevocationSet {
+    fn entry(&self, fp: Fingerprint) -> Presence {
+        if self.entries.contains_key(&fp) {
+            Presence::Present
+        } else {
+            Presence::Absent
+        }
+    }
+
+    fn rule(&self, scope: Fingerprint) -> Option<Timestamp> {
+        self.rules.get(&scope).map(|r| r.rule.not_before)
+    }
+
+    fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+    }
+}

@@ -1,0 +1,166 @@
+//! Verdicts: is this token (or key) revoked, and by what? One evaluation serves the authority's
+//! exact set and the subscribers' filters alike; each supplies a [`Lookup`]. Every entry and rule
+//! that applies is reported (a union; there is no precedence to get wrong).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Fingerprint, Fingerprinter, Kind, ScopeKind, Timestamp, rule::issued_before};
+
+/// What a lookup knows of a fingerprint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// Certainly not revoked.
+    Absent,
+    /// Certainly revoked.
+    Present,
+    /// A Bloom hit without the exact set behind it: possibly revoked, confirm with the cluster.
+    Possible,
+}
+
+/// Where a check looks fingerprints up.
+pub trait Lookup {
+    /// What is known of an entry fingerprint.
+    fn entry(&self, fp: Fingerprint) -> Presence;
+    /// The `not_before` of the rule with this scope fingerprint, if any.
+    fn rule(&self, scope: Fingerprint) -> Option<Timestamp>;
+    /// Whether any rule is held at all (lets a check skip rule lookups).
+    fn has_rules(&self) -> bool;
+}
+
+/// The facts of one token a service wants checked. Absent claims are `None`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenFacts<'a> {
+    /// The issuer (`iss`): the namespace of every other fact.
+    pub iss: &'a str,
+    /// The tenant, for tenant-scoped rules.
+    pub tenant: Option<&'a str>,
+    /// The token id (`jti`).
+    pub jti: Option<&'a str>,
+    /// The session id (`sid`).
+    pub sid: Option<&'a str>,
+    /// The subject (`sub`).
+    pub sub: Option<&'a str>,
+    /// The client (`azp` or `client_id`).
+    pub client: Option<&'a str>,
+    /// The signing key id (`kid`).
+    pub kid: Option<&'a str>,
+    /// The lowercase hex SHA-256 of an API key presented with the request.
+    pub api_key: Option<&'a str>,
+    /// Issued-at, unix seconds. Without it, every rule in scope applies (fail closed).
+    pub iat: Option<i64>,
+}
+
+/// One reason a token is (or may be) revoked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Match {
+    /// A revoked entry of this kind matched one of the token's facts.
+    Entry {
+        /// Which fact matched.
+        kind: Kind,
+        /// `false` for a lite-mode Bloom hit that needs confirming.
+        exact: bool,
+    },
+    /// A not-before rule covers the token.
+    Rule {
+        /// The rule's scope.
+        scope: ScopeKind,
+        /// The rule's time.
+        not_before: Timestamp,
+    },
+}
+
+/// The answer to a check.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Everything that matched; empty means allowed.
+    pub matches: Vec<Match>,
+}
+
+/// The short form of a verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Nothing matched.
+    Allowed,
+    /// Something matched exactly.
+    Revoked,
+    /// Only lite-mode Bloom hits matched: confirm with the cluster.
+    PossiblyRevoked,
+}
+
+impl Verdict {
+    /// Whether something certainly matched.
+    pub fn is_revoked(&self) -> bool {
+        self.matches
+            .iter()
+            .any(|m| !matches!(m, Match::Entry { exact: false, .. }))
+    }
+
+    /// The short form.
+    pub fn status(&self) -> Status {
+        if self.is_revoked() {
+            Status::Revoked
+        } else if self.matches.is_empty() {
+            Status::Allowed
+        } else {
+            Status::PossiblyRevoked
+        }
+    }
+}
+
+impl Fingerprinter {
+    /// Checks one key.
+    pub fn check_key(&self, kind: Kind, namespace: &str, value: &str, at: &impl Lookup) -> Verdict {
+        let mut v = Verdict::default();
+        entry(&mut v, at, kind, self.of(kind, namespace, value));
+        v
+    }
+
+    /// Checks every fact of a token against the entries and the rules.
+    pub fn check_token(&self, facts: &TokenFacts<'_>, at: &impl Lookup) -> Verdict {
+        let mut v = Verdict::default();
+        let iss = facts.iss;
+        let entries = [
+            (Kind::Token, facts.jti),
+            (Kind::Session, facts.sid),
+            (Kind::Subject, facts.sub),
+            (Kind::Client, facts.client),
+            (Kind::Key, facts.kid),
+            (Kind::ApiKey, facts.api_key),
+        ];
+        for (kind, value) in entries {
+            if let Some(value) = value {
+                entry(&mut v, at, kind, self.of(kind, iss, value));
+            }
+        }
+        if at.has_rules() {
+            let scopes = [
+                (ScopeKind::Issuer, Some(iss), Some("")),
+                (ScopeKind::Tenant, facts.tenant, Some("")),
+                (ScopeKind::Subject, Some(iss), facts.sub),
+                (ScopeKind::Client, Some(iss), facts.client),
+                (ScopeKind::Key, Some(iss), facts.kid),
+            ];
+            for (scope, ns, value) in scopes {
+                let (Some(ns), Some(value)) = (ns, value) else {
+                    continue;
+                };
+                if let Some(not_before) = at.rule(self.scope_of(scope, ns, value))
+                    && issued_before(facts.iat, not_before)
+                {
+                    v.matches.push(Match::Rule { scope, not_before });
+                }
+            }
+        }
+        v
+    }
+}
+
+fn entry(v: &mut Verdict, at: &impl Lookup, kind: Kind, fp: Fingerprint) {
+    match at.entry(fp) {
+        Presence::Absent => {}
+        Presence::Present => v.matches.push(Match::Entry { kind, exact: true }),
+        Presence::Possible => v.matches.push(Match::Entry { kind, exact: false }),
+    }
+}

@@ -1,0 +1,2 @@
+//! recall, the service: the authority node, the sidecar and the operator CLI, wired from the
+//! core crates (`recall-core`, `recall-filter`) and the `recall.v1` wire contract.

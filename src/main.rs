@@ -1,0 +1,3 @@
+//! The `recall` binary.
+
+fn main() {}
