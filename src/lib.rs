@@ -1,2 +1,4 @@
 //! recall, the service: the authority node, the sidecar and the operator CLI, wired from the
 //! core crates (`recall-core`, `recall-filter`) and the `recall.v1` wire contract.
+
+pub mod node;

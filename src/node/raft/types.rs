@@ -1,0 +1,54 @@
+//! The Raft type configuration of an authority node: what a log entry carries (a [`Request`]) and
+//! what applying it answers (a [`Response`]).
+
+use std::io::Cursor;
+
+use recall_core::{Command, FingerprintSeed};
+use serde::{Deserialize, Serialize};
+
+/// A node id.
+pub type NodeId = u64;
+
+/// A member's address as the cluster knows it.
+pub type Node = openraft::BasicNode;
+
+openraft::declare_raft_types!(
+    /// The type configuration of recall's Raft group.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = Node,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// What a Raft log entry of recall carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Fixes the cluster's fingerprint seed. The first leader proposes it before any command; the
+    /// first one applied wins and later ones change nothing, so every replica agrees.
+    Init {
+        /// The seed chosen by the proposing leader.
+        seed: FingerprintSeed,
+    },
+    /// A validated command, stamped with the leader's time.
+    Command(Command),
+}
+
+/// What applying one entry did, as the operator sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The log index (version) the entry was applied at.
+    pub version: u64,
+    /// Keys or rules newly revoked.
+    pub added: u64,
+    /// Keys or rules already revoked (no-op).
+    pub already_present: u64,
+    /// Keys or rules lifted or pruned.
+    pub removed: u64,
+    /// Keys or rules a lift named that were not revoked.
+    pub not_found: u64,
+}
+
+/// The openraft handle of a node.
+pub type Raft = openraft::Raft<TypeConfig>;
