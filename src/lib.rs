@@ -2,3 +2,4 @@
 //! core crates (`recall-core`, `recall-filter`) and the `recall.v1` wire contract.
 
 pub mod node;
+pub mod proto;
