@@ -1,1 +1,26 @@
-//! placeholder
+//! The subscriber's local filters: what a sidecar or an embedded subscriber holds so that "is this
+//! token revoked?" is answered locally, in nanoseconds, without a network call.
+//!
+//! - [`Filter`] is the single writer: it applies a snapshot ([`SnapshotLoader`]) or a chain of
+//!   [`Delta`](recall_core::Delta)s, checks the digest after each, and publishes an immutable
+//!   state;
+//! - [`Reader`] is the check path, cloned into every request handler: it loads the published
+//!   state (a lock-free `arc-swap` load) and never waits for the writer;
+//! - the state is split into [`SHARDS`] shards by the top bits of the fingerprint, each with a
+//!   Bloom filter (the `bloomfilter` crate) in front of a sorted exact fingerprint array, so a
+//!   delta copies and rebuilds only the shards it touches;
+//! - [`Mode::Lite`] keeps only the Bloom filters: a hit answers "possibly revoked, confirm".
+//!
+//! The crate does no I/O, reads no clock and knows nothing of gRPC: staleness, persistence and
+//! the stream live in the service (`src/sidecar`).
+
+mod error;
+mod filter;
+mod loader;
+mod shard;
+mod state;
+
+pub use error::FilterError;
+pub use filter::{Checked, Filter, Mode, Reader, Stats};
+pub use loader::SnapshotLoader;
+pub use shard::SHARDS;

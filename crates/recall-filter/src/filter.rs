@@ -1,0 +1,369 @@
+//! The writer and the readers of a filter. One [`Filter`] applies deltas, heartbeats and
+//! snapshots and publishes each result; any number of [`Reader`]s check against the latest
+//! published state without ever waiting for the writer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use recall_core::{
+    Delta, Digest, Fingerprint, FingerprintSeed, Fingerprinter, Kind, RuleFingerprint, TokenFacts,
+    Verdict, View,
+};
+
+use crate::FilterError;
+use crate::loader::SnapshotLoader;
+use crate::shard::{SHARDS, Shard, shard_of};
+use crate::state::State;
+
+/// What a filter keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Bloom filters and the exact fingerprints: every answer is certain (about 9.5 bytes an
+    /// entry).
+    #[default]
+    Full,
+    /// Bloom filters only (about 1.4 bytes an entry): a hit answers "possibly revoked", to be
+    /// confirmed with the cluster; lifts cannot be applied until the next snapshot.
+    Lite,
+}
+
+/// The answer to a check, with the version it was computed at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked {
+    /// What matched.
+    pub verdict: Verdict,
+    /// The filter's version when it answered.
+    pub version: u64,
+}
+
+/// What a filter holds, for status pages and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// The mode.
+    pub mode: Mode,
+    /// The version.
+    pub version: u64,
+    /// The version of the last change.
+    pub last_change: u64,
+    /// The digest.
+    pub digest: Digest,
+    /// Revoked fingerprints held.
+    pub entries: usize,
+    /// Rules held.
+    pub rules: usize,
+    /// Removals a lite filter could not apply.
+    pub stale_removals: usize,
+    /// Heap bytes of the Bloom filters.
+    pub bloom_bytes: usize,
+    /// Heap bytes of the exact fingerprints.
+    pub exact_bytes: usize,
+}
+
+/// The single writer of a filter.
+#[derive(Debug)]
+pub struct Filter {
+    mode: Mode,
+    shared: Arc<ArcSwap<State>>,
+}
+
+/// A cheap, cloneable handle that checks against the latest published state.
+#[derive(Clone, Debug)]
+pub struct Reader {
+    shared: Arc<ArcSwap<State>>,
+}
+
+impl Filter {
+    /// An empty filter at version 0 under `seed` (a snapshot replaces both).
+    pub fn new(mode: Mode, seed: FingerprintSeed) -> Self {
+        let state = State::build(
+            Fingerprinter::new(seed),
+            0,
+            0,
+            &[],
+            HashMap::new(),
+            mode_full(mode),
+        );
+        Self {
+            mode,
+            shared: Arc::new(ArcSwap::from_pointee(state)),
+        }
+    }
+
+    /// A handle for checks.
+    pub fn reader(&self) -> Reader {
+        Reader {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The version the filter is at.
+    pub fn version(&self) -> u64 {
+        self.shared.load().version
+    }
+
+    /// The version of the last change applied.
+    pub fn last_change(&self) -> u64 {
+        self.shared.load().last_change
+    }
+
+    /// The digest of what the filter holds.
+    pub fn digest(&self) -> Digest {
+        self.shared.load().digest
+    }
+
+    /// The fingerprint seed.
+    pub fn seed(&self) -> FingerprintSeed {
+        self.shared.load().fp.seed()
+    }
+
+    /// Applies the next delta of the chain. Refuses (and publishes nothing) when the delta does
+    /// not follow the filter's last change, or when the digest after it differs from the
+    /// authority's; the caller then resyncs from a snapshot.
+    pub fn apply(&mut self, delta: &Delta) -> Result<(), FilterError> {
+        let cur = self.shared.load_full();
+        if delta.prev_version != cur.last_change || delta.version <= cur.version {
+            return Err(FilterError::Gap {
+                version: delta.version,
+                prev_version: delta.prev_version,
+                at: cur.version,
+                last_change: cur.last_change,
+            });
+        }
+        let full = mode_full(self.mode);
+        let mut next = State::clone(&cur);
+        next.version = delta.version;
+        next.last_change = delta.version;
+
+        let mut added: Vec<u64> = delta.added.iter().map(|f| f.0).collect();
+        let mut removed: Vec<u64> = delta.removed.iter().map(|f| f.0).collect();
+        added.sort_unstable();
+        added.dedup();
+        removed.sort_unstable();
+        removed.dedup();
+        if full {
+            // Only what actually changes counts, so a divergent filter shows in the digest.
+            added.retain(|&x| !cur.shard(x).contains(x));
+            removed.retain(|&x| cur.shard(x).contains(x));
+        } else {
+            next.stale_removals += removed.len();
+        }
+        added
+            .iter()
+            .for_each(|&x| next.digest.add_entry(Fingerprint(x)));
+        removed
+            .iter()
+            .for_each(|&x| next.digest.remove_entry(Fingerprint(x)));
+        next.len = (next.len + added.len()).saturating_sub(removed.len());
+
+        if !delta.rules_set.is_empty() || !delta.rules_removed.is_empty() {
+            let mut rules = HashMap::clone(&cur.rules);
+            for r in &delta.rules_set {
+                if let Some(old) = rules.insert(r.scope, r.not_before) {
+                    next.digest.remove_rule(r.scope, old);
+                }
+                next.digest.add_rule(r.scope, r.not_before);
+            }
+            for scope in &delta.rules_removed {
+                if let Some(old) = rules.remove(scope) {
+                    next.digest.remove_rule(*scope, old);
+                }
+            }
+            next.rules = Arc::new(rules);
+        }
+
+        if next.digest != delta.digest {
+            return Err(FilterError::DigestMismatch {
+                version: delta.version,
+                expected: delta.digest,
+                computed: next.digest,
+            });
+        }
+
+        if !added.is_empty() || !removed.is_empty() {
+            let mut shards: Vec<Arc<Shard>> = cur.shards.to_vec();
+            let (mut a, mut r) = (&added[..], &removed[..]);
+            while !a.is_empty() || !r.is_empty() {
+                let index = match (a.first(), r.first()) {
+                    (Some(&x), Some(&y)) => shard_of(x.min(y)),
+                    (Some(&x), None) | (None, Some(&x)) => shard_of(x),
+                    (None, None) => unreachable!("loop condition"),
+                };
+                let (ah, at) = a.split_at(a.partition_point(|&x| shard_of(x) == index));
+                let (rh, rt) = r.split_at(r.partition_point(|&x| shard_of(x) == index));
+                shards[index] = Arc::new(shards[index].changed(ah, rh));
+                (a, r) = (at, rt);
+            }
+            next.shards = shards.into();
+        }
+        self.shared.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Moves the filter to `version` without a change: a heartbeat saying the authority is at
+    /// `version` and its last change is `last_change`. Refuses when the filter has not applied
+    /// that last change (it missed a delta).
+    pub fn advance(&mut self, version: u64, last_change: u64) -> Result<(), FilterError> {
+        let cur = self.shared.load_full();
+        if last_change != cur.last_change {
+            return Err(FilterError::Gap {
+                version,
+                prev_version: last_change,
+                at: cur.version,
+                last_change: cur.last_change,
+            });
+        }
+        if version > cur.version {
+            let mut next = State::clone(&cur);
+            next.version = version;
+            self.shared.store(Arc::new(next));
+        }
+        Ok(())
+    }
+
+    /// Starts loading a snapshot; the filter keeps answering from its current state until
+    /// [`SnapshotLoader::finish`] publishes the new one.
+    pub fn begin_snapshot(
+        &self,
+        seed: FingerprintSeed,
+        version: u64,
+        last_change: u64,
+        digest: Digest,
+    ) -> SnapshotLoader {
+        SnapshotLoader::new(seed, version, last_change, digest)
+    }
+
+    /// Replaces the filter's content with a whole view (a snapshot in one piece, or a state
+    /// persisted on disk), after checking its digest.
+    pub fn load_view(&mut self, view: &View) -> Result<(), FilterError> {
+        let mut loader =
+            self.begin_snapshot(view.seed, view.version, view.last_change, view.digest);
+        loader.push_fingerprints(&view.fingerprints);
+        loader.push_rules(&view.rules);
+        loader.finish(self)
+    }
+
+    /// Publishes a state built by a snapshot loader.
+    pub(crate) fn publish_snapshot(
+        &mut self,
+        seed: FingerprintSeed,
+        version: u64,
+        last_change: u64,
+        digest: Digest,
+        fps: &[u64],
+        rules: HashMap<Fingerprint, recall_core::Timestamp>,
+    ) -> Result<(), FilterError> {
+        let cur = self.shared.load();
+        if version < cur.version && seed == cur.fp.seed() {
+            return Err(FilterError::Backwards {
+                given: version,
+                at: cur.version,
+            });
+        }
+        drop(cur);
+        let state = State::build(
+            Fingerprinter::new(seed),
+            version,
+            last_change,
+            fps,
+            rules,
+            mode_full(self.mode),
+        );
+        if state.digest != digest {
+            return Err(FilterError::DigestMismatch {
+                version,
+                expected: digest,
+                computed: state.digest,
+            });
+        }
+        self.shared.store(Arc::new(state));
+        Ok(())
+    }
+
+    /// The whole content as a view, for persisting (full mode; a lite filter has no exact set and
+    /// returns `None`).
+    pub fn view(&self) -> Option<View> {
+        if self.mode == Mode::Lite {
+            return None;
+        }
+        let cur = self.shared.load_full();
+        let mut fingerprints = Vec::with_capacity(cur.len);
+        for shard in cur.shards.iter() {
+            fingerprints.extend(shard.fingerprints().iter().map(|&x| Fingerprint(x)));
+        }
+        let mut rules: Vec<RuleFingerprint> = cur
+            .rules
+            .iter()
+            .map(|(&scope, &not_before)| RuleFingerprint { scope, not_before })
+            .collect();
+        rules.sort_unstable();
+        Some(View {
+            seed: cur.fp.seed(),
+            version: cur.version,
+            last_change: cur.last_change,
+            digest: cur.digest,
+            fingerprints,
+            rules,
+        })
+    }
+
+    /// What the filter holds.
+    pub fn stats(&self) -> Stats {
+        let cur = self.shared.load_full();
+        let (mut bloom_bytes, mut exact_bytes) = (0, 0);
+        for shard in cur.shards.iter() {
+            let (b, e) = shard.heap_bytes();
+            bloom_bytes += b;
+            exact_bytes += e;
+        }
+        debug_assert_eq!(cur.shards.len(), SHARDS);
+        debug_assert_eq!(cur.shards.iter().map(|s| s.len()).sum::<usize>(), cur.len);
+        Stats {
+            mode: self.mode,
+            version: cur.version,
+            last_change: cur.last_change,
+            digest: cur.digest,
+            entries: cur.len,
+            rules: cur.rules.len(),
+            stale_removals: cur.stale_removals,
+            bloom_bytes,
+            exact_bytes,
+        }
+    }
+}
+
+impl Reader {
+    /// Checks every fact of a token against the entries and the rules.
+    #[inline]
+    pub fn check_token(&self, facts: &TokenFacts<'_>) -> Checked {
+        let state = self.shared.load();
+        Checked {
+            verdict: state.fp.check_token(facts, &**state),
+            version: state.version,
+        }
+    }
+
+    /// Checks one key.
+    #[inline]
+    pub fn check_key(&self, kind: Kind, namespace: &str, value: &str) -> Checked {
+        let state = self.shared.load();
+        Checked {
+            verdict: state.fp.check_key(kind, namespace, value, &**state),
+            version: state.version,
+        }
+    }
+
+    /// The version of the published state.
+    pub fn version(&self) -> u64 {
+        self.shared.load().version
+    }
+}
+
+fn mode_full(mode: Mode) -> bool {
+    mode == Mode::Full
+}

@@ -1,0 +1,89 @@
+//! The published state: everything a check reads, immutable once published. The writer builds
+//! the next state from the current one, sharing every shard it did not touch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use recall_core::{Digest, Fingerprint, Fingerprinter, Lookup, Presence, Timestamp};
+
+use crate::shard::{SHARDS, Shard, shard_of};
+
+/// One published state of a filter.
+#[derive(Clone, Debug)]
+pub(crate) struct State {
+    /// Fingerprints under the cluster's seed.
+    pub(crate) fp: Fingerprinter,
+    /// The version the filter is at (advanced by deltas and heartbeats).
+    pub(crate) version: u64,
+    /// The version of the last delta applied.
+    pub(crate) last_change: u64,
+    /// The digest of what the filter holds.
+    pub(crate) digest: Digest,
+    /// How many fingerprints the filter holds.
+    pub(crate) len: usize,
+    /// Removals a lite filter could not apply (its Bloom filters still answer "possible").
+    pub(crate) stale_removals: usize,
+    /// The shards, `SHARDS` of them.
+    pub(crate) shards: Arc<[Arc<Shard>]>,
+    /// Rules by scope fingerprint.
+    pub(crate) rules: Arc<HashMap<Fingerprint, Timestamp>>,
+}
+
+impl State {
+    /// A state at `version` holding `fps` (sorted, distinct) and `rules`.
+    pub(crate) fn build(
+        fp: Fingerprinter,
+        version: u64,
+        last_change: u64,
+        fps: &[u64],
+        rules: HashMap<Fingerprint, Timestamp>,
+        full: bool,
+    ) -> Self {
+        let mut shards = Vec::with_capacity(SHARDS);
+        let mut rest = fps;
+        for index in 0..SHARDS {
+            let end = rest.partition_point(|&x| shard_of(x) == index);
+            let (mine, tail) = rest.split_at(end);
+            shards.push(Arc::new(Shard::build(mine, full)));
+            rest = tail;
+        }
+        let mut digest = Digest::default();
+        fps.iter().for_each(|&x| digest.add_entry(Fingerprint(x)));
+        rules
+            .iter()
+            .for_each(|(&scope, &nb)| digest.add_rule(scope, nb));
+        Self {
+            fp,
+            version,
+            last_change,
+            digest,
+            len: fps.len(),
+            stale_removals: 0,
+            shards: shards.into(),
+            rules: Arc::new(rules),
+        }
+    }
+
+    /// The shard holding `fp`.
+    #[inline]
+    pub(crate) fn shard(&self, fp: u64) -> &Shard {
+        &self.shards[shard_of(fp)]
+    }
+}
+
+impl Lookup for State {
+    #[inline]
+    fn entry(&self, fp: Fingerprint) -> Presence {
+        self.shard(fp.0).lookup(fp.0)
+    }
+
+    #[inline]
+    fn rule(&self, scope: Fingerprint) -> Option<Timestamp> {
+        self.rules.get(&scope).copied()
+    }
+
+    #[inline]
+    fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+    }
+}
