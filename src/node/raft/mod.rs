@@ -2,7 +2,9 @@
 //! and the gRPC transport between nodes. Nothing here knows the operator API.
 
 pub mod codec;
+pub mod log_store;
 pub mod network;
 pub mod types;
 
+pub use log_store::{LogStore, LogStoreError};
 pub use types::{Node, NodeId, Raft, Request, Response, TypeConfig};
