@@ -3,7 +3,7 @@
 //! cluster-wide seed keeps outsiders from computing collisions offline.
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::{Xxh3, xxh3_64_with_seed};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::{Kind, RevocationKey, RuleScope, ScopeKind};
 
@@ -18,8 +18,8 @@ pub struct Fingerprint(pub u64);
 #[serde(transparent)]
 pub struct FingerprintSeed(pub u64);
 
-/// The longest input that is hashed from a stack buffer; longer input is streamed (same result).
-const INLINE: usize = 1 + 2 + 2 * crate::MAX_VALUE_LEN;
+/// Spreads a kind's tag over the 64 bits it is mixed into (the golden-ratio constant).
+const TAG_SPREAD: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Computes fingerprints under one seed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,26 +58,42 @@ impl Fingerprinter {
         self.raw(kind.tag(), namespace, value)
     }
 
-    /// Hashes `tag || len(namespace) as u16 LE || namespace || value`; the length prefix keeps
-    /// `("ab", "c")` and `("a", "bc")` apart.
+    /// The namespace part of every fingerprint in `namespace`: hash it once, then fingerprint
+    /// any number of values in it (a token check hashes its issuer once for all its facts).
+    #[inline]
+    pub fn namespace(&self, namespace: &str) -> NamespaceHasher {
+        NamespaceHasher(xxh3_64_with_seed(namespace.as_bytes(), self.seed.0))
+    }
+
+    #[inline]
     fn raw(&self, tag: u8, namespace: &str, value: &str) -> Fingerprint {
-        let (ns, val) = (namespace.as_bytes(), value.as_bytes());
-        let ns_len = u16::try_from(ns.len()).unwrap_or(u16::MAX).to_le_bytes();
-        let total = 3 + ns.len() + val.len();
-        if total <= INLINE {
-            let mut buf = [0u8; INLINE];
-            buf[0] = tag;
-            buf[1..3].copy_from_slice(&ns_len);
-            buf[3..3 + ns.len()].copy_from_slice(ns);
-            buf[3 + ns.len()..total].copy_from_slice(val);
-            Fingerprint(xxh3_64_with_seed(&buf[..total], self.seed.0))
-        } else {
-            let mut h = Xxh3::with_seed(self.seed.0);
-            h.update(&[tag]);
-            h.update(&ns_len);
-            h.update(ns);
-            h.update(val);
-            Fingerprint(h.digest())
-        }
+        self.namespace(namespace).raw(tag, value)
+    }
+}
+
+/// Fingerprints values of one namespace (see [`Fingerprinter::namespace`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NamespaceHasher(u64);
+
+impl NamespaceHasher {
+    /// The fingerprint of `(kind, this namespace, value)`.
+    #[inline]
+    pub fn of(&self, kind: Kind, value: &str) -> Fingerprint {
+        self.raw(kind.tag(), value)
+    }
+
+    /// The fingerprint of the rule scope `(kind, this namespace, value)`.
+    #[inline]
+    pub fn scope_of(&self, kind: ScopeKind, value: &str) -> Fingerprint {
+        self.raw(kind.tag(), value)
+    }
+
+    /// `xxh3_64(value, seed = xxh3_64(namespace, cluster seed) ^ tag * TAG_SPREAD)`: the value
+    /// is hashed in place (no copy into a buffer, which stalls the loads that follow it), and
+    /// the namespace and kind key the hash, so `("ab", "c")` and `("a", "bc")` stay apart.
+    #[inline]
+    fn raw(&self, tag: u8, value: &str) -> Fingerprint {
+        let seed = self.0 ^ u64::from(tag).wrapping_mul(TAG_SPREAD);
+        Fingerprint(xxh3_64_with_seed(value.as_bytes(), seed))
     }
 }

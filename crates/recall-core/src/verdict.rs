@@ -120,7 +120,8 @@ impl Fingerprinter {
     /// Checks every fact of a token against the entries and the rules.
     pub fn check_token(&self, facts: &TokenFacts<'_>, at: &impl Lookup) -> Verdict {
         let mut v = Verdict::default();
-        let iss = facts.iss;
+        // The issuer is the namespace of every fact: hash it once.
+        let iss = self.namespace(facts.iss);
         let entries = [
             (Kind::Token, facts.jti),
             (Kind::Session, facts.sid),
@@ -131,22 +132,31 @@ impl Fingerprinter {
         ];
         for (kind, value) in entries {
             if let Some(value) = value {
-                entry(&mut v, at, kind, self.of(kind, iss, value));
+                entry(&mut v, at, kind, iss.of(kind, value));
             }
         }
         if at.has_rules() {
+            let tenant = facts
+                .tenant
+                .map(|t| self.scope_of(ScopeKind::Tenant, t, ""));
             let scopes = [
-                (ScopeKind::Issuer, Some(iss), Some("")),
-                (ScopeKind::Tenant, facts.tenant, Some("")),
-                (ScopeKind::Subject, Some(iss), facts.sub),
-                (ScopeKind::Client, Some(iss), facts.client),
-                (ScopeKind::Key, Some(iss), facts.kid),
+                (ScopeKind::Issuer, Some(iss.scope_of(ScopeKind::Issuer, ""))),
+                (ScopeKind::Tenant, tenant),
+                (
+                    ScopeKind::Subject,
+                    facts.sub.map(|s| iss.scope_of(ScopeKind::Subject, s)),
+                ),
+                (
+                    ScopeKind::Client,
+                    facts.client.map(|c| iss.scope_of(ScopeKind::Client, c)),
+                ),
+                (
+                    ScopeKind::Key,
+                    facts.kid.map(|k| iss.scope_of(ScopeKind::Key, k)),
+                ),
             ];
-            for (scope, ns, value) in scopes {
-                let (Some(ns), Some(value)) = (ns, value) else {
-                    continue;
-                };
-                if let Some(not_before) = at.rule(self.scope_of(scope, ns, value))
+            for (scope, fp) in scopes {
+                if let Some(not_before) = fp.and_then(|fp| at.rule(fp))
                     && issued_before(facts.iat, not_before)
                 {
                     v.matches.push(Match::Rule { scope, not_before });

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use arc_swap::Cache;
 use recall_core::{
     Delta, Digest, Fingerprint, FingerprintSeed, Fingerprinter, Kind, RuleFingerprint, TokenFacts,
     Verdict, View,
@@ -186,7 +187,7 @@ impl Filter {
         }
 
         if !added.is_empty() || !removed.is_empty() {
-            let mut shards: Vec<Arc<Shard>> = cur.shards.to_vec();
+            let mut shards: Vec<Shard> = cur.shards.to_vec();
             let (mut a, mut r) = (&added[..], &removed[..]);
             while !a.is_empty() || !r.is_empty() {
                 let index = match (a.first(), r.first()) {
@@ -196,7 +197,7 @@ impl Filter {
                 };
                 let (ah, at) = a.split_at(a.partition_point(|&x| shard_of(x) == index));
                 let (rh, rt) = r.split_at(r.partition_point(|&x| shard_of(x) == index));
-                shards[index] = Arc::new(shards[index].changed(ah, rh));
+                shards[index] = shards[index].changed(ah, rh);
                 (a, r) = (at, rt);
             }
             next.shards = shards.into();
@@ -361,6 +362,43 @@ impl Reader {
     /// The version of the published state.
     pub fn version(&self) -> u64 {
         self.shared.load().version
+    }
+
+    /// A reader for one thread's hot loop: it keeps the published state it saw last and only
+    /// reloads when the writer has published a newer one (one atomic load per check instead of
+    /// a guarded load).
+    pub fn local(&self) -> LocalReader {
+        LocalReader {
+            cache: Cache::new(Arc::clone(&self.shared)),
+        }
+    }
+}
+
+/// A reader owned by one thread (see [`Reader::local`]).
+#[derive(Debug)]
+pub struct LocalReader {
+    cache: Cache<Arc<ArcSwap<State>>, Arc<State>>,
+}
+
+impl LocalReader {
+    /// Checks every fact of a token against the entries and the rules.
+    #[inline]
+    pub fn check_token(&mut self, facts: &TokenFacts<'_>) -> Checked {
+        let state = self.cache.load();
+        Checked {
+            verdict: state.fp.check_token(facts, &**state),
+            version: state.version,
+        }
+    }
+
+    /// Checks one key.
+    #[inline]
+    pub fn check_key(&mut self, kind: Kind, namespace: &str, value: &str) -> Checked {
+        let state = self.cache.load();
+        Checked {
+            verdict: state.fp.check_key(kind, namespace, value, &**state),
+            version: state.version,
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //!   [`Delta`](recall_core::Delta)s, checks the digest after each, and publishes an immutable
 //!   state;
 //! - [`Reader`] is the check path, cloned into every request handler: it loads the published
-//!   state (a lock-free `arc-swap` load) and never waits for the writer;
+//!   state (a lock-free `arc-swap` load) and never waits for the writer; a [`LocalReader`]
+//!   does the same for one thread with a cheaper load;
 //! - the state is split into [`SHARDS`] shards by the top bits of the fingerprint, each with a
 //!   Bloom filter (the `bloomfilter` crate) in front of a sorted exact fingerprint array, so a
 //!   delta copies and rebuilds only the shards it touches;
@@ -21,6 +22,6 @@ mod shard;
 mod state;
 
 pub use error::FilterError;
-pub use filter::{Checked, Filter, Mode, Reader, Stats};
+pub use filter::{Checked, Filter, LocalReader, Mode, Reader, Stats};
 pub use loader::SnapshotLoader;
 pub use shard::SHARDS;

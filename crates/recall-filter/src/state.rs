@@ -24,7 +24,7 @@ pub(crate) struct State {
     /// Removals a lite filter could not apply (its Bloom filters still answer "possible").
     pub(crate) stale_removals: usize,
     /// The shards, `SHARDS` of them.
-    pub(crate) shards: Arc<[Arc<Shard>]>,
+    pub(crate) shards: Arc<[Shard]>,
     /// Rules by scope fingerprint.
     pub(crate) rules: Arc<HashMap<Fingerprint, Timestamp>>,
 }
@@ -44,7 +44,7 @@ impl State {
         for index in 0..SHARDS {
             let end = rest.partition_point(|&x| shard_of(x) == index);
             let (mine, tail) = rest.split_at(end);
-            shards.push(Arc::new(Shard::build(mine, full)));
+            shards.push(Shard::build(mine, full));
             rest = tail;
         }
         let mut digest = Digest::default();

@@ -1,0 +1,81 @@
+//! Memory per revoked entry of a filter holding 1M entries, measured by counting the bytes the
+//! allocator hands out (not computed from sizes), in full and lite mode, against a
+//! `HashSet<u64>` of the same fingerprints.
+//!
+//! Run: `cargo bench --bench memory` (prints one line per structure; see BENCHMARKS.md).
+
+use std::alloc::System;
+use std::collections::HashSet;
+
+use recall_core::{Digest, Fingerprint, FingerprintSeed, Fingerprinter, Kind, View};
+use recall_filter::{Filter, Mode};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const N: usize = 1_000_000;
+
+/// Bytes still allocated after `build` ran and its temporaries were dropped.
+fn retained<T>(build: impl FnOnce() -> T) -> (T, isize) {
+    let region = Region::new(GLOBAL);
+    let value = build();
+    let stats = region.change();
+    (
+        value,
+        stats.bytes_allocated as isize - stats.bytes_deallocated as isize,
+    )
+}
+
+fn main() {
+    let seed = FingerprintSeed(0x5eed);
+    let fp = Fingerprinter::new(seed);
+    let mut fingerprints: Vec<Fingerprint> = (0..N)
+        .map(|i| {
+            fp.of(
+                Kind::Token,
+                "https://login.example.com",
+                &format!("jti-{i:08}"),
+            )
+        })
+        .collect();
+    fingerprints.sort_unstable();
+    let digest = Digest::of(&fingerprints, &[]);
+    let view = View {
+        seed,
+        version: 1,
+        last_change: 1,
+        digest,
+        fingerprints,
+        rules: vec![],
+    };
+
+    println!("memory per entry at {N} entries (bytes retained on the heap / {N})");
+    for mode in [Mode::Full, Mode::Lite] {
+        let (filter, bytes) = retained(|| {
+            let mut f = Filter::new(mode, seed);
+            f.load_view(&view).unwrap();
+            f
+        });
+        let s = filter.stats();
+        println!(
+            "{:<22} {:>6.2} B/entry  (bloom {:.2}, exact {:.2}, overhead {:.2})",
+            format!("filter {mode:?}"),
+            bytes as f64 / N as f64,
+            s.bloom_bytes as f64 / N as f64,
+            s.exact_bytes as f64 / N as f64,
+            (bytes as f64 - (s.bloom_bytes + s.exact_bytes) as f64) / N as f64,
+        );
+    }
+    let (_set, bytes) = retained(|| {
+        view.fingerprints
+            .iter()
+            .map(|f| f.0)
+            .collect::<HashSet<u64>>()
+    });
+    println!(
+        "{:<22} {:>6.2} B/entry",
+        "baseline HashSet<u64>",
+        bytes as f64 / N as f64
+    );
+}
