@@ -1,5 +1,7 @@
 //! recall, the service: the authority node, the sidecar and the operator CLI, wired from the
 //! core crates (`recall-core`, `recall-filter`) and the `recall.v1` wire contract.
 
+pub mod cli;
 pub mod node;
 pub mod proto;
+pub mod wire;

@@ -1,166 +1,49 @@
-//! The durable Raft log (`LogStore`, redb): it passes openraft's storage suite, and what it
-//! acknowledged (entries, vote, committed id, purges, truncations) is still there after the
-//! process closes the file and opens it again.
+//! The durable Raft log (`LogStore`, redb): with the durable state machine it passes openraft's
+//! storage suite, and what it acknowledged (entries, vote, committed id, purges, truncations) is
+//! still there after the process closes the file and opens it again.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Cursor;
-use std::sync::{Arc, Mutex};
 
-use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{
     CommittedLeaderId, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, Membership,
-    OptionalSend, RaftLogReader, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
-    StoredMembership, Vote,
+    RaftLogReader, StorageError, Vote,
 };
 use recall::node::raft::log_store::FILE_NAME;
-use recall::node::raft::{LogStore, LogStoreError, Node, NodeId, Request, Response, TypeConfig};
+use recall::node::raft::state_machine::{StateMachine, StateMachineConfig};
+use recall::node::raft::{LogStore, LogStoreError, Node, NodeId, Request, TypeConfig};
 use recall_core::FingerprintSeed;
 use tempfile::TempDir;
 
-// ---------------------------------------------------------------------------------------------
-// The state machine openraft's suite requires beside a log store. It is NOT the product's state
-// machine (that one is durable and is tested on its own): it only records the last applied log
-// id and membership, answers every entry with `Response::default()`, and snapshots those two
-// values as postcard bytes.
-// ---------------------------------------------------------------------------------------------
+/// Builds a `LogStore` and the durable `StateMachine` in one fresh temporary directory (as a node
+/// keeps them), kept alive by the returned guard.
+struct TempStoreBuilder;
 
-/// What the companion state machine holds.
-#[derive(Default)]
-struct MemState {
-    last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, Node>,
-    snapshot: Option<(SnapshotMeta<NodeId, Node>, Vec<u8>)>,
-    snapshots_built: u64,
-}
-
-/// An in-memory state machine, for the storage suite only.
-#[derive(Clone, Default)]
-struct MemStateMachine(Arc<Mutex<MemState>>);
-
-impl MemStateMachine {
-    fn state(&self) -> std::sync::MutexGuard<'_, MemState> {
-        self.0
-            .lock()
-            .expect("no test thread panicked holding the state")
-    }
-}
-
-fn snapshot_error(e: postcard::Error) -> StorageError<NodeId> {
+fn open_error(e: impl std::error::Error + Send + Sync + 'static) -> StorageError<NodeId> {
     StorageError::from_io_error(
-        ErrorSubject::Snapshot(None),
-        ErrorVerb::Read,
+        ErrorSubject::Store,
+        ErrorVerb::Write,
         std::io::Error::other(e),
     )
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for MemStateMachine {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let mut st = self.state();
-        let data =
-            postcard::to_stdvec(&(st.last_applied, &st.membership)).map_err(snapshot_error)?;
-        st.snapshots_built += 1;
-        let meta = SnapshotMeta {
-            last_log_id: st.last_applied,
-            last_membership: st.membership.clone(),
-            snapshot_id: format!("{:?}-{}", st.last_applied, st.snapshots_built),
-        };
-        st.snapshot = Some((meta.clone(), data.clone()));
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
-    }
-}
-
-impl RaftStateMachine<TypeConfig> for MemStateMachine {
-    type SnapshotBuilder = Self;
-
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>), StorageError<NodeId>> {
-        let st = self.state();
-        Ok((st.last_applied, st.membership.clone()))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
-    where
-        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        let mut st = self.state();
-        let mut replies = Vec::new();
-        for entry in entries {
-            st.last_applied = Some(entry.log_id);
-            match entry.payload {
-                EntryPayload::Blank => {}
-                EntryPayload::Normal(Request::Init { .. } | Request::Command(_)) => {}
-                EntryPayload::Membership(m) => {
-                    st.membership = StoredMembership::new(Some(entry.log_id), m);
-                }
-            }
-            replies.push(Response::default());
-        }
-        Ok(replies)
-    }
-
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        self.clone()
-    }
-
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta<NodeId, Node>,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError<NodeId>> {
-        let data = snapshot.into_inner();
-        let (last_applied, membership) = postcard::from_bytes(&data).map_err(snapshot_error)?;
-        let mut st = self.state();
-        st.last_applied = last_applied;
-        st.membership = membership;
-        st.snapshot = Some((meta.clone(), data));
-        Ok(())
-    }
-
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        Ok(self.state().snapshot.clone().map(|(meta, data)| Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
-    }
-}
-
-/// Builds a `LogStore` in a fresh temporary directory, kept alive by the returned guard.
-struct TempStoreBuilder;
-
-impl StoreBuilder<TypeConfig, LogStore, MemStateMachine, TempDir> for TempStoreBuilder {
-    async fn build(&self) -> Result<(TempDir, LogStore, MemStateMachine), StorageError<NodeId>> {
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for TempStoreBuilder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<NodeId>> {
         let dir = tempfile::tempdir()
             .map_err(|e| StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        let store = LogStore::open(dir.path()).map_err(|e| {
-            StorageError::from_io_error(
-                ErrorSubject::Store,
-                ErrorVerb::Write,
-                std::io::Error::other(e),
-            )
-        })?;
-        Ok((dir, store, MemStateMachine::default()))
+        let store = LogStore::open(dir.path()).map_err(open_error)?;
+        let sm =
+            StateMachine::open(dir.path(), StateMachineConfig::default()).map_err(open_error)?;
+        Ok((dir, store, sm))
     }
 }
 
-/// `LogStore` satisfies every check of openraft's storage suite (`Suite` builds its own runtimes,
-/// so this is a plain test).
+/// `LogStore` and the durable `StateMachine` satisfy every check of openraft's storage suite
+/// (`Suite` builds its own runtimes, so this is a plain test).
 #[test]
 fn passes_openraft_storage_suite() {
-    Suite::<TypeConfig, LogStore, MemStateMachine, TempStoreBuilder, TempDir>::test_all(
+    Suite::<TypeConfig, LogStore, StateMachine, TempStoreBuilder, TempDir>::test_all(
         TempStoreBuilder,
     )
     .expect("the storage suite passes");

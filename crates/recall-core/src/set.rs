@@ -362,6 +362,16 @@ impl RevocationSet {
         delta.removed.sort();
     }
 
+    /// Whether a prune at `now` would remove anything (the leader asks before proposing one, so
+    /// idle clusters do not fill their log and audit history with empty prunes).
+    pub fn has_expired(&self, now: Timestamp) -> bool {
+        self.entries
+            .values()
+            .flatten()
+            .any(|e| expired(e.expires_at, now))
+            || self.rules.values().any(|r| expired(r.rule.expires_at, now))
+    }
+
     /// The subscriber view: sorted fingerprints and rules at the current version.
     pub fn view(&self) -> View {
         let mut fingerprints: Vec<Fingerprint> = self.entries.keys().copied().collect();

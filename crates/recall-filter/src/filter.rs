@@ -20,11 +20,10 @@ use crate::state::State;
 /// What a filter keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
-    /// Bloom filters and the exact fingerprints: every answer is certain (about 9.5 bytes an
-    /// entry).
+    /// The exact fingerprints: every answer is certain (about 8.3 bytes an entry).
     #[default]
     Full,
-    /// Bloom filters only (about 1.4 bytes an entry): a hit answers "possibly revoked", to be
+    /// Bloom filters only (about 1.7 bytes an entry): a hit answers "possibly revoked", to be
     /// confirmed with the cluster; lifts cannot be applied until the next snapshot.
     Lite,
 }

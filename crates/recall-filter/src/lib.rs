@@ -7,10 +7,12 @@
 //! - [`Reader`] is the check path, cloned into every request handler: it loads the published
 //!   state (a lock-free `arc-swap` load) and never waits for the writer; a [`LocalReader`]
 //!   does the same for one thread with a cheaper load;
-//! - the state is split into [`SHARDS`] shards by the top bits of the fingerprint, each with a
-//!   Bloom filter (the `bloomfilter` crate) in front of a sorted exact fingerprint array, so a
-//!   delta copies and rebuilds only the shards it touches;
-//! - [`Mode::Lite`] keeps only the Bloom filters: a hit answers "possibly revoked, confirm".
+//! - the state is split into [`SHARDS`] shards by the top bits of the fingerprint, so a delta
+//!   copies only the shards it touches; a full shard is a sorted exact fingerprint array probed
+//!   where the fingerprint's uniform bits predict it (see `shard.rs` for why no Bloom filter sits
+//!   in front of it);
+//! - [`Mode::Lite`] keeps only Bloom filters (the `bloomfilter` crate, 1% false positives): a hit
+//!   answers "possibly revoked, confirm".
 //!
 //! The crate does no I/O, reads no clock and knows nothing of gRPC: staleness, persistence and
 //! the stream live in the service (`src/sidecar`).

@@ -4,7 +4,11 @@
 pub mod codec;
 pub mod log_store;
 pub mod network;
+pub mod service;
+pub mod snapshot;
+pub mod state_machine;
 pub mod types;
 
 pub use log_store::{LogStore, LogStoreError};
+pub use state_machine::{AppliedState, DeltasAfter, StateMachine, StateMachineConfig};
 pub use types::{Node, NodeId, Raft, Request, Response, TypeConfig};

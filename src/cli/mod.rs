@@ -1,0 +1,70 @@
+//! The `recall` command line: `recall server` runs a node; every other command is an operator
+//! client of a running cluster. clap and environment parsing live here and nowhere else.
+
+mod client;
+mod import;
+mod inspect;
+mod server;
+mod time;
+mod write;
+
+use clap::{Parser, Subcommand};
+
+/// recall: revoke credentials once, refuse them everywhere within milliseconds.
+#[derive(Debug, Parser)]
+#[command(name = "recall", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// Where the operator commands reach the cluster.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Any nodes of the cluster (`host:port`, comma-separated); the first that answers is used.
+    #[arg(
+        long,
+        env = "RECALL_CLUSTER",
+        default_value = "127.0.0.1:7070",
+        value_delimiter = ','
+    )]
+    pub cluster: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run an authority node (with no flags: a single-node cluster with data in ./recall-data).
+    Server(server::ServerArgs),
+    /// Revoke keys (tokens, sessions, API keys, subjects, clients, signing keys).
+    Revoke(write::RevokeArgs),
+    /// Recall by time: revoke every token in a scope issued before a time.
+    Rule(write::RuleArgs),
+    /// Lift revocations or rules (a new event; history is never edited).
+    Lift(write::LiftArgs),
+    /// Revoke every key listed in a CSV or JSON-lines file.
+    Import(import::ImportArgs),
+    /// Show the cluster: leader, versions, digest, members.
+    Status(inspect::StatusArgs),
+    /// The hash-chained audit history.
+    #[command(subcommand)]
+    Audit(inspect::AuditCmd),
+    /// Cluster membership.
+    #[command(subcommand)]
+    Cluster(inspect::ClusterCmd),
+}
+
+impl Cli {
+    /// Runs the command.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Cmd::Server(a) => server::run(a).await,
+            Cmd::Revoke(a) => write::revoke(a).await,
+            Cmd::Rule(a) => write::rule(a).await,
+            Cmd::Lift(a) => write::lift(a).await,
+            Cmd::Import(a) => import::run(a).await,
+            Cmd::Status(a) => inspect::status(a).await,
+            Cmd::Audit(c) => inspect::audit(c).await,
+            Cmd::Cluster(c) => inspect::cluster(c).await,
+        }
+    }
+}

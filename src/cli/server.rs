@@ -1,0 +1,189 @@
+//! `recall server`: flags, environment and an optional TOML file into a [`NodeConfig`], tracing
+//! set-up, then one call to run the node until Ctrl-C or SIGTERM.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::node::{FileConfig, NodeConfig};
+
+/// Flags of `recall server`. Precedence: flag, then environment, then the config file, then the
+/// default.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// A TOML file with any of the settings below (flags and environment override it).
+    #[arg(long, env = "RECALL_CONFIG")]
+    config: Option<PathBuf>,
+    /// This node's id (unique in the cluster, at least 1). Default 1.
+    #[arg(long, env = "RECALL_ID")]
+    id: Option<u64>,
+    /// The address to listen on. Default 127.0.0.1:7070.
+    #[arg(long, env = "RECALL_LISTEN")]
+    listen: Option<String>,
+    /// The address others reach this node at. Default: the listen address.
+    #[arg(long, env = "RECALL_ADVERTISE")]
+    advertise: Option<String>,
+    /// The data directory. Default ./recall-data.
+    #[arg(long, env = "RECALL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The initial voters of a new cluster: `1=host:port,2=host:port,3=host:port`. The node with
+    /// the smallest id creates the cluster. Default: a single-node cluster of this node.
+    #[arg(long, env = "RECALL_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Join an existing cluster instead of creating one (wait for `recall cluster add-learner`).
+    #[arg(long, env = "RECALL_JOIN")]
+    join: bool,
+    /// Raft heartbeat interval in milliseconds. Default 100.
+    #[arg(long, env = "RECALL_HEARTBEAT_MS")]
+    heartbeat_ms: Option<u64>,
+    /// Raft election timeout (lower bound) in milliseconds. Default 500.
+    #[arg(long, env = "RECALL_ELECTION_TIMEOUT_MS")]
+    election_timeout_ms: Option<u64>,
+    /// Snapshot and compact the log after this many entries. Default 10000.
+    #[arg(long, env = "RECALL_SNAPSHOT_AFTER")]
+    snapshot_after: Option<u64>,
+    /// How long a write may wait for a quorum, in milliseconds. Default 5000.
+    #[arg(long, env = "RECALL_WRITE_TIMEOUT_MS")]
+    write_timeout_ms: Option<u64>,
+    /// How often the leader prunes expired entries, in seconds. Default 60.
+    #[arg(long, env = "RECALL_PRUNE_INTERVAL_S")]
+    prune_interval_s: Option<u64>,
+    /// The largest batch one request may carry. Default 100000.
+    #[arg(long, env = "RECALL_MAX_BATCH")]
+    max_batch: Option<usize>,
+    /// Log as JSON lines instead of readable text.
+    #[arg(long, env = "RECALL_LOG_JSON")]
+    log_json: bool,
+}
+
+/// Sets up tracing (RUST_LOG filters; default info).
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn parse_peers(peers: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut out = BTreeMap::new();
+    for p in peers.iter().filter(|p| !p.is_empty()) {
+        let Some((id, addr)) = p.split_once('=') else {
+            bail!("--peers: {p:?} is not ID=HOST:PORT");
+        };
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("--peers: {id:?} is not a node id"))?;
+        out.insert(id, addr.trim().to_string());
+    }
+    Ok(out)
+}
+
+impl ServerArgs {
+    /// The node configuration and the listen address.
+    fn resolve(self) -> anyhow::Result<(NodeConfig, String, bool)> {
+        let file: FileConfig = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("in the config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let d = NodeConfig::default();
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| d.advertise.clone());
+        let file_peers: Vec<String> = file
+            .peers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect();
+        let peers = if self.peers.is_empty() {
+            file_peers
+        } else {
+            self.peers
+        };
+        let ms = Duration::from_millis;
+        let mut config = NodeConfig {
+            id: self.id.or(file.id).unwrap_or(d.id),
+            advertise: self
+                .advertise
+                .or(file.advertise)
+                .unwrap_or_else(|| listen.clone()),
+            data_dir: self.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+            initial_members: parse_peers(&peers)?,
+            bootstrap: !self.join && file.bootstrap.unwrap_or(true),
+            heartbeat: self
+                .heartbeat_ms
+                .or(file.heartbeat_ms)
+                .map(ms)
+                .unwrap_or(d.heartbeat),
+            election_timeout: self
+                .election_timeout_ms
+                .or(file.election_timeout_ms)
+                .map(ms)
+                .unwrap_or(d.election_timeout),
+            snapshot_after: self
+                .snapshot_after
+                .or(file.snapshot_after)
+                .unwrap_or(d.snapshot_after),
+            write_timeout: self
+                .write_timeout_ms
+                .or(file.write_timeout_ms)
+                .map(ms)
+                .unwrap_or(d.write_timeout),
+            prune_interval: self
+                .prune_interval_s
+                .or(file.prune_interval_s)
+                .map(Duration::from_secs)
+                .unwrap_or(d.prune_interval),
+            ..d
+        };
+        if let Some(b) = self.max_batch.or(file.max_batch) {
+            config.limits.max_batch = b;
+        }
+        Ok((config, listen, self.log_json))
+    }
+}
+
+/// Runs `recall server`.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let (config, listen, json) = args.resolve()?;
+    init_tracing(json);
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    crate::node::run(
+        config,
+        listener,
+        crate::node::clock::system(),
+        shutdown_signal(),
+    )
+    .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,157 @@
+//! The configuration of an authority node: a plain struct, filled by the binary from flags, the
+//! environment and an optional TOML file, and checked before anything starts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use recall_core::Limits;
+use serde::Deserialize;
+
+use super::raft::{NodeId, StateMachineConfig};
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's id in the cluster (unique, non-zero).
+    pub id: NodeId,
+    /// The address peers, sidecars and the CLI reach this node at (`host:port`).
+    pub advertise: String,
+    /// Where the Raft log and the state machine live.
+    pub data_dir: PathBuf,
+    /// The initial voters, by id, when the cluster is created. Empty: a single-node cluster of
+    /// this node. The node with the smallest id initialises a fresh cluster; a node that is not
+    /// listed waits to be added (`recall cluster add-learner`).
+    pub initial_members: BTreeMap<NodeId, String>,
+    /// Whether this node may create a cluster at all (false for a node that joins later).
+    pub bootstrap: bool,
+    /// Raft heartbeat interval.
+    pub heartbeat: Duration,
+    /// Raft election timeout, lower bound (the upper bound is twice it).
+    pub election_timeout: Duration,
+    /// Build a snapshot (and compact the log) after this many applied entries.
+    pub snapshot_after: u64,
+    /// How long a write may take to commit before the client is told there is no quorum.
+    pub write_timeout: Duration,
+    /// Raft entries are cut at about this many bytes of revocations.
+    pub chunk_bytes: usize,
+    /// How often the leader checks for expired entries to prune.
+    pub prune_interval: Duration,
+    /// Validation limits.
+    pub limits: Limits,
+    /// The delta window.
+    pub state_machine: StateMachineConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            id: 1,
+            advertise: "127.0.0.1:7070".into(),
+            data_dir: PathBuf::from("recall-data"),
+            initial_members: BTreeMap::new(),
+            bootstrap: true,
+            heartbeat: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(500),
+            snapshot_after: 10_000,
+            write_timeout: Duration::from_secs(5),
+            chunk_bytes: 1 << 20,
+            prune_interval: Duration::from_secs(60),
+            limits: Limits::default(),
+            state_machine: StateMachineConfig::default(),
+        }
+    }
+}
+
+/// A configuration that cannot work, naming the field.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {field}: {problem}")]
+pub struct ConfigError {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl NodeConfig {
+    /// Refuses a configuration that cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, problem: &str| {
+            Err(ConfigError {
+                field,
+                problem: problem.into(),
+            })
+        };
+        if self.id == 0 {
+            return err("id", "must be at least 1");
+        }
+        if self.advertise.parse::<std::net::SocketAddr>().is_err() && !self.advertise.contains(':')
+        {
+            return err("advertise", "must be host:port");
+        }
+        if !self.initial_members.is_empty() && !self.initial_members.contains_key(&self.id) {
+            return err("peers", "must include this node's own id (or be empty)");
+        }
+        if self.election_timeout <= self.heartbeat * 2 {
+            return err("election_timeout", "must be more than twice the heartbeat");
+        }
+        if self.write_timeout < Duration::from_millis(100) {
+            return err("write_timeout", "must be at least 100ms");
+        }
+        if self.snapshot_after == 0 {
+            return err("snapshot_after", "must be at least 1");
+        }
+        self.state_machine.validate().map_err(|e| ConfigError {
+            field: "state_machine",
+            problem: e.to_string(),
+        })
+    }
+
+    /// The openraft configuration derived from this one.
+    pub fn raft_config(&self) -> Result<openraft::Config, ConfigError> {
+        let config = openraft::Config {
+            cluster_name: "recall".into(),
+            heartbeat_interval: self.heartbeat.as_millis() as u64,
+            election_timeout_min: self.election_timeout.as_millis() as u64,
+            election_timeout_max: 2 * self.election_timeout.as_millis() as u64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after),
+            max_in_snapshot_log_to_keep: 1_000,
+            max_payload_entries: 64,
+            ..Default::default()
+        };
+        config.validate().map_err(|e| ConfigError {
+            field: "raft",
+            problem: e.to_string(),
+        })
+    }
+}
+
+/// The TOML file form of a node's configuration (every field optional; see `recall server --help`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See [`NodeConfig::id`].
+    pub id: Option<NodeId>,
+    /// The address to listen on.
+    pub listen: Option<String>,
+    /// See [`NodeConfig::advertise`].
+    pub advertise: Option<String>,
+    /// See [`NodeConfig::data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// See [`NodeConfig::initial_members`]: `{ "1" = "10.0.0.1:7070", ... }`.
+    pub peers: Option<BTreeMap<String, String>>,
+    /// See [`NodeConfig::bootstrap`].
+    pub bootstrap: Option<bool>,
+    /// See [`NodeConfig::heartbeat`], in milliseconds.
+    pub heartbeat_ms: Option<u64>,
+    /// See [`NodeConfig::election_timeout`], in milliseconds.
+    pub election_timeout_ms: Option<u64>,
+    /// See [`NodeConfig::snapshot_after`].
+    pub snapshot_after: Option<u64>,
+    /// See [`NodeConfig::write_timeout`], in milliseconds.
+    pub write_timeout_ms: Option<u64>,
+    /// See [`NodeConfig::prune_interval`], in seconds.
+    pub prune_interval_s: Option<u64>,
+    /// See [`Limits::max_batch`].
+    pub max_batch: Option<usize>,
+}

@@ -1,0 +1,63 @@
+//! What only the leader does: fix the cluster's fingerprint seed once, and propose expiry prunes
+//! with its own time inside the command, so every replica prunes identically.
+
+use std::time::Duration;
+
+use recall_core::{Command, FingerprintSeed};
+use tokio::sync::watch;
+
+use super::clock::Clock;
+use super::raft::{Raft, Request, StateMachine};
+use super::writer::Writer;
+
+/// Runs the leader's duties until `stopped` turns true. Followers idle.
+pub async fn run(
+    raft: Raft,
+    sm: StateMachine,
+    writer: Writer,
+    clock: Clock,
+    prune_interval: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let tick = prune_interval
+        .min(Duration::from_millis(200))
+        .max(Duration::from_millis(10));
+    let mut since_prune = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        since_prune += tick;
+        let leads = {
+            let m = raft.metrics().borrow().clone();
+            m.current_leader == Some(m.id)
+        };
+        if !leads {
+            continue;
+        }
+        if !sm.seeded() {
+            let seed = FingerprintSeed(rand::random());
+            if let Err(e) = writer.propose_system(Request::Init { seed }).await {
+                tracing::debug!(error = %e, "seed proposal failed; will retry");
+            }
+        }
+        if since_prune >= prune_interval {
+            since_prune = Duration::ZERO;
+            let now = clock();
+            if sm.with_set(|s| s.has_expired(now)) {
+                match writer
+                    .propose_system(Request::Command(Command::Prune { now }))
+                    .await
+                {
+                    Ok(r) => tracing::info!(
+                        version = r.version,
+                        removed = r.removed,
+                        "pruned expired entries"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "prune failed; will retry"),
+                }
+            }
+        }
+    }
+}

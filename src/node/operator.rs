@@ -1,0 +1,349 @@
+//! The operator API (`recall.v1.Operator`): revoke, rules, lift, import, status, membership and
+//! the audit history. Converts the wire types at the door and hands commands to the write path.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use recall_core::{Command, Meta, Timestamp};
+use tonic::{Request, Response as TonicResponse, Status, Streaming};
+
+use super::raft::{Node, Raft, Response, StateMachine};
+use super::writer::Writer;
+use crate::proto as pb;
+use crate::proto::operator_server::Operator;
+use crate::wire::{self, WireError};
+
+/// The most audit records one `AuditLog` call returns.
+const MAX_AUDIT_PAGE: usize = 10_000;
+
+/// The operator service of one node.
+pub struct OperatorService {
+    raft: Raft,
+    sm: StateMachine,
+    writer: Writer,
+}
+
+impl OperatorService {
+    /// Serves the operator API over this node's Raft, state machine and write path.
+    pub fn new(raft: Raft, sm: StateMachine, writer: Writer) -> Self {
+        Self { raft, sm, writer }
+    }
+
+    async fn commit(&self, cmd: Command) -> Result<TonicResponse<pb::WriteReply>, Status> {
+        let r = self.writer.write(cmd).await?;
+        Ok(TonicResponse::new(reply(r)))
+    }
+
+    fn members(&self) -> Vec<pb::Member> {
+        let m = self.raft.metrics().borrow().clone();
+        let voters: Vec<u64> = m.membership_config.voter_ids().collect();
+        let replication = m.replication.clone().unwrap_or_default();
+        m.membership_config
+            .nodes()
+            .map(|(id, node)| {
+                let applied = if *id == m.id {
+                    m.last_applied.map(|l| l.index)
+                } else {
+                    replication.get(id).copied().flatten().map(|l| l.index)
+                };
+                pb::Member {
+                    node_id: *id,
+                    address: node.addr.clone(),
+                    role: if voters.contains(id) {
+                        pb::Role::Voter
+                    } else {
+                        pb::Role::Learner
+                    } as i32,
+                    reachable: *id == m.id || applied.is_some(),
+                    applied_version: applied.unwrap_or(0),
+                }
+            })
+            .collect()
+    }
+
+    /// The leader's address for a membership change sent to a follower.
+    fn not_leader(&self) -> Status {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader.and_then(|id| {
+            m.membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| format!("node {id} at {}", n.addr))
+        });
+        Status::failed_precondition(format!(
+            "membership changes go to the leader; the leader is {}",
+            leader.unwrap_or_else(|| "unknown (election in progress?)".into())
+        ))
+    }
+}
+
+fn meta(actor: String, reason: String) -> Meta {
+    // The leader stamps the time when it proposes.
+    Meta {
+        at: Timestamp(0),
+        actor,
+        reason,
+    }
+}
+
+fn reply(r: Response) -> pb::WriteReply {
+    pb::WriteReply {
+        version: r.version,
+        added: r.added,
+        already_present: r.already_present,
+        removed: r.removed,
+        not_found: r.not_found,
+        convergence: None,
+    }
+}
+
+fn membership_error<E: std::fmt::Display>(e: E) -> Status {
+    Status::unavailable(format!("membership change failed: {e}"))
+}
+
+type AuditStream = Pin<Box<dyn Stream<Item = Result<pb::AuditRecord, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Operator for OperatorService {
+    async fn revoke(
+        &self,
+        req: Request<pb::RevokeRequest>,
+    ) -> Result<TonicResponse<pb::WriteReply>, Status> {
+        let req = req.into_inner();
+        let items = req
+            .items
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| wire::revocation_from_wire(&format!("items[{i}]"), r))
+            .collect::<Result<Vec<_>, WireError>>()?;
+        self.commit(Command::Revoke {
+            meta: meta(req.actor, req.reason),
+            items,
+        })
+        .await
+    }
+
+    async fn add_rule(
+        &self,
+        req: Request<pb::AddRuleRequest>,
+    ) -> Result<TonicResponse<pb::WriteReply>, Status> {
+        let req = req.into_inner();
+        let rule = wire::rule_from_wire("rule", req.rule)?;
+        self.commit(Command::AddRule {
+            meta: meta(req.actor, req.reason),
+            rule,
+        })
+        .await
+    }
+
+    async fn lift(
+        &self,
+        req: Request<pb::LiftRequest>,
+    ) -> Result<TonicResponse<pb::WriteReply>, Status> {
+        let req = req.into_inner();
+        let keys = req
+            .keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| wire::key_from_wire(&format!("keys[{i}]"), Some(k)))
+            .collect::<Result<Vec<_>, WireError>>()?;
+        let rules = req
+            .rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| wire::scope_from_wire(&format!("rules[{i}]"), Some(s)))
+            .collect::<Result<Vec<_>, WireError>>()?;
+        self.commit(Command::Lift {
+            meta: meta(req.actor, req.reason),
+            keys,
+            rules,
+        })
+        .await
+    }
+
+    async fn import(
+        &self,
+        req: Request<Streaming<pb::ImportChunk>>,
+    ) -> Result<TonicResponse<pb::WriteReply>, Status> {
+        let mut stream = req.into_inner();
+        let mut total = Response::default();
+        let mut offset = 0usize;
+        while let Some(chunk) = stream.message().await? {
+            let n = chunk.items.len();
+            let items = chunk
+                .items
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| wire::revocation_from_wire(&format!("items[{}]", offset + i), r))
+                .collect::<Result<Vec<_>, WireError>>()?;
+            offset += n;
+            if items.is_empty() {
+                continue;
+            }
+            let r = self
+                .writer
+                .write(Command::Revoke {
+                    meta: meta(chunk.actor, chunk.reason),
+                    items,
+                })
+                .await
+                .map_err(|e| {
+                    let s = Status::from(e);
+                    let committed = offset - n;
+                    Status::new(
+                        s.code(),
+                        format!(
+                            "{} (the items before item {committed} were committed; re-running the \
+                             import is safe)",
+                            s.message()
+                        ),
+                    )
+                })?;
+            total = Response {
+                version: total.version.max(r.version),
+                added: total.added + r.added,
+                already_present: total.already_present + r.already_present,
+                removed: total.removed + r.removed,
+                not_found: total.not_found + r.not_found,
+            };
+        }
+        Ok(TonicResponse::new(reply(total)))
+    }
+
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<TonicResponse<pb::StatusReply>, Status> {
+        let m = self.raft.metrics().borrow().clone();
+        let applied = self.sm.applied();
+        let (entries, rules) = self
+            .sm
+            .with_set(|s| (s.len() as u64, s.rule_count() as u64));
+        Ok(TonicResponse::new(pb::StatusReply {
+            node_id: m.id,
+            leader_id: m.current_leader,
+            term: m.current_term,
+            committed_version: m
+                .last_applied
+                .map(|l| l.index)
+                .unwrap_or(0)
+                .max(applied.version),
+            applied_version: applied.version,
+            last_change_version: applied.last_change,
+            digest: applied.digest.0,
+            entries,
+            rules,
+            members: self.members(),
+            convergence: None,
+        }))
+    }
+
+    async fn add_learner(
+        &self,
+        req: Request<pb::AddLearnerRequest>,
+    ) -> Result<TonicResponse<pb::MembershipReply>, Status> {
+        let req = req.into_inner();
+        if req.node_id == 0 || req.address.is_empty() {
+            return Err(Status::invalid_argument(
+                "node_id must be at least 1 and address host:port",
+            ));
+        }
+        if self.raft.current_leader().await != Some(self.raft.metrics().borrow().id) {
+            return Err(self.not_leader());
+        }
+        let r = self
+            .raft
+            .add_learner(req.node_id, Node { addr: req.address }, true)
+            .await
+            .map_err(membership_error)?;
+        Ok(TonicResponse::new(pb::MembershipReply {
+            version: r.log_id.index,
+            members: self.members(),
+        }))
+    }
+
+    async fn change_membership(
+        &self,
+        req: Request<pb::ChangeMembershipRequest>,
+    ) -> Result<TonicResponse<pb::MembershipReply>, Status> {
+        let req = req.into_inner();
+        if req.voters.is_empty() {
+            return Err(Status::invalid_argument(
+                "voters must name at least one node",
+            ));
+        }
+        if self.raft.current_leader().await != Some(self.raft.metrics().borrow().id) {
+            return Err(self.not_leader());
+        }
+        let voters: std::collections::BTreeSet<u64> = req.voters.into_iter().collect();
+        let r = self
+            .raft
+            .change_membership(voters, req.keep_removed_as_learners)
+            .await
+            .map_err(membership_error)?;
+        Ok(TonicResponse::new(pb::MembershipReply {
+            version: r.log_id.index,
+            members: self.members(),
+        }))
+    }
+
+    type AuditLogStream = AuditStream;
+
+    async fn audit_log(
+        &self,
+        req: Request<pb::AuditLogRequest>,
+    ) -> Result<TonicResponse<AuditStream>, Status> {
+        let req = req.into_inner();
+        let limit = match req.limit as usize {
+            0 => MAX_AUDIT_PAGE,
+            n => n.min(MAX_AUDIT_PAGE),
+        };
+        let records = self
+            .sm
+            .audit_log(req.from_version.unwrap_or(0), limit)
+            .await
+            .map_err(|e| Status::internal(format!("cannot read the audit history: {e}")))?;
+        let out = records.into_iter().map(|r| {
+            Ok(pb::AuditRecord {
+                version: r.version,
+                at_ms: r.at.as_millis(),
+                actor: r.actor,
+                reason: r.reason,
+                command: r.summary,
+                hash: r.hash.to_vec(),
+                prev_hash: r.prev.to_vec(),
+            })
+        });
+        Ok(TonicResponse::new(Box::pin(futures::stream::iter(
+            out.collect::<Vec<_>>(),
+        ))))
+    }
+
+    async fn audit_verify(
+        &self,
+        _req: Request<pb::AuditVerifyRequest>,
+    ) -> Result<TonicResponse<pb::AuditVerifyReply>, Status> {
+        let result = self
+            .sm
+            .audit_verify()
+            .await
+            .map_err(|e| Status::internal(format!("cannot read the audit history: {e}")))?;
+        Ok(TonicResponse::new(match result {
+            Ok(v) => pb::AuditVerifyReply {
+                ok: true,
+                records_checked: v.records,
+                first_broken_version: None,
+                detail: format!(
+                    "{} records verified up to version {}",
+                    v.records, v.last_version
+                ),
+            },
+            Err(b) => pb::AuditVerifyReply {
+                ok: false,
+                records_checked: 0,
+                first_broken_version: Some(b.version),
+                detail: b.to_string(),
+            },
+        }))
+    }
+}

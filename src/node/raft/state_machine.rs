@@ -1,0 +1,458 @@
+//! The durable state machine of an authority node: the revocation set, the window of recent
+//! deltas subscribers resume from, and the hash-chained audit history.
+//!
+//! The set lives in memory and is made durable by snapshots: the latest one is stored (fsynced)
+//! in `state.redb` when it is built or installed, and `open` restores from it; openraft then
+//! re-applies the log after it. Audit records go to the same file, one transaction per applied
+//! batch (see [`snapshot`] for the file and why those commits skip the fsync).
+//!
+//! Readers (subscriber streams, status) never wait for redb: they read the in-memory state under
+//! a lock that is never held across an `.await` or a disk write.
+
+use std::collections::VecDeque;
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, Snapshot, StorageError,
+    StoredMembership,
+};
+use recall_core::{Delta, Digest, FingerprintSeed, OutOfOrder, RevocationSet};
+use tokio::sync::{Mutex, watch};
+
+use super::snapshot::{self, Meta, StateDb, sto};
+use super::{Node, NodeId, Request, Response, TypeConfig};
+use crate::node::audit::{AuditHead, AuditRecord, Broken, Verified};
+
+pub use super::snapshot::{FILE_NAME, SnapshotBuilder, StateMachineError};
+
+/// How much history the delta window keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateMachineConfig {
+    /// The most deltas retained (at least 1); the oldest are dropped first.
+    pub max_deltas: usize,
+    /// The most fingerprints and rules retained across all deltas; the oldest are dropped first.
+    pub max_delta_entries: usize,
+}
+
+impl Default for StateMachineConfig {
+    fn default() -> Self {
+        Self {
+            max_deltas: 4096,
+            max_delta_entries: 4_000_000,
+        }
+    }
+}
+
+impl StateMachineConfig {
+    /// Refuses a configuration that cannot work, naming the field.
+    pub fn validate(&self) -> Result<(), StateMachineError> {
+        if self.max_deltas == 0 {
+            return Err(StateMachineError::Config {
+                field: "max_deltas",
+                reason: "must be at least 1",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a subscriber at some version needs next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeltasAfter {
+    /// Every change after that version, in order (empty when it is up to date): the first one's
+    /// `prev_version` is at or before the subscriber's version.
+    Deltas(Vec<Arc<Delta>>),
+    /// The window no longer reaches back that far: send a snapshot first.
+    TooOld {
+        /// The oldest version a subscriber can resume from with deltas.
+        oldest: u64,
+    },
+    /// The subscriber claims a version this node has not applied yet.
+    Ahead {
+        /// This node's version.
+        current: u64,
+    },
+}
+
+/// What the state machine has applied, published after every apply batch and install.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppliedState {
+    /// The log index of the last applied entry.
+    pub version: u64,
+    /// The version of the last change to the subscriber view.
+    pub last_change: u64,
+    /// The digest of the subscriber view.
+    pub digest: Digest,
+}
+
+/// The durable state machine. Cloning is cheap and shares the state.
+#[derive(Clone, Debug)]
+pub struct StateMachine {
+    inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) db: StateDb,
+    state: RwLock<State>,
+    /// Held by `apply` and `install_snapshot` until their audit records are committed, and by a
+    /// snapshot build while it copies the state: a snapshot never misses the records of the
+    /// versions it covers.
+    pub(super) gate: Mutex<()>,
+    applied: watch::Sender<AppliedState>,
+}
+
+pub(super) struct State {
+    pub(super) set: RevocationSet,
+    pub(super) seeded: bool,
+    pub(super) last_applied: Option<LogId<NodeId>>,
+    pub(super) membership: StoredMembership<NodeId, Node>,
+    head: AuditHead,
+    window: Window,
+}
+
+/// The retained deltas, oldest first, bounded by count and by total entries.
+struct Window {
+    deltas: VecDeque<Arc<Delta>>,
+    entries: usize,
+    config: StateMachineConfig,
+}
+
+impl Window {
+    fn push(&mut self, delta: Delta) {
+        self.entries += delta.len();
+        self.deltas.push_back(Arc::new(delta));
+        while self.deltas.len() > self.config.max_deltas
+            || self.entries > self.config.max_delta_entries
+        {
+            let Some(old) = self.deltas.pop_front() else {
+                break;
+            };
+            self.entries -= old.len();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.deltas.clear();
+        self.entries = 0;
+    }
+
+    /// With no delta retained, the window starts at the set's last change.
+    fn after(&self, version: u64, set: &RevocationSet) -> DeltasAfter {
+        if version > set.version() {
+            return DeltasAfter::Ahead {
+                current: set.version(),
+            };
+        }
+        let floor = self
+            .deltas
+            .front()
+            .map_or(set.last_change(), |d| d.prev_version);
+        if version < floor {
+            return DeltasAfter::TooOld { oldest: floor };
+        }
+        let start = self.deltas.partition_point(|d| d.version <= version);
+        DeltasAfter::Deltas(self.deltas.range(start..).cloned().collect())
+    }
+}
+
+impl State {
+    fn applied(&self) -> AppliedState {
+        AppliedState {
+            version: self.set.version(),
+            last_change: self.set.last_change(),
+            digest: self.set.digest(),
+        }
+    }
+
+    /// Moves the set to `index` for an entry that changes nothing in it. openraft's first
+    /// membership entry sits at index 0, where a fresh set already is.
+    fn advance(&mut self, index: u64) -> Result<(), OutOfOrder> {
+        if index == 0 && self.last_applied.is_none() {
+            return Ok(());
+        }
+        self.set.advance(index)
+    }
+
+    fn apply(
+        &mut self,
+        entry: Entry<TypeConfig>,
+        records: &mut Vec<AuditRecord>,
+    ) -> Result<Response, StateMachineError> {
+        let index = entry.log_id.index;
+        let mut response = Response {
+            version: index,
+            ..Response::default()
+        };
+        match entry.payload {
+            EntryPayload::Blank => self.advance(index)?,
+            EntryPayload::Membership(m) => {
+                self.advance(index)?;
+                self.membership = StoredMembership::new(Some(entry.log_id), m);
+            }
+            EntryPayload::Normal(Request::Init { seed }) => {
+                self.init(index, seed, &mut response)?
+            }
+            EntryPayload::Normal(Request::Command(cmd)) => {
+                let applied = self.set.apply(index, &cmd)?;
+                let record = AuditRecord::next(&self.head.hash, index, &cmd);
+                self.head = AuditHead {
+                    version: index,
+                    hash: record.hash,
+                };
+                records.push(record);
+                if let Some(delta) = applied.delta {
+                    self.window.push(delta);
+                }
+                response.added = applied.added;
+                response.already_present = applied.already_present;
+                response.removed = applied.removed;
+                response.not_found = applied.not_found;
+            }
+        }
+        self.last_applied = Some(entry.log_id);
+        Ok(response)
+    }
+
+    /// Fixes the seed if nothing was revoked yet and no seed was fixed: the response counts the
+    /// seed as `added`. Otherwise the request changes nothing and counts as `already_present`.
+    fn init(
+        &mut self,
+        index: u64,
+        seed: FingerprintSeed,
+        response: &mut Response,
+    ) -> Result<(), OutOfOrder> {
+        if !self.seeded && self.set.last_change() == 0 {
+            let version = self.set.version();
+            self.set = RevocationSet::new(seed);
+            if version > 0 {
+                self.set.advance(version)?;
+            }
+            self.seeded = true;
+            response.added = 1;
+        } else {
+            response.already_present = 1;
+        }
+        self.advance(index)
+    }
+
+    pub(super) fn restore(&mut self, meta: &Meta, restored: snapshot::Restored) {
+        self.set = restored.set;
+        self.seeded = restored.seeded;
+        self.head = restored.head;
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.window.clear();
+    }
+}
+
+/// Shows what is applied, not the (possibly huge) set.
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine")
+            .field("applied", &*self.applied.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a batch failed: the entry at fault (none if the audit commit failed), and the error.
+type BatchError = Box<(Option<LogId<NodeId>>, StateMachineError)>;
+
+impl Inner {
+    pub(super) fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .expect("no thread panicked while applying")
+    }
+
+    pub(super) fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .expect("no thread panicked while applying")
+    }
+
+    /// Applies a batch under the write lock, then commits its audit records (blocking).
+    fn apply_batch(&self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>, BatchError> {
+        let mut records = Vec::new();
+        let mut responses = Vec::with_capacity(entries.len());
+        {
+            let mut state = self.write();
+            for entry in entries {
+                let log_id = entry.log_id;
+                let response = state
+                    .apply(entry, &mut records)
+                    .map_err(|e| Box::new((Some(log_id), e)))?;
+                responses.push(response);
+            }
+        }
+        if !records.is_empty() {
+            self.db
+                .append_audit(&records)
+                .map_err(|e| Box::new((None, e)))?;
+        }
+        Ok(responses)
+    }
+
+    pub(super) fn publish(&self) {
+        let applied = self.read().applied();
+        self.applied.send_replace(applied);
+    }
+}
+
+impl StateMachine {
+    /// Opens the state machine in `dir` (creating [`FILE_NAME`] if needed) and restores the
+    /// latest stored snapshot. Blocks while redb opens the file and the snapshot is decoded, so
+    /// call it before serving.
+    pub fn open(dir: &Path, config: StateMachineConfig) -> Result<Self, StateMachineError> {
+        config.validate()?;
+        let db = StateDb::open(dir)?;
+        let mut state = State {
+            set: RevocationSet::new(FingerprintSeed::default()),
+            seeded: false,
+            last_applied: None,
+            membership: StoredMembership::default(),
+            head: AuditHead::default(),
+            window: Window {
+                deltas: VecDeque::new(),
+                entries: 0,
+                config,
+            },
+        };
+        if let Some((meta, bytes)) = db.load_snapshot()? {
+            state.restore(&meta, snapshot::restore(&meta, &bytes)?);
+        }
+        let (applied, _) = watch::channel(state.applied());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                state: RwLock::new(state),
+                gate: Mutex::new(()),
+                applied,
+            }),
+        })
+    }
+
+    /// Follows what is applied: the receiver sees the state after every batch.
+    pub fn subscribe(&self) -> watch::Receiver<AppliedState> {
+        self.inner.applied.subscribe()
+    }
+
+    /// What is applied now.
+    pub fn applied(&self) -> AppliedState {
+        self.inner.read().applied()
+    }
+
+    /// Runs `f` on the current set. Keep `f` short (applying waits for it) and do not call back
+    /// into the state machine from it (the read lock is not reentrant).
+    pub fn with_set<R>(&self, f: impl FnOnce(&RevocationSet) -> R) -> R {
+        f(&self.inner.read().set)
+    }
+
+    /// Whether an `Init` request has fixed the fingerprint seed.
+    pub fn seeded(&self) -> bool {
+        self.inner.read().seeded
+    }
+
+    /// The end of the audit chain as applied (it may be ahead of what is on disk).
+    pub fn audit_head(&self) -> AuditHead {
+        self.inner.read().head
+    }
+
+    /// What a subscriber that has applied `version` needs next.
+    pub fn deltas_after(&self, version: u64) -> DeltasAfter {
+        let state = self.inner.read();
+        state.window.after(version, &state.set)
+    }
+
+    /// Up to `limit` audit records from `from_version` on, oldest first.
+    pub async fn audit_log(
+        &self,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StateMachineError> {
+        let range = move |db: &StateDb| db.audit_range(from_version, u64::MAX, limit);
+        self.inner.db.run(range).await
+    }
+
+    /// [`StateMachine::audit_log`], blocking the calling thread.
+    pub fn blocking_audit_log(
+        &self,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StateMachineError> {
+        self.inner.db.audit_range(from_version, u64::MAX, limit)
+    }
+
+    /// Recomputes the stored audit chain. The outer error: the file could not be read; the
+    /// inner one: the chain does not hold, and where.
+    pub async fn audit_verify(&self) -> Result<Result<Verified, Broken>, StateMachineError> {
+        self.inner.db.run(StateDb::audit_verify).await
+    }
+
+    /// [`StateMachine::audit_verify`], blocking the calling thread.
+    pub fn blocking_audit_verify(&self) -> Result<Result<Verified, Broken>, StateMachineError> {
+        self.inner.db.audit_verify()
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>), StorageError<NodeId>> {
+        let state = self.inner.read();
+        Ok((state.last_applied, state.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let _gate = self.inner.gate.lock().await;
+        let inner = Arc::clone(&self.inner);
+        // Applying a large batch is CPU work and the audit commit is I/O: neither runs on the
+        // async runtime.
+        let applied = tokio::task::spawn_blocking(move || inner.apply_batch(entries))
+            .await
+            .map_err(|e| sto(ErrorSubject::StateMachine, ErrorVerb::Write)(e.into()))?;
+        match applied {
+            Ok(responses) => {
+                self.inner.publish();
+                Ok(responses)
+            }
+            Err(failed) => Err(match *failed {
+                (Some(log_id), e) => sto(ErrorSubject::Apply(log_id), ErrorVerb::Write)(e),
+                (None, e) => sto(ErrorSubject::StateMachine, ErrorVerb::Write)(e),
+            }),
+        }
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder::new(Arc::clone(&self.inner))
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        snapshot::install(&self.inner, meta, snapshot.into_inner()).await
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        snapshot::current(&self.inner.db).await
+    }
+}

@@ -1,0 +1,315 @@
+//! The write path: validate, split big batches by bytes, stamp and propose on the leader, or
+//! forward to it. Every operator write (revoke, rule, lift, import) and the leader's own duties
+//! (the seed, prunes) go through here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use openraft::error::{ClientWriteError, RaftError};
+use recall_core::{Command, FingerprintSeed, Limits, validate};
+use tonic::transport::Channel;
+
+use super::clock::Clock;
+use super::raft::codec::{decode, encode};
+use super::raft::network::channel;
+use super::raft::{Node, NodeId, Raft, Request, Response, StateMachine};
+use super::write_error::WriteError;
+use crate::proto as pb;
+use crate::proto::raft_internal_client::RaftInternalClient;
+
+/// How many chunks of one batch are in flight at once.
+const PIPELINE: usize = 4;
+
+/// The write path of one node.
+#[derive(Clone)]
+pub struct Writer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    raft: Raft,
+    sm: StateMachine,
+    clock: Clock,
+    limits: Limits,
+    timeout: Duration,
+    chunk_bytes: usize,
+    leaders: Mutex<HashMap<String, RaftInternalClient<Channel>>>,
+}
+
+/// Why a proposal on this node did not commit.
+enum Propose {
+    /// Another node leads (if known).
+    NotLeader(Option<(NodeId, Node)>),
+    /// Anything else.
+    Failed(WriteError),
+}
+
+impl Writer {
+    /// The write path over `raft` and its state machine.
+    pub fn new(
+        raft: Raft,
+        sm: StateMachine,
+        clock: Clock,
+        limits: Limits,
+        timeout: Duration,
+        chunk_bytes: usize,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                raft,
+                sm,
+                clock,
+                limits,
+                timeout,
+                chunk_bytes: chunk_bytes.max(1024),
+                leaders: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Validates `cmd`, then commits it (in byte-bounded chunks, pipelined) through the leader.
+    /// The reply sums the chunks; its version is the last one committed.
+    pub async fn write(&self, cmd: Command) -> Result<Response, WriteError> {
+        validate(&cmd, (self.inner.clock)(), &self.inner.limits)?;
+        let chunks = split(cmd, self.inner.chunk_bytes);
+        futures::stream::iter(chunks)
+            .map(|c| self.commit(c))
+            .buffered(PIPELINE)
+            .try_fold(Response::default(), |acc, r| async move { Ok(sum(acc, r)) })
+            .await
+    }
+
+    /// Commits one command within the deadline, forwarding it while another node leads.
+    async fn commit(&self, cmd: Command) -> Result<Response, WriteError> {
+        let deadline = self.inner.timeout;
+        let attempt = async {
+            let mut backoff = Duration::from_millis(20);
+            loop {
+                match self.propose(cmd.clone()).await {
+                    Ok(r) => return Ok(r),
+                    Err(Propose::Failed(e)) => return Err(e),
+                    Err(Propose::NotLeader(Some((id, node)))) => {
+                        match self.forward(id, &node, &cmd).await {
+                            Ok(r) => return Ok(r),
+                            Err(e) => tracing::debug!(leader = id, error = %e, "forward failed"),
+                        }
+                    }
+                    Err(Propose::NotLeader(None)) => {}
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+        };
+        tokio::time::timeout(deadline, attempt)
+            .await
+            .map_err(|_| WriteError::Timeout(deadline))?
+    }
+
+    /// Proposes on this node if it leads: fixes the seed first if the cluster has none, stamps
+    /// the command with this node's time, and waits for it to be applied.
+    async fn propose(&self, mut cmd: Command) -> Result<Response, Propose> {
+        if !self.inner.sm.seeded() {
+            let seed = FingerprintSeed(rand::random());
+            self.client_write(Request::Init { seed }).await?;
+        }
+        stamp(&mut cmd, (self.inner.clock)());
+        self.client_write(Request::Command(cmd)).await
+    }
+
+    /// The leader's side of a forwarded write: validate against the leader's clock and propose,
+    /// without forwarding again.
+    pub async fn accept_forwarded(&self, cmd: Command) -> Result<Response, tonic::Status> {
+        validate(&cmd, (self.inner.clock)(), &self.inner.limits).map_err(WriteError::from)?;
+        match self.propose(cmd).await {
+            Ok(r) => Ok(r),
+            Err(Propose::Failed(e)) => Err(e.into()),
+            Err(Propose::NotLeader(_)) => Err(tonic::Status::failed_precondition(
+                "this node is no longer the leader; retry",
+            )),
+        }
+    }
+
+    /// Proposes a system request (the seed or a prune) if this node leads.
+    pub async fn propose_system(&self, req: Request) -> Result<Response, WriteError> {
+        match self.client_write(req).await {
+            Ok(r) => Ok(r),
+            Err(Propose::Failed(e)) => Err(e),
+            Err(Propose::NotLeader(_)) => Err(WriteError::NoLeader),
+        }
+    }
+
+    async fn client_write(&self, req: Request) -> Result<Response, Propose> {
+        match self.inner.raft.client_write(req).await {
+            Ok(r) => Ok(r.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(Propose::NotLeader(f.leader_id.zip(f.leader_node)))
+            }
+            Err(e) => Err(Propose::Failed(WriteError::Raft(e.to_string()))),
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: NodeId,
+        node: &Node,
+        cmd: &Command,
+    ) -> Result<Response, WriteError> {
+        let fail = |reason: String| WriteError::Forward {
+            leader,
+            addr: node.addr.clone(),
+            reason,
+        };
+        let mut client = self
+            .leader_client(&node.addr)
+            .map_err(|e| fail(e.to_string()))?;
+        let reply = client
+            .forward(pb::ForwardRequest {
+                payload: encode(cmd),
+            })
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::InvalidArgument => WriteError::Raft(s.message().to_string()),
+                _ => fail(s.message().to_string()),
+            })?
+            .into_inner();
+        match reply.outcome {
+            Some(pb::forward_reply::Outcome::Payload(p)) => {
+                decode("forwarded write reply", &p).map_err(|s| fail(s.message().to_string()))
+            }
+            Some(pb::forward_reply::Outcome::Error(e)) => {
+                Err(fail(String::from_utf8_lossy(&e).into()))
+            }
+            None => Err(fail("empty reply".into())),
+        }
+    }
+
+    fn leader_client(
+        &self,
+        addr: &str,
+    ) -> Result<RaftInternalClient<Channel>, tonic::transport::Error> {
+        let mut leaders = self.inner.leaders.lock().expect("leader clients lock");
+        if let Some(c) = leaders.get(addr) {
+            return Ok(c.clone());
+        }
+        let client = RaftInternalClient::new(channel(addr, Duration::from_secs(1))?)
+            .max_decoding_message_size(super::raft::network::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(super::raft::network::MAX_MESSAGE_BYTES);
+        leaders.insert(addr.to_string(), client.clone());
+        Ok(client)
+    }
+}
+
+/// Sets the time of a command to the proposing leader's clock.
+fn stamp(cmd: &mut Command, now: recall_core::Timestamp) {
+    match cmd {
+        Command::Revoke { meta, .. }
+        | Command::AddRule { meta, .. }
+        | Command::Lift { meta, .. } => meta.at = now,
+        Command::Prune { .. } => {}
+    }
+}
+
+fn sum(a: Response, b: Response) -> Response {
+    Response {
+        version: a.version.max(b.version),
+        added: a.added + b.added,
+        already_present: a.already_present + b.already_present,
+        removed: a.removed + b.removed,
+        not_found: a.not_found + b.not_found,
+    }
+}
+
+/// The approximate encoded size of one revoked or lifted key.
+fn key_bytes(k: &recall_core::RevocationKey) -> usize {
+    16 + k.namespace.len() + k.value.len()
+}
+
+/// Splits a revoke or lift into commands of about `max_bytes` each (a 1M-entry import must never
+/// become one huge Raft entry); other commands stay whole.
+fn split(cmd: Command, max_bytes: usize) -> Vec<Command> {
+    match cmd {
+        Command::Revoke { meta, items } => chunks(items, max_bytes, |r| key_bytes(&r.key))
+            .into_iter()
+            .map(|items| Command::Revoke {
+                meta: meta.clone(),
+                items,
+            })
+            .collect(),
+        Command::Lift { meta, keys, rules } => {
+            let mut out: Vec<Command> = chunks(keys, max_bytes, key_bytes)
+                .into_iter()
+                .map(|keys| Command::Lift {
+                    meta: meta.clone(),
+                    keys,
+                    rules: vec![],
+                })
+                .collect();
+            match out.first_mut() {
+                Some(Command::Lift { rules: r, .. }) => *r = rules,
+                _ => out.push(Command::Lift {
+                    meta,
+                    keys: vec![],
+                    rules,
+                }),
+            }
+            out
+        }
+        other => vec![other],
+    }
+}
+
+fn chunks<T>(items: Vec<T>, max_bytes: usize, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let (mut cur, mut bytes) = (Vec::new(), 0);
+    for item in items {
+        let n = size(&item);
+        if !cur.is_empty() && bytes + n > max_bytes {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += n;
+        cur.push(item);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use recall_core::{Kind, Meta, Revocation, RevocationKey};
+
+    #[test]
+    fn big_batches_split_by_bytes_and_keep_every_item() {
+        let items: Vec<Revocation> = (0..10_000)
+            .map(|i| Revocation {
+                key: RevocationKey::new(Kind::Token, "iss", format!("{i:060}")),
+                expires_at: None,
+            })
+            .collect();
+        let parts = split(
+            Command::Revoke {
+                meta: Meta {
+                    at: recall_core::Timestamp(0),
+                    actor: "t".into(),
+                    reason: "r".into(),
+                },
+                items,
+            },
+            64 * 1024,
+        );
+        assert!(parts.len() > 10);
+        let total: usize = parts
+            .iter()
+            .map(|c| match c {
+                Command::Revoke { items, .. } => items.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(total, 10_000);
+    }
+}

@@ -1,0 +1,42 @@
+//! Conversions between the generated `recall.v1` types and the `recall-core` types: the one place
+//! where the two meet. Every conversion from the wire checks what prost cannot (enum values,
+//! required messages) and names the offending field, e.g. `items[3].key.kind`, in an
+//! INVALID_ARGUMENT status a user can act on.
+
+mod keys;
+
+pub use keys::{
+    key_from_wire, key_to_wire, revocation_from_wire, rule_from_wire, scope_from_wire,
+    scope_to_wire,
+};
+
+/// A wire message that does not describe a valid core value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct WireError {
+    /// The path of the offending field.
+    pub field: String,
+    /// What is wrong with it and what is expected.
+    pub problem: String,
+}
+
+impl WireError {
+    /// An error at `field`.
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl From<WireError> for tonic::Status {
+    fn from(e: WireError) -> Self {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
+
+/// A validation error from the core, as the status a client sees.
+pub fn invalid(e: recall_core::ValidationError) -> tonic::Status {
+    tonic::Status::invalid_argument(e.to_string())
+}
