@@ -4,4 +4,5 @@
 pub mod cli;
 pub mod node;
 pub mod proto;
+pub mod subscriber;
 pub mod wire;

@@ -41,6 +41,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// The delta window.
     pub state_machine: StateMachineConfig,
+    /// How subscriber streams are served.
+    pub streams: crate::node::subscribe::StreamConfig,
 }
 
 impl Default for NodeConfig {
@@ -59,6 +61,7 @@ impl Default for NodeConfig {
             prune_interval: Duration::from_secs(60),
             limits: Limits::default(),
             state_machine: StateMachineConfig::default(),
+            streams: crate::node::subscribe::StreamConfig::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! - [`raft`]: the type configuration, the redb log and state machine, the gRPC transport;
 //! - [`writer`]: the write path (validate, chunk, stamp, propose or forward to the leader);
 //! - [`operator`]: the operator API;
+//! - [`subscribe`]: the subscribe stream that feeds sidecars;
 //! - [`leader`]: what only the leader does (the cluster seed, expiry prunes);
 //! - [`audit`]: the hash-chained history of applied commands;
 //! - [`config`] and [`clock`]: what a node is started with.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod leader;
 pub mod operator;
 pub mod raft;
+pub mod subscribe;
 pub mod write_error;
 pub mod writer;
 
@@ -45,6 +47,8 @@ pub struct RunningNode {
     pub sm: StateMachine,
     /// The node's write path.
     pub writer: Writer,
+    /// The node's live subscribers.
+    pub subscribers: Arc<subscribe::Registry>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     duties: JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -81,10 +85,23 @@ impl RunningNode {
             config.chunk_bytes,
         );
 
+        let registry = Arc::new(subscribe::Registry::default());
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let server = {
             let raft_svc = raft::service::RaftService::new(raft.clone(), writer.clone());
-            let op_svc = operator::OperatorService::new(raft.clone(), sm.clone(), writer.clone());
+            let op_svc = operator::OperatorService::new(
+                raft.clone(),
+                sm.clone(),
+                writer.clone(),
+                registry.clone(),
+            );
+            let sub_svc = subscribe::SubscribeService::new(
+                sm.clone(),
+                raft.clone(),
+                registry.clone(),
+                config.streams,
+                clock.clone(),
+            );
             let mut stopped = stopped.clone();
             let router = tonic::transport::Server::builder()
                 .add_service(
@@ -95,7 +112,10 @@ impl RunningNode {
                 .add_service(
                     crate::proto::operator_server::OperatorServer::new(op_svc)
                         .max_decoding_message_size(64 << 20),
-                );
+                )
+                .add_service(crate::proto::subscription_server::SubscriptionServer::new(
+                    sub_svc,
+                ));
             tokio::spawn(router.serve_with_incoming_shutdown(
                 TcpListenerStream::new(listener),
                 async move {
@@ -136,6 +156,7 @@ impl RunningNode {
         ));
         tracing::info!(id = config.id, addr = %config.advertise, data = %config.data_dir.display(), "node started");
         Ok(Self {
+            subscribers: registry,
             raft,
             sm,
             writer,

@@ -21,12 +21,24 @@ pub struct OperatorService {
     raft: Raft,
     sm: StateMachine,
     writer: Writer,
+    #[allow(dead_code)] // convergence: read by Status in the next change
+    subscribers: std::sync::Arc<super::subscribe::Registry>,
 }
 
 impl OperatorService {
     /// Serves the operator API over this node's Raft, state machine and write path.
-    pub fn new(raft: Raft, sm: StateMachine, writer: Writer) -> Self {
-        Self { raft, sm, writer }
+    pub fn new(
+        raft: Raft,
+        sm: StateMachine,
+        writer: Writer,
+        subscribers: std::sync::Arc<super::subscribe::Registry>,
+    ) -> Self {
+        Self {
+            raft,
+            sm,
+            writer,
+            subscribers,
+        }
     }
 
     async fn commit(&self, cmd: Command) -> Result<TonicResponse<pb::WriteReply>, Status> {

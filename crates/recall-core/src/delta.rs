@@ -23,6 +23,10 @@ pub struct Delta {
     pub rules_removed: Vec<Fingerprint>,
     /// The digest of the whole set after this delta.
     pub digest: Digest,
+    /// When the leader accepted the command (a prune: the time inside it), so subscribers can
+    /// measure how long the change took to reach them.
+    #[serde(default)]
+    pub at: crate::Timestamp,
 }
 
 impl Delta {

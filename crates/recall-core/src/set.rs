@@ -226,6 +226,10 @@ impl RevocationSet {
         }
         if !delta.is_empty() {
             delta.digest = self.digest;
+            delta.at = match cmd {
+                Command::Prune { now } => *now,
+                _ => cmd.meta().map_or(Timestamp(0), |m| m.at),
+            };
             self.last_change = version;
             out.delta = Some(delta);
         }

@@ -1,0 +1,138 @@
+//! The subscribe stream (`recall.v1.Subscription`), served by every node from its own applied
+//! state. One session per stream follows the contract in `proto/recall/v1/subscribe.proto`:
+//! resume with deltas when the node still holds them, else a chunked snapshot; then every delta
+//! in order, heartbeats, and acks of the applied version. A subscriber that falls behind the
+//! retained window is resynced with a snapshot; nothing is ever skipped.
+//!
+//! - [`registry`]: the live subscribers and their acked versions (convergence);
+//! - [`session`]: one stream;
+//! - [`encode`]: deltas and snapshots as messages of bounded size.
+
+pub mod encode;
+pub mod registry;
+pub mod session;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+pub use registry::{Registry, SubscriberInfo};
+
+use super::clock::Clock;
+use super::raft::{Raft, StateMachine};
+use crate::proto as pb;
+use crate::proto::subscription_server::Subscription;
+
+/// How a node serves subscriber streams.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamConfig {
+    /// Messages queued per subscriber before the node waits for it.
+    pub queue: usize,
+    /// The largest message, in bytes (deltas and snapshots are split to fit).
+    pub chunk_bytes: usize,
+    /// How often an idle stream carries a heartbeat.
+    pub heartbeat: Duration,
+    /// How long a node behind a subscriber's version waits to catch up before refusing it.
+    pub catch_up_wait: Duration,
+    /// The most subscribers one node serves.
+    pub max_subscribers: usize,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            queue: 64,
+            chunk_bytes: 1 << 20,
+            heartbeat: Duration::from_millis(500),
+            catch_up_wait: Duration::from_secs(2),
+            max_subscribers: 10_000,
+        }
+    }
+}
+
+/// The subscription service of one node.
+#[derive(Clone)]
+pub struct SubscribeService {
+    pub(crate) sm: StateMachine,
+    pub(crate) raft: Raft,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) config: StreamConfig,
+    pub(crate) clock: Clock,
+}
+
+impl SubscribeService {
+    /// Serves streams from `sm`, recording subscribers in `registry`.
+    pub fn new(
+        sm: StateMachine,
+        raft: Raft,
+        registry: Arc<Registry>,
+        config: StreamConfig,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            sm,
+            raft,
+            registry,
+            config,
+            clock,
+        }
+    }
+}
+
+type Out = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Subscription for SubscribeService {
+    type SubscribeStream = Out;
+
+    async fn subscribe(
+        &self,
+        req: Request<Streaming<pb::SubscribeRequest>>,
+    ) -> Result<Response<Out>, Status> {
+        let mut incoming = req.into_inner();
+        let hello = match incoming.message().await? {
+            Some(pb::SubscribeRequest {
+                body: Some(pb::subscribe_request::Body::Hello(h)),
+            }) => h,
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "the first message must be a Hello",
+                ));
+            }
+            None => {
+                return Err(Status::invalid_argument(
+                    "the stream ended before its Hello",
+                ));
+            }
+        };
+        if hello.subscriber_id.is_empty() || hello.subscriber_id.len() > 256 {
+            return Err(Status::invalid_argument(
+                "hello.subscriber_id must be 1 to 256 bytes",
+            ));
+        }
+        if hello.mode.len() > 32 {
+            return Err(Status::invalid_argument(
+                "hello.mode must be at most 32 bytes",
+            ));
+        }
+        if self.registry.len() >= self.config.max_subscribers {
+            return Err(Status::resource_exhausted(format!(
+                "this node already serves {} subscribers; connect to another node",
+                self.config.max_subscribers
+            )));
+        }
+        if !self.sm.seeded() {
+            return Err(Status::unavailable(
+                "this node has not joined a cluster with a seed yet; retry, or connect to another node",
+            ));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(self.config.queue.max(2));
+        let session = session::Session::new(self.clone(), hello, tx);
+        tokio::spawn(session.run(incoming));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,123 @@
+//! The subscribers a node serves and the versions they have applied: what convergence is
+//! computed from. A newer stream with the same id replaces the older one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use recall_core::{Digest, Timestamp};
+use tokio::sync::watch;
+
+/// What a node knows of one live subscriber.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriberInfo {
+    /// The subscriber's id.
+    pub id: String,
+    /// "full" or "lite", as it said.
+    pub mode: String,
+    /// The version it last acked.
+    pub applied: u64,
+    /// The digest it last acked.
+    pub digest: Digest,
+    /// When it last acked (node clock).
+    pub last_ack: Timestamp,
+}
+
+struct Entry {
+    stream: u64,
+    info: SubscriberInfo,
+    /// Turned true to end the stream (replaced by a newer one).
+    replaced: watch::Sender<bool>,
+}
+
+/// The live subscribers of one node.
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<(u64, HashMap<String, Entry>)>,
+}
+
+/// A registration; dropping it removes the subscriber (if it was not replaced meanwhile).
+pub struct Registration {
+    registry: Arc<Registry>,
+    id: String,
+    stream: u64,
+    /// Turns true when a newer stream with the same id replaced this one.
+    pub replaced: watch::Receiver<bool>,
+}
+
+impl Registry {
+    /// Registers a stream for `id`, replacing (and ending) an older stream with the same id.
+    pub fn register(self: &Arc<Self>, id: &str, mode: &str, now: Timestamp) -> Registration {
+        let mut guard = self.inner.lock().expect("registry lock");
+        let (next, map) = &mut *guard;
+        *next += 1;
+        let stream = *next;
+        let (tx, rx) = watch::channel(false);
+        let entry = Entry {
+            stream,
+            info: SubscriberInfo {
+                id: id.to_string(),
+                mode: mode.to_string(),
+                applied: 0,
+                digest: Digest::default(),
+                last_ack: now,
+            },
+            replaced: tx,
+        };
+        if let Some(old) = map.insert(id.to_string(), entry) {
+            let _ = old.replaced.send(true);
+        }
+        Registration {
+            registry: Arc::clone(self),
+            id: id.to_string(),
+            stream,
+            replaced: rx,
+        }
+    }
+
+    /// The live subscribers.
+    pub fn list(&self) -> Vec<SubscriberInfo> {
+        let guard = self.inner.lock().expect("registry lock");
+        let mut out: Vec<SubscriberInfo> = guard.1.values().map(|e| e.info.clone()).collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// How many subscribers are live.
+    pub fn len(&self) -> usize {
+        self.inner.lock().expect("registry lock").1.len()
+    }
+
+    /// Whether no subscriber is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Registration {
+    /// Records an ack.
+    pub fn ack(&self, applied: u64, digest: Digest, now: Timestamp) {
+        let mut guard = self.registry.inner.lock().expect("registry lock");
+        if let Some(e) = guard
+            .1
+            .get_mut(&self.id)
+            .filter(|e| e.stream == self.stream)
+        {
+            e.info.applied = e.info.applied.max(applied);
+            e.info.digest = digest;
+            e.info.last_ack = now;
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut guard = self.registry.inner.lock().expect("registry lock");
+        if guard
+            .1
+            .get(&self.id)
+            .is_some_and(|e| e.stream == self.stream)
+        {
+            guard.1.remove(&self.id);
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! One subscriber stream: where it starts (deltas or a snapshot, and why), then deltas in order,
+//! heartbeats, and acks checked against the digest the node sent at each version.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use recall_core::{Delta, Digest, FingerprintSeed};
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::{SubscribeService, encode};
+use crate::node::raft::DeltasAfter;
+use crate::proto as pb;
+use crate::proto::subscribe_response::Body;
+
+type Tx = mpsc::Sender<Result<pb::SubscribeResponse, Status>>;
+
+/// The stream ended (subscriber gone) or must end with a status.
+enum End {
+    Gone,
+    Status(Status),
+}
+
+/// One stream's state.
+pub struct Session {
+    svc: SubscribeService,
+    hello: pb::Hello,
+    tx: Tx,
+    /// The last version sent (snapshot, delta or heartbeat).
+    sent: u64,
+    /// The last change sent.
+    sent_change: u64,
+    /// The digest at each version sent and not yet acked past.
+    digests: BTreeMap<u64, Digest>,
+}
+
+impl Session {
+    /// A session for a stream that opened with `hello`.
+    pub fn new(svc: SubscribeService, hello: pb::Hello, tx: Tx) -> Self {
+        Self {
+            svc,
+            hello,
+            tx,
+            sent: 0,
+            sent_change: 0,
+            digests: BTreeMap::new(),
+        }
+    }
+
+    /// Runs the stream to its end.
+    pub async fn run(mut self, incoming: Streaming<pb::SubscribeRequest>) {
+        let id = self.hello.subscriber_id.clone();
+        let tx = self.tx.clone();
+        match self.serve(incoming).await {
+            End::Gone => tracing::debug!(subscriber = %id, "stream closed"),
+            End::Status(s) => {
+                tracing::info!(subscriber = %id, code = ?s.code(), msg = s.message(), "stream ended");
+                let _ = tx.send(Err(s)).await;
+            }
+        }
+    }
+
+    async fn serve(&mut self, mut incoming: Streaming<pb::SubscribeRequest>) -> End {
+        let now = (self.svc.clock)();
+        let reg = self
+            .svc
+            .registry
+            .register(&self.hello.subscriber_id, &self.hello.mode, now);
+        let mut replaced = reg.replaced.clone();
+        let mut applied = self.svc.sm.subscribe();
+        if let Err(e) = self.start(&mut applied).await {
+            return e;
+        }
+        let mut beat = tokio::time::interval(self.svc.config.heartbeat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                r = replaced.changed() => {
+                    if r.is_err() || *replaced.borrow() {
+                        return End::Status(Status::aborted("a newer stream with the same subscriber_id replaced this one"));
+                    }
+                }
+                msg = incoming.message() => match msg {
+                    Ok(None) => return End::Gone,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "subscriber stream broke");
+                        return End::Gone;
+                    }
+                    Ok(Some(pb::SubscribeRequest { body: Some(pb::subscribe_request::Body::Ack(ack)) })) => {
+                        if ack.applied_version > self.sent {
+                            return End::Status(Status::invalid_argument(format!(
+                                "ack.applied_version {} is beyond the last version sent, {}",
+                                ack.applied_version, self.sent
+                            )));
+                        }
+                        reg.ack(ack.applied_version, Digest(ack.digest), (self.svc.clock)());
+                        let expected = self.digests.get(&ack.applied_version).copied();
+                        self.digests = self.digests.split_off(&ack.applied_version);
+                        if expected.is_some_and(|d| d.0 != ack.digest) {
+                            tracing::warn!(subscriber = %self.hello.subscriber_id, version = ack.applied_version,
+                                "subscriber digest differs from the node's: resyncing");
+                            if let Err(e) = self.resync("digest_mismatch").await {
+                                return e;
+                            }
+                        }
+                    }
+                    Ok(Some(_)) => return End::Status(Status::invalid_argument(
+                        "after the Hello, a subscriber sends only Acks")),
+                },
+                changed = applied.changed() => {
+                    if changed.is_err() {
+                        return End::Status(Status::unavailable("the node is shutting down; reconnect to another node"));
+                    }
+                    if let Err(e) = self.catch_up().await {
+                        return e;
+                    }
+                }
+                _ = beat.tick() => {
+                    if let Err(e) = self.catch_up().await {
+                        return e;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Chooses the start: deltas from the Hello version, or a snapshot and why.
+    async fn start(
+        &mut self,
+        applied: &mut tokio::sync::watch::Receiver<crate::node::raft::AppliedState>,
+    ) -> Result<(), End> {
+        let want = self.hello.applied_version;
+        if want > applied.borrow().version {
+            let wait = self.svc.config.catch_up_wait;
+            let caught_up = tokio::time::timeout(wait, applied.wait_for(|a| a.version >= want))
+                .await
+                .map(|r| r.map(|_| ()));
+            if !matches!(caught_up, Ok(Ok(()))) {
+                let leads = {
+                    let m = self.svc.raft.metrics().borrow().clone();
+                    m.current_leader == Some(m.id)
+                };
+                if !leads {
+                    return Err(End::Status(Status::unavailable(format!(
+                        "this node is behind the subscriber (version {want}); connect to another node"
+                    ))));
+                }
+                return self.snapshot("future_version").await;
+            }
+        }
+        let seed = self.svc.sm.with_set(|s| s.fingerprinter().seed());
+        if want == 0 {
+            return self.snapshot("new_subscriber").await;
+        }
+        if FingerprintSeed(self.hello.fingerprint_seed) != seed {
+            return self.snapshot("seed_changed").await;
+        }
+        match self.svc.sm.deltas_after(want) {
+            DeltasAfter::TooOld { .. } => self.snapshot("behind_window").await,
+            DeltasAfter::Ahead { .. } => self.snapshot("future_version").await,
+            DeltasAfter::Deltas(ds) => {
+                let now = self.svc.sm.applied();
+                if ds.is_empty()
+                    && want >= now.last_change
+                    && Digest(self.hello.digest) != now.digest
+                {
+                    return self.snapshot("digest_mismatch").await;
+                }
+                // Where the subscriber is: its last change precedes the first delta it needs.
+                self.sent = want;
+                self.sent_change = ds.first().map_or(now.last_change, |d| d.prev_version);
+                self.digests.insert(want, Digest(self.hello.digest));
+                self.send_deltas(&ds).await?;
+                self.catch_up().await
+            }
+        }
+    }
+
+    /// Sends what was applied since the last message: deltas, then a heartbeat.
+    async fn catch_up(&mut self) -> Result<(), End> {
+        loop {
+            match self.svc.sm.deltas_after(self.sent) {
+                DeltasAfter::TooOld { .. } => return self.resync("too_slow").await,
+                DeltasAfter::Ahead { .. } => return Ok(()),
+                DeltasAfter::Deltas(ds) if !ds.is_empty() => self.send_deltas(&ds).await?,
+                DeltasAfter::Deltas(_) => {}
+            }
+            let now = self.svc.sm.applied();
+            if now.last_change != self.sent_change {
+                continue; // a change landed between the two reads: send it first
+            }
+            return self.heartbeat(now).await;
+        }
+    }
+
+    async fn heartbeat(&mut self, now: crate::node::raft::AppliedState) -> Result<(), End> {
+        let committed = self
+            .svc
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index);
+        self.sent = self.sent.max(now.version);
+        self.digests.insert(now.version, now.digest);
+        self.send(pb::SubscribeResponse {
+            body: Some(Body::Heartbeat(pb::Heartbeat {
+                applied_version: now.version,
+                last_change_version: now.last_change,
+                committed_version: committed.max(now.version),
+                digest: now.digest.0,
+                sent_at_ms: (self.svc.clock)().as_millis(),
+            })),
+        })
+        .await
+    }
+
+    async fn send_deltas(&mut self, ds: &[Arc<Delta>]) -> Result<(), End> {
+        for d in ds {
+            if d.version <= self.sent {
+                continue;
+            }
+            for m in encode::delta(d, self.svc.config.chunk_bytes) {
+                self.send(m).await?;
+            }
+            self.sent = d.version;
+            self.sent_change = d.version;
+            self.digests.insert(d.version, d.digest);
+        }
+        Ok(())
+    }
+
+    async fn resync(&mut self, reason: &str) -> Result<(), End> {
+        tracing::info!(subscriber = %self.hello.subscriber_id, reason, "resyncing subscriber with a snapshot");
+        self.send(pb::SubscribeResponse {
+            body: Some(Body::Resync(pb::Resync {
+                reason: reason.into(),
+            })),
+        })
+        .await?;
+        self.snapshot(reason).await
+    }
+
+    async fn snapshot(&mut self, reason: &str) -> Result<(), End> {
+        let view = self.svc.sm.with_set(|s| s.view());
+        tracing::debug!(subscriber = %self.hello.subscriber_id, reason, version = view.version,
+            entries = view.fingerprints.len(), "sending a snapshot");
+        for m in encode::snapshot(&view, reason, self.svc.config.chunk_bytes) {
+            self.send(m).await?;
+        }
+        self.sent = view.version;
+        self.sent_change = view.last_change;
+        self.digests.clear();
+        self.digests.insert(view.version, view.digest);
+        Ok(())
+    }
+
+    async fn send(&self, m: pb::SubscribeResponse) -> Result<(), End> {
+        self.tx.send(Ok(m)).await.map_err(|_| End::Gone)
+    }
+}

@@ -1,0 +1,351 @@
+//! Following the cluster: one stream at a time to any node, resuming from the applied version,
+//! reconnecting with jittered backoff; every message applied in order or the stream abandoned,
+//! never guessed past.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use recall_core::{Delta, Digest, Fingerprint, FingerprintSeed, RuleFingerprint, Timestamp};
+use recall_filter::{Filter, FilterError, SnapshotLoader};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{Shared, SubscriberConfig, persist};
+use crate::proto as pb;
+use crate::proto::subscribe_response::Body;
+use crate::proto::subscription_client::SubscriptionClient;
+
+/// What the follow task has applied, published after every change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FollowState {
+    /// The version applied.
+    pub version: u64,
+    /// The digest.
+    pub digest: Digest,
+    /// Fingerprints held.
+    pub entries: usize,
+    /// The node followed now.
+    pub node: Option<String>,
+}
+
+/// Why a stream ended.
+enum Ended {
+    Stopped,
+    Failed(anyhow::Error),
+}
+
+struct Follower {
+    filter: Filter,
+    config: SubscriberConfig,
+    shared: Arc<Shared>,
+    state: watch::Sender<FollowState>,
+    /// The next Hello asks for a snapshot (after a digest mismatch).
+    force_snapshot: bool,
+    dirty: bool,
+}
+
+/// Runs until `stopped` turns true, then persists the state.
+pub async fn run(
+    filter: Filter,
+    config: SubscriberConfig,
+    shared: Arc<Shared>,
+    state: watch::Sender<FollowState>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut f = Follower {
+        filter,
+        config,
+        shared,
+        state,
+        force_snapshot: false,
+        dirty: false,
+    };
+    f.publish(None);
+    let mut backoff = f.config.backoff_min;
+    let mut next = 0usize;
+    loop {
+        let addr = f.config.cluster[next % f.config.cluster.len()].clone();
+        next += 1;
+        let synced_before =
+            f.shared.snapshots.load(Ordering::Relaxed) + f.shared.deltas.load(Ordering::Relaxed);
+        match f.stream(&addr, &mut stopped).await {
+            Ended::Stopped => break,
+            Ended::Failed(e) => {
+                tracing::info!(node = %addr, error = %format!("{e:#}"), "stream ended; reconnecting")
+            }
+        }
+        f.publish(None);
+        let progressed = f.shared.snapshots.load(Ordering::Relaxed)
+            + f.shared.deltas.load(Ordering::Relaxed)
+            > synced_before;
+        if progressed {
+            backoff = f.config.backoff_min;
+        }
+        let jitter = rand::random_range(0.5..1.0);
+        tokio::select! {
+            _ = until_stopped(&mut stopped) => break,
+            _ = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
+        }
+        backoff = (backoff * 2).min(f.config.backoff_max);
+    }
+    f.persist().await;
+}
+
+impl Follower {
+    fn publish(&self, node: Option<&str>) {
+        let s = self.filter.stats();
+        self.state.send_replace(FollowState {
+            version: s.version,
+            digest: s.digest,
+            entries: s.entries,
+            node: node.map(str::to_string),
+        });
+    }
+
+    fn contact(&self) {
+        let now = (crate::node::clock::system())().as_millis();
+        self.shared.last_contact_ms.store(now, Ordering::Relaxed);
+    }
+
+    async fn persist(&mut self) {
+        let (Some(dir), true) = (self.config.data_dir.clone(), self.dirty) else {
+            return;
+        };
+        let Some(view) = self.filter.view() else {
+            return;
+        };
+        self.dirty = false;
+        let path = persist::path(&dir);
+        match tokio::task::spawn_blocking(move || persist::save(&path, &view)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot persist the subscriber state")
+            }
+            Err(e) => tracing::warn!(error = %e, "persist task failed"),
+        }
+    }
+
+    async fn stream(&mut self, addr: &str, stopped: &mut watch::Receiver<bool>) -> Ended {
+        match self.stream_inner(addr, stopped).await {
+            Ok(()) => Ended::Stopped,
+            Err(e) => Ended::Failed(e),
+        }
+    }
+
+    async fn stream_inner(
+        &mut self,
+        addr: &str,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .connect()
+            .await
+            .context("cannot connect")?;
+        let mut client = SubscriptionClient::new(channel).max_decoding_message_size(64 << 20);
+        let (up, up_rx) = mpsc::channel::<pb::SubscribeRequest>(64);
+        let (version, digest, seed) = if self.force_snapshot {
+            (0, 0, 0)
+        } else {
+            (
+                self.filter.version(),
+                self.filter.digest().0,
+                self.filter.seed().0,
+            )
+        };
+        let hello = pb::Hello {
+            subscriber_id: self.config.id.clone(),
+            applied_version: version,
+            digest,
+            fingerprint_seed: seed,
+            mode: match self.config.mode {
+                recall_filter::Mode::Full => "full".into(),
+                recall_filter::Mode::Lite => "lite".into(),
+            },
+        };
+        up.send(pb::SubscribeRequest {
+            body: Some(pb::subscribe_request::Body::Hello(hello)),
+        })
+        .await?;
+        let mut down = client
+            .subscribe(ReceiverStream::new(up_rx))
+            .await
+            .context("subscribe refused")?
+            .into_inner();
+        self.shared.connects.fetch_add(1, Ordering::Relaxed);
+        self.publish(Some(addr));
+        tracing::info!(node = %addr, version, "following");
+
+        let mut loader: Option<(SnapshotLoader, u64, u64)> = None;
+        let mut parts: Vec<pb::Delta> = Vec::new();
+        let mut persist = tokio::time::interval(self.config.persist_every);
+        persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let msg = tokio::select! {
+                _ = until_stopped(stopped) => return Ok(()),
+                _ = persist.tick() => { self.persist().await; continue; }
+                m = down.message() => m.context("stream broke")?,
+            };
+            let Some(msg) = msg else {
+                bail!("the node ended the stream")
+            };
+            self.contact();
+            let Some(body) = msg.body else {
+                bail!("empty message from the node")
+            };
+            let ack = match body {
+                Body::SnapshotBegin(b) => {
+                    if !parts.is_empty() {
+                        bail!("snapshot began inside a delta");
+                    }
+                    tracing::info!(version = b.version, entries = b.entries, reason = %b.reason, "receiving a snapshot");
+                    let mut l = self.filter.begin_snapshot(
+                        FingerprintSeed(b.fingerprint_seed),
+                        b.version,
+                        b.last_change_version,
+                        Digest(b.digest),
+                    );
+                    l.reserve(usize::try_from(b.entries).unwrap_or(0).min(1 << 26));
+                    loader = Some((l, b.entries, b.rules));
+                    None
+                }
+                Body::SnapshotChunk(c) => {
+                    let Some((l, _, _)) = loader.as_mut() else {
+                        bail!("snapshot chunk outside a snapshot")
+                    };
+                    l.push_fingerprints(
+                        &c.fingerprints
+                            .iter()
+                            .map(|&x| Fingerprint(x))
+                            .collect::<Vec<_>>(),
+                    );
+                    l.push_rules(&c.rules.iter().map(rule).collect::<Vec<_>>());
+                    None
+                }
+                Body::SnapshotEnd(e) => {
+                    let Some((l, entries, _rules)) = loader.take() else {
+                        bail!("snapshot end outside a snapshot")
+                    };
+                    if l.len() as u64 != entries {
+                        bail!(
+                            "snapshot announced {entries} entries but carried {}",
+                            l.len()
+                        );
+                    }
+                    l.finish(&mut self.filter).context("snapshot refused")?;
+                    self.shared.snapshots.fetch_add(1, Ordering::Relaxed);
+                    self.shared.synced.store(true, Ordering::Relaxed);
+                    self.force_snapshot = false;
+                    Some(e.version)
+                }
+                Body::Delta(p) => {
+                    if loader.is_some() {
+                        bail!("delta inside a snapshot");
+                    }
+                    if parts.first().is_some_and(|f| f.version != p.version)
+                        || p.part as usize != parts.len()
+                    {
+                        bail!(
+                            "delta part {} of version {} out of order",
+                            p.part,
+                            p.version
+                        );
+                    }
+                    let last = p.last_part;
+                    parts.push(p);
+                    if !last {
+                        continue;
+                    }
+                    let d = assemble(std::mem::take(&mut parts));
+                    match self.filter.apply(&d) {
+                        Ok(()) => {}
+                        Err(e @ FilterError::DigestMismatch { .. }) => {
+                            self.shared
+                                .digest_mismatches
+                                .fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(error = %e, "the filter diverged from the authority; resyncing");
+                            self.force_snapshot = true;
+                            bail!(e);
+                        }
+                        Err(e) => bail!(e),
+                    }
+                    self.shared.deltas.fetch_add(1, Ordering::Relaxed);
+                    self.shared.synced.store(true, Ordering::Relaxed);
+                    Some(d.version)
+                }
+                Body::Heartbeat(h) => {
+                    let before = self.filter.version();
+                    self.filter
+                        .advance(h.applied_version, h.last_change_version)
+                        .context("heartbeat shows a missed change")?;
+                    if self.filter.digest().0 != h.digest
+                        && self.filter.last_change() == h.last_change_version
+                    {
+                        self.shared
+                            .digest_mismatches
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.force_snapshot = true;
+                        bail!(
+                            "digest differs from the node's at version {}; resyncing",
+                            h.applied_version
+                        );
+                    }
+                    self.shared.synced.store(true, Ordering::Relaxed);
+                    (self.filter.version() > before).then_some(self.filter.version())
+                }
+                Body::Resync(r) => {
+                    tracing::warn!(reason = %r.reason, "the node resyncs this subscriber");
+                    self.shared.resyncs.fetch_add(1, Ordering::Relaxed);
+                    parts.clear();
+                    None
+                }
+            };
+            if let Some(version) = ack {
+                self.dirty = true;
+                self.publish(Some(addr));
+                let ack = pb::Ack {
+                    applied_version: version,
+                    digest: self.filter.digest().0,
+                };
+                // Acks coalesce: if the queue is full, a later ack supersedes this one.
+                let _ = up.try_send(pb::SubscribeRequest {
+                    body: Some(pb::subscribe_request::Body::Ack(ack)),
+                });
+            }
+        }
+    }
+}
+
+fn rule(r: &pb::RuleFingerprint) -> RuleFingerprint {
+    RuleFingerprint {
+        scope: Fingerprint(r.scope),
+        not_before: Timestamp::from_millis(r.not_before_ms),
+    }
+}
+
+/// The core delta of a complete sequence of parts.
+fn assemble(parts: Vec<pb::Delta>) -> Delta {
+    let first = &parts[0];
+    let mut d = Delta {
+        version: first.version,
+        prev_version: first.prev_version,
+        digest: Digest(first.digest),
+        at: Timestamp::from_millis(first.at_ms),
+        ..Delta::default()
+    };
+    for p in parts {
+        d.added.extend(p.added.into_iter().map(Fingerprint));
+        d.removed.extend(p.removed.into_iter().map(Fingerprint));
+        d.rules_set.extend(p.rules_set.iter().map(rule));
+        d.rules_removed
+            .extend(p.rules_removed.into_iter().map(Fingerprint));
+    }
+    d
+}
+
+/// Resolves once `stopped` turns true (or its sender is gone).
+async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await.map(|_| ());
+}

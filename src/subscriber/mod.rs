@@ -1,0 +1,218 @@
+//! The embedded subscriber: follow a recall cluster and check tokens locally. The sidecar is a
+//! thin server around it, and a Rust service can embed it directly:
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use recall::subscriber::{Subscriber, SubscriberConfig};
+//! let sub = Subscriber::start(SubscriberConfig::new(vec!["127.0.0.1:7070".into()], "my-service/1"))
+//!     .await?;
+//! sub.wait_synced(std::time::Duration::from_secs(5)).await?;
+//! let facts = recall_core::TokenFacts { iss: "https://login.example", jti: Some("abc"), ..Default::default() };
+//! if sub.check(&facts).deny() { /* refuse the request */ }
+//! # Ok(()) }
+//! ```
+//!
+//! - [`follow`]: the stream client (Hello, snapshot, deltas, heartbeats, acks, reconnects);
+//! - [`persist`]: the state on disk for warm restarts;
+//! - [`answer`]: a check's answer with its staleness and the policy applied.
+
+pub mod answer;
+pub mod config;
+pub mod follow;
+pub mod persist;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use recall_core::{Digest, Kind, TokenFacts};
+use recall_filter::{Filter, Reader};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use answer::{Answer, StalePolicy};
+pub use config::SubscriberConfig;
+
+/// Counters and the last contact, shared by the follow task and the readers.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Unix ms of the last message from a node; 0 before any.
+    pub last_contact_ms: AtomicI64,
+    /// Whether a full sync has completed since start (warm-started state counts once a node
+    /// confirmed it).
+    pub synced: AtomicBool,
+    /// Snapshots applied.
+    pub snapshots: AtomicU64,
+    /// Deltas applied.
+    pub deltas: AtomicU64,
+    /// Resyncs a node asked for.
+    pub resyncs: AtomicU64,
+    /// Times the filter's digest differed from the authority's (each forces a snapshot).
+    pub digest_mismatches: AtomicU64,
+    /// Connections opened.
+    pub connects: AtomicU64,
+    /// Checks answered while stale.
+    pub stale_answers: AtomicU64,
+}
+
+/// A running subscriber.
+pub struct Subscriber {
+    reader: Reader,
+    shared: Arc<Shared>,
+    config: SubscriberConfig,
+    state: watch::Receiver<follow::FollowState>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// What a subscriber holds, for status pages and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriberStatus {
+    /// The version applied.
+    pub version: u64,
+    /// The digest of what it holds.
+    pub digest: Digest,
+    /// Revoked fingerprints held.
+    pub entries: usize,
+    /// Whether it has completed a sync.
+    pub synced: bool,
+    /// Snapshots applied since start.
+    pub snapshots: u64,
+    /// Deltas applied since start.
+    pub deltas: u64,
+    /// Resyncs since start.
+    pub resyncs: u64,
+    /// Digest mismatches since start.
+    pub digest_mismatches: u64,
+    /// Connections opened since start.
+    pub connects: u64,
+    /// The node it follows now, if connected.
+    pub node: Option<String>,
+}
+
+impl Subscriber {
+    /// Loads the persisted state (if any), then follows the cluster in the background.
+    pub async fn start(config: SubscriberConfig) -> anyhow::Result<Self> {
+        config.validate()?;
+        let mut filter = Filter::new(config.mode, recall_core::FingerprintSeed::default());
+        if let Some(dir) = &config.data_dir {
+            let path = persist::path(dir);
+            let loaded = tokio::task::spawn_blocking(move || persist::load(&path)).await?;
+            match loaded {
+                Ok(Some(view)) => match filter.load_view(&view) {
+                    Ok(()) => tracing::info!(
+                        version = view.version,
+                        entries = view.fingerprints.len(),
+                        "warm start from the persisted state"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "persisted state refused; starting empty"),
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the persisted state; starting empty")
+                }
+            }
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let reader = filter.reader();
+        let shared = Arc::new(Shared::default());
+        let (stop, stopped) = watch::channel(false);
+        let (state_tx, state) = watch::channel(follow::FollowState::default());
+        let task = tokio::spawn(follow::run(
+            filter,
+            config.clone(),
+            shared.clone(),
+            state_tx,
+            stopped,
+        ));
+        Ok(Self {
+            reader,
+            shared,
+            config,
+            state,
+            stop,
+            task,
+        })
+    }
+
+    /// Checks a token's facts against the local filter.
+    pub fn check(&self, facts: &TokenFacts<'_>) -> Answer {
+        let checked = self.reader.check_token(facts);
+        answer::answer(checked, &self.shared, &self.config)
+    }
+
+    /// Checks one key.
+    pub fn check_key(&self, kind: Kind, namespace: &str, value: &str) -> Answer {
+        let checked = self.reader.check_key(kind, namespace, value);
+        answer::answer(checked, &self.shared, &self.config)
+    }
+
+    /// A reader for checks on other threads (no staleness information).
+    pub fn reader(&self) -> Reader {
+        self.reader.clone()
+    }
+
+    /// What it holds.
+    pub fn status(&self) -> SubscriberStatus {
+        let s = self.state.borrow().clone();
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SubscriberStatus {
+            version: s.version,
+            digest: s.digest,
+            entries: s.entries,
+            synced: self.shared.synced.load(Ordering::Relaxed),
+            snapshots: c(&self.shared.snapshots),
+            deltas: c(&self.shared.deltas),
+            resyncs: c(&self.shared.resyncs),
+            digest_mismatches: c(&self.shared.digest_mismatches),
+            connects: c(&self.shared.connects),
+            node: s.node,
+        }
+    }
+
+    /// Waits until the first full sync (or fails after `timeout`).
+    pub async fn wait_synced(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_version(0, timeout).await
+    }
+
+    /// Waits until the subscriber has applied `version` (and synced at least once).
+    pub async fn wait_version(&self, version: u64, timeout: Duration) -> anyhow::Result<()> {
+        let mut state = self.state.clone();
+        let shared = self.shared.clone();
+        tokio::time::timeout(
+            timeout,
+            state.wait_for(|s| s.version >= version && shared.synced.load(Ordering::Relaxed)),
+        )
+        .await
+        .map(|r| r.map(|_| ()))
+        .with_context(|| format!("not at version {version} within {timeout:?}"))?
+        .context("the subscriber stopped")
+    }
+
+    /// A receiver of the follow state (version, digest, entries) as it changes.
+    pub fn watch(&self) -> watch::Receiver<follow::FollowState> {
+        self.state.clone()
+    }
+
+    /// Whether the subscriber has completed a sync.
+    pub fn is_synced(&self) -> bool {
+        self.shared.synced.load(Ordering::Relaxed)
+    }
+
+    /// The shared counters.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SubscriberConfig {
+        &self.config
+    }
+
+    /// Stops following and persists the state.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
