@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod node;
 pub mod proto;
+pub mod sidecar;
 pub mod subscriber;
 pub mod wire;

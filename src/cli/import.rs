@@ -21,7 +21,7 @@ use serde::Deserialize;
 use super::ClusterArgs;
 use super::client::{connect, status_error};
 use super::time;
-use super::write::Why;
+use super::write::{Why, print_convergence};
 use crate::proto as pb;
 use crate::wire;
 
@@ -35,6 +35,8 @@ pub struct ImportArgs {
     cluster: ClusterArgs,
     #[command(flatten)]
     why: Why,
+    #[command(flatten)]
+    wait: super::write::Wait,
     /// The file to import.
     file: PathBuf,
     /// csv or jsonl (default: from the file's extension).
@@ -225,5 +227,31 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         bad.len(),
         r.version
     );
+    if let Some(timeout) = args.wait.wait_converged {
+        let c = wait_converged(&mut client, r.version, timeout).await?;
+        print_convergence(&c)?;
+    }
     Ok(())
+}
+
+/// Polls the cluster's convergence towards `version` until every live subscriber has it.
+async fn wait_converged(
+    client: &mut crate::proto::operator_client::OperatorClient<tonic::transport::Channel>,
+    version: u64,
+    timeout: Duration,
+) -> anyhow::Result<pb::Convergence> {
+    let started = std::time::Instant::now();
+    loop {
+        let s = client
+            .status(pb::StatusRequest { version: Some(version), local_only: false })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        let mut c = s.convergence.unwrap_or_default();
+        c.elapsed_ms = started.elapsed().as_millis() as u64;
+        if c.converged || started.elapsed() >= timeout {
+            return Ok(c);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

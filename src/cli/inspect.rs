@@ -16,6 +16,9 @@ pub struct StatusArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Report convergence towards this version (default: the node's applied version).
+    #[arg(long)]
+    version: Option<u64>,
 }
 
 /// `recall audit ...`.
@@ -66,7 +69,7 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<()> {
     let mut client = connect(&a.cluster.cluster).await?;
     let s = client
         .status(pb::StatusRequest {
-            version: None,
+            version: a.version,
             local_only: false,
         })
         .await
@@ -112,6 +115,18 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<()> {
             "  node {:<4} {:<22} {role:<8} applied {}{reach}",
             m.node_id, m.address, m.applied_version
         );
+    }
+    if let Some(c) = &s.convergence {
+        println!(
+            "subscribers: {} live, {} at version {} or later",
+            c.subscribers_total, c.subscribers_applied, c.target_version
+        );
+        for l in c.laggards.iter().take(20) {
+            println!(
+                "  lagging: {} (via node {}) at version {}, {} behind",
+                l.subscriber_id, l.node_id, l.applied_version, l.behind
+            );
+        }
     }
     Ok(())
 }

@@ -19,6 +19,48 @@ pub struct Why {
     pub actor: String,
 }
 
+/// `--wait-converged[=TIMEOUT]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Wait {
+    /// Return only when every live subscriber has applied the write (or after TIMEOUT, default
+    /// 10s), and print the measured time to consistency.
+    #[arg(long, num_args = 0..=1, default_missing_value = "10s", value_parser = humantime::parse_duration, value_name = "TIMEOUT")]
+    pub wait_converged: Option<std::time::Duration>,
+}
+
+impl Wait {
+    /// The request field.
+    pub fn to_wire(&self) -> Option<pb::WaitConverged> {
+        self.wait_converged.map(|d| pb::WaitConverged {
+            timeout_ms: u32::try_from(d.as_millis()).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+/// Prints a convergence report; an error if it did not converge.
+pub fn print_convergence(c: &pb::Convergence) -> anyhow::Result<()> {
+    if c.converged {
+        println!(
+            "converged: {}/{} live subscribers applied version {} in {} ms",
+            c.subscribers_applied, c.subscribers_total, c.target_version, c.elapsed_ms
+        );
+        return Ok(());
+    }
+    for l in c.laggards.iter().take(20) {
+        println!(
+            "  lagging: {} (via node {}) at version {}, {} behind",
+            l.subscriber_id, l.node_id, l.applied_version, l.behind
+        );
+    }
+    anyhow::bail!(
+        "not converged after {} ms: {}/{} live subscribers applied version {}",
+        c.elapsed_ms,
+        c.subscribers_applied,
+        c.subscribers_total,
+        c.target_version
+    )
+}
+
 /// `recall revoke`.
 #[derive(Debug, clap::Args)]
 pub struct RevokeArgs {
@@ -26,6 +68,8 @@ pub struct RevokeArgs {
     cluster: ClusterArgs,
     #[command(flatten)]
     why: Why,
+    #[command(flatten)]
+    wait: Wait,
     /// What the values are: token (jti), session (sid), api_key (SHA-256 hex), subject, client,
     /// key (kid).
     #[arg(long)]
@@ -49,6 +93,8 @@ pub struct RuleArgs {
     cluster: ClusterArgs,
     #[command(flatten)]
     why: Why,
+    #[command(flatten)]
+    wait: Wait,
     /// The scope: issuer, tenant, subject, client or key.
     #[arg(long)]
     scope: ScopeKind,
@@ -73,6 +119,8 @@ pub struct LiftArgs {
     cluster: ClusterArgs,
     #[command(flatten)]
     why: Why,
+    #[command(flatten)]
+    wait: Wait,
     /// Lift revoked keys of this kind (give the values)...
     #[arg(long, conflicts_with = "scope")]
     kind: Option<Kind>,
@@ -89,11 +137,12 @@ pub struct LiftArgs {
     values: Vec<String>,
 }
 
-fn print_write(what: &str, r: &pb::WriteReply) {
+fn print_write(what: &str, r: &pb::WriteReply) -> anyhow::Result<()> {
     println!(
         "{what}: {} new, {} already in effect, {} removed, {} not found; committed at version {}",
         r.added, r.already_present, r.removed, r.not_found, r.version
     );
+    r.convergence.as_ref().map_or(Ok(()), print_convergence)
 }
 
 /// Runs `recall revoke`.
@@ -114,15 +163,14 @@ pub async fn revoke(a: RevokeArgs) -> anyhow::Result<()> {
         items,
         actor: a.why.actor,
         reason: a.why.reason,
-        wait: None,
+        wait: a.wait.to_wire(),
     };
     let r = connect(&a.cluster.cluster)
         .await?
         .revoke(req)
         .await
         .map_err(status_error)?;
-    print_write("revoked", r.get_ref());
-    Ok(())
+    print_write("revoked", r.get_ref())
 }
 
 /// Runs `recall rule`.
@@ -137,15 +185,14 @@ pub async fn rule(a: RuleArgs) -> anyhow::Result<()> {
         rule: Some(rule),
         actor: a.why.actor,
         reason: a.why.reason,
-        wait: None,
+        wait: a.wait.to_wire(),
     };
     let r = connect(&a.cluster.cluster)
         .await?
         .add_rule(req)
         .await
         .map_err(status_error)?;
-    print_write("rule", r.get_ref());
-    Ok(())
+    print_write("rule", r.get_ref())
 }
 
 /// Runs `recall lift`.
@@ -175,13 +222,12 @@ pub async fn lift(a: LiftArgs) -> anyhow::Result<()> {
         rules,
         actor: a.why.actor,
         reason: a.why.reason,
-        wait: None,
+        wait: a.wait.to_wire(),
     };
     let r = connect(&a.cluster.cluster)
         .await?
         .lift(req)
         .await
         .map_err(status_error)?;
-    print_write("lifted", r.get_ref());
-    Ok(())
+    print_write("lifted", r.get_ref())
 }

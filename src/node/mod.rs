@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod clock;
 pub mod config;
+pub mod convergence;
 pub mod leader;
 pub mod operator;
 pub mod raft;

@@ -13,6 +13,9 @@ use crate::proto as pb;
 use crate::proto::operator_server::Operator;
 use crate::wire::{self, WireError};
 
+/// How long a write waits for convergence when the request gives no timeout.
+const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The most audit records one `AuditLog` call returns.
 const MAX_AUDIT_PAGE: usize = 10_000;
 
@@ -21,8 +24,7 @@ pub struct OperatorService {
     raft: Raft,
     sm: StateMachine,
     writer: Writer,
-    #[allow(dead_code)] // convergence: read by Status in the next change
-    subscribers: std::sync::Arc<super::subscribe::Registry>,
+    convergence: super::convergence::Convergence,
 }
 
 impl OperatorService {
@@ -33,17 +35,28 @@ impl OperatorService {
         writer: Writer,
         subscribers: std::sync::Arc<super::subscribe::Registry>,
     ) -> Self {
-        Self {
-            raft,
-            sm,
-            writer,
-            subscribers,
-        }
+        let convergence = super::convergence::Convergence::new(raft.clone(), subscribers);
+        Self { raft, sm, writer, convergence }
     }
 
-    async fn commit(&self, cmd: Command) -> Result<TonicResponse<pb::WriteReply>, Status> {
+    /// Commits `cmd`; with `wait`, then waits until every live subscriber has applied it.
+    async fn commit(
+        &self,
+        cmd: Command,
+        wait: Option<pb::WaitConverged>,
+    ) -> Result<TonicResponse<pb::WriteReply>, Status> {
+        let started = std::time::Instant::now();
         let r = self.writer.write(cmd).await?;
-        Ok(TonicResponse::new(reply(r)))
+        let mut out = reply(r);
+        if let Some(w) = wait {
+            let timeout = match w.timeout_ms {
+                0 => DEFAULT_WAIT,
+                ms => std::time::Duration::from_millis(u64::from(ms)),
+            };
+            out.convergence =
+                Some(super::convergence::wait(&self.convergence, out.version, timeout, started).await);
+        }
+        Ok(TonicResponse::new(out))
     }
 
     fn members(&self) -> Vec<pb::Member> {
@@ -128,10 +141,13 @@ impl Operator for OperatorService {
             .enumerate()
             .map(|(i, r)| wire::revocation_from_wire(&format!("items[{i}]"), r))
             .collect::<Result<Vec<_>, WireError>>()?;
-        self.commit(Command::Revoke {
+        self.commit(
+            Command::Revoke {
             meta: meta(req.actor, req.reason),
             items,
-        })
+            },
+            req.wait,
+        )
         .await
     }
 
@@ -141,10 +157,13 @@ impl Operator for OperatorService {
     ) -> Result<TonicResponse<pb::WriteReply>, Status> {
         let req = req.into_inner();
         let rule = wire::rule_from_wire("rule", req.rule)?;
-        self.commit(Command::AddRule {
+        self.commit(
+            Command::AddRule {
             meta: meta(req.actor, req.reason),
             rule,
-        })
+            },
+            req.wait,
+        )
         .await
     }
 
@@ -165,11 +184,14 @@ impl Operator for OperatorService {
             .enumerate()
             .map(|(i, s)| wire::scope_from_wire(&format!("rules[{i}]"), Some(s)))
             .collect::<Result<Vec<_>, WireError>>()?;
-        self.commit(Command::Lift {
+        self.commit(
+            Command::Lift {
             meta: meta(req.actor, req.reason),
             keys,
             rules,
-        })
+            },
+            req.wait,
+        )
         .await
     }
 
@@ -224,10 +246,18 @@ impl Operator for OperatorService {
 
     async fn status(
         &self,
-        _req: Request<pb::StatusRequest>,
+        req: Request<pb::StatusRequest>,
     ) -> Result<TonicResponse<pb::StatusReply>, Status> {
+        let req = req.into_inner();
         let m = self.raft.metrics().borrow().clone();
         let applied = self.sm.applied();
+        let target = req.version.unwrap_or(applied.version);
+        let subs = if req.local_only {
+            self.convergence.local()
+        } else {
+            self.convergence.cluster().await.0
+        };
+        let convergence = super::convergence::report(target, &subs, std::time::Instant::now());
         let (entries, rules) = self
             .sm
             .with_set(|s| (s.len() as u64, s.rule_count() as u64));
@@ -246,7 +276,7 @@ impl Operator for OperatorService {
             entries,
             rules,
             members: self.members(),
-            convergence: None,
+            convergence: Some(convergence),
         }))
     }
 

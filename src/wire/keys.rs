@@ -24,7 +24,7 @@ fn kind_from_wire(field: &str, raw: i32) -> Result<Kind, WireError> {
     Ok(kind)
 }
 
-fn kind_to_wire(kind: Kind) -> pb::Kind {
+pub(super) fn kind_to_wire(kind: Kind) -> pb::Kind {
     match kind {
         Kind::Token => pb::Kind::Token,
         Kind::Session => pb::Kind::Session,
@@ -53,7 +53,7 @@ fn scope_kind_from_wire(field: &str, raw: i32) -> Result<ScopeKind, WireError> {
     Ok(kind)
 }
 
-fn scope_kind_to_wire(kind: ScopeKind) -> pb::ScopeKind {
+pub(super) fn scope_kind_to_wire(kind: ScopeKind) -> pb::ScopeKind {
     match kind {
         ScopeKind::Issuer => pb::ScopeKind::Issuer,
         ScopeKind::Tenant => pb::ScopeKind::Tenant,

@@ -3,8 +3,13 @@
 //! required messages) and names the offending field, e.g. `items[3].key.kind`, in an
 //! INVALID_ARGUMENT status a user can act on.
 
+mod check;
 mod keys;
 
+pub use check::{
+    MAX_CHECK_BATCH, batch_from_wire, facts_from_wire, match_to_wire, policy_to_wire,
+    reply_to_wire, verdict_to_wire,
+};
 pub use keys::{
     key_from_wire, key_to_wire, revocation_from_wire, rule_from_wire, scope_from_wire,
     scope_to_wire,

@@ -1,0 +1,150 @@
+//! Convergence: how many live subscribers, cluster-wide, have applied a version, and which lag.
+//! Each node knows the subscribers it serves; a cluster-wide view asks every member for its own
+//! (a `Status` with `local_only`) and merges them, so the operator sees the recall wave land.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+
+use super::raft::Raft;
+use super::subscribe::{Registry, SubscriberInfo};
+use crate::proto as pb;
+use crate::proto::operator_client::OperatorClient;
+
+/// How long a peer may take to report its subscribers.
+const PEER_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// One subscriber as seen from the cluster.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// Which node serves it.
+    pub node: u64,
+    /// What that node knows.
+    pub info: SubscriberInfo,
+}
+
+/// Gathers subscribers from every member.
+pub struct Convergence {
+    raft: Raft,
+    registry: Arc<Registry>,
+    peers: Mutex<HashMap<String, OperatorClient<Channel>>>,
+}
+
+impl Convergence {
+    /// Convergence over `raft`'s members, this node's subscribers in `registry`.
+    pub fn new(raft: Raft, registry: Arc<Registry>) -> Self {
+        Self { raft, registry, peers: Mutex::new(HashMap::new()) }
+    }
+
+    /// This node's subscribers.
+    pub fn local(&self) -> Vec<Seen> {
+        let me = self.raft.metrics().borrow().id;
+        self.registry.list().into_iter().map(|info| Seen { node: me, info }).collect()
+    }
+
+    /// Every member's subscribers (members that do not answer in time are skipped, and named).
+    pub async fn cluster(&self) -> (Vec<Seen>, Vec<u64>) {
+        let m = self.raft.metrics().borrow().clone();
+        let mut all = self.local();
+        let mut silent = Vec::new();
+        let others: Vec<(u64, String)> = m
+            .membership_config
+            .nodes()
+            .filter(|(id, _)| **id != m.id)
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        let asks = others.iter().map(|(id, addr)| async move { (*id, self.ask(addr).await) });
+        for (id, r) in futures::future::join_all(asks).await {
+            match r {
+                Some(mut seen) => all.append(&mut seen),
+                None => silent.push(id),
+            }
+        }
+        // A subscriber that just moved between nodes may show twice: keep its latest ack.
+        let mut by_id: HashMap<String, Seen> = HashMap::new();
+        for s in all {
+            match by_id.get(&s.info.id) {
+                Some(old) if old.info.last_ack >= s.info.last_ack => {}
+                _ => {
+                    by_id.insert(s.info.id.clone(), s);
+                }
+            }
+        }
+        let mut out: Vec<Seen> = by_id.into_values().collect();
+        out.sort_by(|a, b| a.info.id.cmp(&b.info.id));
+        (out, silent)
+    }
+
+    async fn ask(&self, addr: &str) -> Option<Vec<Seen>> {
+        let client = {
+            let mut peers = self.peers.lock().expect("peer clients lock");
+            match peers.get(addr) {
+                Some(c) => c.clone(),
+                None => {
+                    let ch = Channel::from_shared(format!("http://{addr}")).ok()?.connect_timeout(PEER_TIMEOUT).connect_lazy();
+                    let c = OperatorClient::new(ch);
+                    peers.insert(addr.to_string(), c.clone());
+                    c
+                }
+            }
+        };
+        let mut client = client;
+        // Every subscriber lags u64::MAX, so the peer lists them all.
+        let req = pb::StatusRequest { version: Some(u64::MAX), local_only: true };
+        let reply = tokio::time::timeout(PEER_TIMEOUT, client.status(req)).await.ok()?.ok()?.into_inner();
+        let c = reply.convergence?;
+        Some(
+            c.laggards
+                .into_iter()
+                .map(|l| Seen {
+                    node: reply.node_id,
+                    info: SubscriberInfo {
+                        id: l.subscriber_id,
+                        mode: String::new(),
+                        applied: l.applied_version,
+                        digest: recall_core::Digest::default(),
+                        last_ack: recall_core::Timestamp::from_millis(l.last_ack_ms),
+                    },
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The convergence report of `subs` towards `target`.
+pub fn report(target: u64, subs: &[Seen], started: Instant) -> pb::Convergence {
+    let laggards: Vec<pb::SubscriberLag> = subs
+        .iter()
+        .filter(|s| s.info.applied < target)
+        .map(|s| pb::SubscriberLag {
+            subscriber_id: s.info.id.clone(),
+            node_id: s.node.to_string(),
+            applied_version: s.info.applied,
+            behind: target - s.info.applied,
+            last_ack_ms: s.info.last_ack.as_millis(),
+        })
+        .collect();
+    pb::Convergence {
+        converged: laggards.is_empty(),
+        target_version: target,
+        subscribers_total: subs.len() as u32,
+        subscribers_applied: (subs.len() - laggards.len()) as u32,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        laggards,
+    }
+}
+
+/// Waits until every live subscriber has applied `target`, or `timeout`; the last report.
+pub async fn wait(conv: &Convergence, target: u64, timeout: Duration, started: Instant) -> pb::Convergence {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (subs, _) = conv.cluster().await;
+        let r = report(target, &subs, started);
+        if r.converged || Instant::now() >= deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}

@@ -1,0 +1,79 @@
+//! The gRPC face of a sidecar: `recall.v1.Check`, single and batch. Facts are converted in
+//! [`crate::wire`]; a batch is answered from one published state, so every reply has the same
+//! version.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+use crate::proto as pb;
+use crate::proto::check_server::{Check, CheckServer};
+use crate::subscriber::{Subscriber, answer};
+use crate::wire;
+
+/// The largest request or reply: a full batch of facts with long values fits.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The `Check` service over an embedded subscriber.
+pub struct CheckService {
+    subscriber: Arc<Subscriber>,
+}
+
+impl CheckService {
+    /// Answers from `subscriber`.
+    pub fn new(subscriber: Arc<Subscriber>) -> Self {
+        Self { subscriber }
+    }
+}
+
+#[tonic::async_trait]
+impl Check for CheckService {
+    async fn check(
+        &self,
+        request: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::CheckReply>, Status> {
+        let request = request.into_inner();
+        let facts = wire::facts_from_wire("facts", request.facts.as_ref())?;
+        let answer = self.subscriber.check(&facts);
+        Ok(Response::new(wire::reply_to_wire(&answer, facts.iss)))
+    }
+
+    async fn check_batch(
+        &self,
+        request: Request<pb::CheckBatchRequest>,
+    ) -> Result<Response<pb::CheckBatchReply>, Status> {
+        let request = request.into_inner();
+        let facts = wire::batch_from_wire(&request.facts)?;
+        let sub = &self.subscriber;
+        let checked = sub.reader().check_tokens(&facts);
+        let replies = checked
+            .into_iter()
+            .zip(&facts)
+            .map(|(c, f)| {
+                let answer = answer::answer(c, sub.shared(), sub.config());
+                wire::reply_to_wire(&answer, f.iss)
+            })
+            .collect();
+        Ok(Response::new(pb::CheckBatchReply { replies }))
+    }
+}
+
+/// Serves `Check` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    subscriber: Arc<Subscriber>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let service = CheckServer::new(CheckService::new(subscriber))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .context("the gRPC server failed")
+}

@@ -1,0 +1,151 @@
+//! The HTTP face of a sidecar (axum): `GET /v1/check`, `/v1/status`, `/healthz`, `/readyz`.
+//! Handlers only translate: the answer comes from the embedded [`Subscriber`], bad input becomes
+//! a 400 with `{"error": "..."}` that says what to fix.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use super::query;
+use crate::subscriber::Subscriber;
+
+/// The body of every error response.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    /// What was wrong and what to do.
+    pub error: String,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            error: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// What `GET /v1/status` shows: the subscriber's state and counters since start.
+#[derive(Debug, Serialize)]
+pub struct StatusBody {
+    /// The subscriber id the cluster knows this sidecar by.
+    pub id: String,
+    /// The version applied.
+    pub version: u64,
+    /// The digest of what it holds, 16 hex digits (compare with `recall status`).
+    pub digest: String,
+    /// Revoked fingerprints held.
+    pub entries: usize,
+    /// Whether it has completed a sync.
+    pub synced: bool,
+    /// Snapshots applied.
+    pub snapshots: u64,
+    /// Deltas applied.
+    pub deltas: u64,
+    /// Resyncs the cluster asked for.
+    pub resyncs: u64,
+    /// Times its digest differed from the authority's.
+    pub digest_mismatches: u64,
+    /// Connections opened.
+    pub connects: u64,
+    /// The node it follows now, if connected.
+    pub node: Option<String>,
+}
+
+/// The routes, answering from `subscriber`.
+pub fn router(subscriber: Arc<Subscriber>) -> Router {
+    Router::new()
+        .route("/v1/check", get(check))
+        .route("/v1/status", get(status))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(subscriber)
+}
+
+/// Serves the routes on `listener` until `shutdown` resolves, then lets requests in flight
+/// finish.
+pub async fn serve(
+    subscriber: Arc<Subscriber>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(subscriber))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the HTTP server failed")
+}
+
+async fn check(
+    State(sub): State<Arc<Subscriber>>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Response {
+    let pairs = match query {
+        Ok(Query(pairs)) => pairs,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the query string ({e}): use ?iss=...&jti=..."),
+            );
+        }
+    };
+    match query::parse(&pairs) {
+        Ok(facts) => Json(sub.check(&facts)).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+async fn status(State(sub): State<Arc<Subscriber>>) -> Json<StatusBody> {
+    let s = sub.status();
+    Json(StatusBody {
+        id: sub.config().id.clone(),
+        version: s.version,
+        digest: s.digest.to_string(),
+        entries: s.entries,
+        synced: s.synced,
+        snapshots: s.snapshots,
+        deltas: s.deltas,
+        resyncs: s.resyncs,
+        digest_mismatches: s.digest_mismatches,
+        connects: s.connects,
+        node: s.node,
+    })
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(sub): State<Arc<Subscriber>>) -> (StatusCode, String) {
+    if sub.is_synced() {
+        return (StatusCode::OK, "ready".into());
+    }
+    let s = sub.status();
+    let reason = match (&s.node, s.connects) {
+        (_, 0) => format!(
+            "not ready: no node of the cluster ({}) has answered yet",
+            sub.config().cluster.join(", ")
+        ),
+        (Some(node), _) => format!("not ready: connected to {node}, first sync in progress"),
+        (None, n) => format!("not ready: {n} connection(s) ended before the first full sync"),
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, reason)
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint: use GET /v1/check?iss=..., /v1/status, /healthz or /readyz",
+    )
+}
