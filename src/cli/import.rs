@@ -243,7 +243,10 @@ async fn wait_converged(
     let started = std::time::Instant::now();
     loop {
         let s = client
-            .status(pb::StatusRequest { version: Some(version), local_only: false })
+            .status(pb::StatusRequest {
+                version: Some(version),
+                local_only: false,
+            })
             .await
             .map_err(status_error)?
             .into_inner();

@@ -1,10 +1,13 @@
-//! The `recall` command line: `recall server` runs a node; every other command is an operator
-//! client of a running cluster. clap and environment parsing live here and nowhere else.
+//! The `recall` command line: `recall server` runs a node, `recall sidecar` a sidecar; every other
+//! command is an operator client of a running cluster. clap and environment parsing live here and
+//! nowhere else.
 
 mod client;
+mod dev;
 mod import;
 mod inspect;
 mod server;
+mod sidecar;
 mod time;
 mod write;
 
@@ -33,8 +36,12 @@ pub struct ClusterArgs {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Try recall locally: a single-node authority and a sidecar, data in ./recall-data.
+    Dev(dev::DevArgs),
     /// Run an authority node (with no flags: a single-node cluster with data in ./recall-data).
     Server(server::ServerArgs),
+    /// Run a sidecar: follow the cluster and answer "is this token revoked?" over local HTTP/gRPC.
+    Sidecar(sidecar::SidecarArgs),
     /// Revoke keys (tokens, sessions, API keys, subjects, clients, signing keys).
     Revoke(write::RevokeArgs),
     /// Recall by time: revoke every token in a scope issued before a time.
@@ -57,7 +64,9 @@ impl Cli {
     /// Runs the command.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
+            Cmd::Dev(a) => dev::run(a).await,
             Cmd::Server(a) => server::run(a).await,
+            Cmd::Sidecar(a) => sidecar::run(a).await,
             Cmd::Revoke(a) => write::revoke(a).await,
             Cmd::Rule(a) => write::rule(a).await,
             Cmd::Lift(a) => write::lift(a).await,

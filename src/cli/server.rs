@@ -59,7 +59,7 @@ pub struct ServerArgs {
 }
 
 /// Sets up tracing (RUST_LOG filters; default info).
-fn init_tracing(json: bool) {
+pub(super) fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
@@ -173,7 +173,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     .await
 }
 
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

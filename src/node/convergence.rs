@@ -35,13 +35,21 @@ pub struct Convergence {
 impl Convergence {
     /// Convergence over `raft`'s members, this node's subscribers in `registry`.
     pub fn new(raft: Raft, registry: Arc<Registry>) -> Self {
-        Self { raft, registry, peers: Mutex::new(HashMap::new()) }
+        Self {
+            raft,
+            registry,
+            peers: Mutex::new(HashMap::new()),
+        }
     }
 
     /// This node's subscribers.
     pub fn local(&self) -> Vec<Seen> {
         let me = self.raft.metrics().borrow().id;
-        self.registry.list().into_iter().map(|info| Seen { node: me, info }).collect()
+        self.registry
+            .list()
+            .into_iter()
+            .map(|info| Seen { node: me, info })
+            .collect()
     }
 
     /// Every member's subscribers (members that do not answer in time are skipped, and named).
@@ -55,7 +63,9 @@ impl Convergence {
             .filter(|(id, _)| **id != m.id)
             .map(|(id, n)| (*id, n.addr.clone()))
             .collect();
-        let asks = others.iter().map(|(id, addr)| async move { (*id, self.ask(addr).await) });
+        let asks = others
+            .iter()
+            .map(|(id, addr)| async move { (*id, self.ask(addr).await) });
         for (id, r) in futures::future::join_all(asks).await {
             match r {
                 Some(mut seen) => all.append(&mut seen),
@@ -83,7 +93,10 @@ impl Convergence {
             match peers.get(addr) {
                 Some(c) => c.clone(),
                 None => {
-                    let ch = Channel::from_shared(format!("http://{addr}")).ok()?.connect_timeout(PEER_TIMEOUT).connect_lazy();
+                    let ch = Channel::from_shared(format!("http://{addr}"))
+                        .ok()?
+                        .connect_timeout(PEER_TIMEOUT)
+                        .connect_lazy();
                     let c = OperatorClient::new(ch);
                     peers.insert(addr.to_string(), c.clone());
                     c
@@ -92,8 +105,15 @@ impl Convergence {
         };
         let mut client = client;
         // Every subscriber lags u64::MAX, so the peer lists them all.
-        let req = pb::StatusRequest { version: Some(u64::MAX), local_only: true };
-        let reply = tokio::time::timeout(PEER_TIMEOUT, client.status(req)).await.ok()?.ok()?.into_inner();
+        let req = pb::StatusRequest {
+            version: Some(u64::MAX),
+            local_only: true,
+        };
+        let reply = tokio::time::timeout(PEER_TIMEOUT, client.status(req))
+            .await
+            .ok()?
+            .ok()?
+            .into_inner();
         let c = reply.convergence?;
         Some(
             c.laggards
@@ -137,7 +157,12 @@ pub fn report(target: u64, subs: &[Seen], started: Instant) -> pb::Convergence {
 }
 
 /// Waits until every live subscriber has applied `target`, or `timeout`; the last report.
-pub async fn wait(conv: &Convergence, target: u64, timeout: Duration, started: Instant) -> pb::Convergence {
+pub async fn wait(
+    conv: &Convergence,
+    target: u64,
+    timeout: Duration,
+    started: Instant,
+) -> pb::Convergence {
     let deadline = Instant::now() + timeout;
     loop {
         let (subs, _) = conv.cluster().await;

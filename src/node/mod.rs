@@ -102,6 +102,7 @@ impl RunningNode {
                 registry.clone(),
                 config.streams,
                 clock.clone(),
+                stopped.clone(),
             );
             let mut stopped = stopped.clone();
             let router = tonic::transport::Server::builder()

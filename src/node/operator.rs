@@ -36,7 +36,12 @@ impl OperatorService {
         subscribers: std::sync::Arc<super::subscribe::Registry>,
     ) -> Self {
         let convergence = super::convergence::Convergence::new(raft.clone(), subscribers);
-        Self { raft, sm, writer, convergence }
+        Self {
+            raft,
+            sm,
+            writer,
+            convergence,
+        }
     }
 
     /// Commits `cmd`; with `wait`, then waits until every live subscriber has applied it.
@@ -53,8 +58,9 @@ impl OperatorService {
                 0 => DEFAULT_WAIT,
                 ms => std::time::Duration::from_millis(u64::from(ms)),
             };
-            out.convergence =
-                Some(super::convergence::wait(&self.convergence, out.version, timeout, started).await);
+            out.convergence = Some(
+                super::convergence::wait(&self.convergence, out.version, timeout, started).await,
+            );
         }
         Ok(TonicResponse::new(out))
     }
@@ -143,8 +149,8 @@ impl Operator for OperatorService {
             .collect::<Result<Vec<_>, WireError>>()?;
         self.commit(
             Command::Revoke {
-            meta: meta(req.actor, req.reason),
-            items,
+                meta: meta(req.actor, req.reason),
+                items,
             },
             req.wait,
         )
@@ -159,8 +165,8 @@ impl Operator for OperatorService {
         let rule = wire::rule_from_wire("rule", req.rule)?;
         self.commit(
             Command::AddRule {
-            meta: meta(req.actor, req.reason),
-            rule,
+                meta: meta(req.actor, req.reason),
+                rule,
             },
             req.wait,
         )
@@ -186,9 +192,9 @@ impl Operator for OperatorService {
             .collect::<Result<Vec<_>, WireError>>()?;
         self.commit(
             Command::Lift {
-            meta: meta(req.actor, req.reason),
-            keys,
-            rules,
+                meta: meta(req.actor, req.reason),
+                keys,
+                rules,
             },
             req.wait,
         )

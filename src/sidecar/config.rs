@@ -44,7 +44,9 @@ impl SidecarConfig {
 
     /// Refuses a configuration that cannot work, naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.subscriber.validate().map_err(ConfigError::Subscriber)?;
+        self.subscriber
+            .validate()
+            .map_err(ConfigError::Subscriber)?;
         if self.subscriber.staleness_bound.is_zero() {
             return Err(ConfigError::Field {
                 field: "staleness_bound",
@@ -67,7 +69,9 @@ impl SidecarConfig {
 }
 
 fn address(field: &'static str, addr: &str) -> Result<(), ConfigError> {
-    let port = addr.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+    let port = addr
+        .rsplit_once(':')
+        .map(|(host, port)| (host, port.parse::<u16>()));
     match port {
         Some((host, Ok(_))) if !host.is_empty() => Ok(()),
         _ => Err(ConfigError::Field {
@@ -94,15 +98,35 @@ mod tests {
     fn refusals_name_the_field() {
         let mut c = config();
         c.http_listen = "7080".into();
-        assert!(c.validate().unwrap_err().to_string().starts_with("http_listen:"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("http_listen:")
+        );
         let mut c = config();
         c.grpc_listen = Some(c.http_listen.clone());
-        assert!(c.validate().unwrap_err().to_string().starts_with("grpc_listen:"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("grpc_listen:")
+        );
         let mut c = config();
         c.subscriber.cluster.clear();
-        assert!(c.validate().unwrap_err().to_string().starts_with("cluster:"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("cluster:")
+        );
         let mut c = config();
         c.subscriber.staleness_bound = std::time::Duration::ZERO;
-        assert!(c.validate().unwrap_err().to_string().starts_with("staleness_bound:"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("staleness_bound:")
+        );
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{Shared, SubscriberConfig};
 
 /// What to do when the subscriber has lost contact for longer than its bound.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StalePolicy {
     /// Deny: a stale answer says revoked (the safe default).

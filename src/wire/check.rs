@@ -21,12 +21,8 @@ pub fn facts_from_wire<'a>(
     field: &str,
     facts: Option<&'a pb::TokenFacts>,
 ) -> Result<TokenFacts<'a>, WireError> {
-    let f = facts.ok_or_else(|| {
-        WireError::new(
-            field,
-            "missing; give the token's facts (at least `iss`)",
-        )
-    })?;
+    let f = facts
+        .ok_or_else(|| WireError::new(field, "missing; give the token's facts (at least `iss`)"))?;
     if f.iss.is_empty() {
         return Err(WireError::new(
             format!("{field}.iss"),
@@ -121,7 +117,11 @@ pub fn match_to_wire(m: &Match, iss: &str) -> pb::Match {
 pub fn reply_to_wire(answer: &Answer, iss: &str) -> pb::CheckReply {
     pb::CheckReply {
         verdict: verdict_to_wire(answer) as i32,
-        matches: answer.matches.iter().map(|m| match_to_wire(m, iss)).collect(),
+        matches: answer
+            .matches
+            .iter()
+            .map(|m| match_to_wire(m, iss))
+            .collect(),
         version: answer.version,
         staleness_ms: answer.staleness_ms.unwrap_or(0),
         stale: answer.stale,
@@ -174,7 +174,10 @@ mod tests {
         w.iss.clear();
         let batch = vec![wire_facts(), wire_facts(), wire_facts(), w];
         let err = batch_from_wire(&batch).unwrap_err();
-        assert!(err.to_string().starts_with("facts[3].iss: missing"), "{err}");
+        assert!(
+            err.to_string().starts_with("facts[3].iss: missing"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -202,17 +205,32 @@ mod tests {
         let batch = vec![wire_facts(); MAX_CHECK_BATCH + 1];
         let err = batch_from_wire(&batch).unwrap_err();
         assert!(err.to_string().contains("limit of 10000"), "{err}");
-        assert_eq!(batch_from_wire(&batch[..MAX_CHECK_BATCH]).unwrap().len(), MAX_CHECK_BATCH);
+        assert_eq!(
+            batch_from_wire(&batch[..MAX_CHECK_BATCH]).unwrap().len(),
+            MAX_CHECK_BATCH
+        );
     }
 
     #[test]
     fn verdicts_apply_the_policy() {
         use StalePolicy::{FailClosed, FailOpen};
         let cases = [
-            (answer(Status::Allowed, false, false, FailClosed), pb::Verdict::Allowed),
-            (answer(Status::Revoked, true, false, FailOpen), pb::Verdict::Revoked),
-            (answer(Status::Allowed, true, true, FailClosed), pb::Verdict::Revoked),
-            (answer(Status::Allowed, false, true, FailOpen), pb::Verdict::Allowed),
+            (
+                answer(Status::Allowed, false, false, FailClosed),
+                pb::Verdict::Allowed,
+            ),
+            (
+                answer(Status::Revoked, true, false, FailOpen),
+                pb::Verdict::Revoked,
+            ),
+            (
+                answer(Status::Allowed, true, true, FailClosed),
+                pb::Verdict::Revoked,
+            ),
+            (
+                answer(Status::Allowed, false, true, FailOpen),
+                pb::Verdict::Allowed,
+            ),
             (
                 answer(Status::PossiblyRevoked, true, false, FailClosed),
                 pb::Verdict::PossiblyRevoked,

@@ -26,7 +26,11 @@ impl Three {
             addrs.push(l.local_addr().unwrap().to_string());
             listeners.push(l);
         }
-        let members: BTreeMap<u64, String> = addrs.iter().enumerate().map(|(i, a)| (i as u64 + 1, a.clone())).collect();
+        let members: BTreeMap<u64, String> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i as u64 + 1, a.clone()))
+            .collect();
         let mut nodes = Vec::new();
         let mut dirs = Vec::new();
         for (i, l) in listeners.into_iter().enumerate() {
@@ -34,10 +38,16 @@ impl Three {
             let mut c = fast_config(dir.path(), &addrs[i]);
             c.id = i as u64 + 1;
             c.initial_members = members.clone();
-            nodes.push(Some(RunningNode::start(c, l, clock::system()).await.unwrap()));
+            nodes.push(Some(
+                RunningNode::start(c, l, clock::system()).await.unwrap(),
+            ));
             dirs.push(dir);
         }
-        let me = Self { nodes, addrs, _dirs: dirs };
+        let me = Self {
+            nodes,
+            addrs,
+            _dirs: dirs,
+        };
         me.wait(|n| n.sm.seeded()).await;
         me
     }
@@ -45,7 +55,10 @@ impl Three {
     async fn wait(&self, f: impl Fn(&RunningNode) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         while !self.nodes.iter().flatten().all(&f) {
-            assert!(tokio::time::Instant::now() < deadline, "cluster condition not reached");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cluster condition not reached"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -63,12 +76,21 @@ async fn followers_serve_the_same_state_and_survive_leader_failover() {
     let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     let mut subs = Vec::new();
     for &i in &followers {
-        let mut cfg = recall::subscriber::SubscriberConfig::new(vec![c.addrs[i].clone()], format!("svc/{i}"));
+        let mut cfg =
+            recall::subscriber::SubscriberConfig::new(vec![c.addrs[i].clone()], format!("svc/{i}"));
         cfg.backoff_min = Duration::from_millis(20);
         subs.push(subscribe(cfg).await);
     }
-    let mut client = OperatorClient::connect(format!("http://{}", c.addrs[leader])).await.unwrap();
-    let v = revoke(&mut client, (0..500).map(|i| token("https://iss", &format!("f{i}"))).collect()).await;
+    let mut client = OperatorClient::connect(format!("http://{}", c.addrs[leader]))
+        .await
+        .unwrap();
+    let v = revoke(
+        &mut client,
+        (0..500)
+            .map(|i| token("https://iss", &format!("f{i}")))
+            .collect(),
+    )
+    .await;
     for s in &subs {
         s.wait_version(v, Duration::from_secs(10)).await.unwrap();
     }
@@ -79,20 +101,32 @@ async fn followers_serve_the_same_state_and_survive_leader_failover() {
     c.nodes[leader].take().unwrap().shutdown().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let new_leader = loop {
-        let m = c.nodes[followers[0]].as_ref().unwrap().raft.metrics().borrow().clone();
+        let m = c.nodes[followers[0]]
+            .as_ref()
+            .unwrap()
+            .raft
+            .metrics()
+            .borrow()
+            .clone();
         if let Some(l) = m.current_leader.filter(|&l| l as usize - 1 != leader) {
             break l as usize - 1;
         }
         assert!(tokio::time::Instant::now() < deadline, "no new leader");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let mut client = OperatorClient::connect(format!("http://{}", c.addrs[new_leader])).await.unwrap();
+    let mut client = OperatorClient::connect(format!("http://{}", c.addrs[new_leader]))
+        .await
+        .unwrap();
     let v = revoke(&mut client, vec![token("https://iss", "after-failover")]).await;
     for s in &subs {
         s.wait_version(v, Duration::from_secs(10)).await.unwrap();
         let a = s.check_key(recall_core::Kind::Token, "https://iss", "after-failover");
         assert!(a.revoked && !a.stale, "{a:?}");
-        assert_eq!(s.status().connects, 1, "the stream to a surviving node must not have broken");
+        assert_eq!(
+            s.status().connects,
+            1,
+            "the stream to a surviving node must not have broken"
+        );
     }
     for s in subs {
         s.shutdown().await;

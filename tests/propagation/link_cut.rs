@@ -17,7 +17,9 @@ async fn cut_link_during_50k_revocations_converges_with_equal_digest() {
 
     let mut last = 0;
     for batch in 0..50 {
-        let items = (0..1_000).map(|i| token("https://iss", &format!("b{batch}-t{i}"))).collect();
+        let items = (0..1_000)
+            .map(|i| token("https://iss", &format!("b{batch}-t{i}")))
+            .collect();
         last = revoke(&mut client, items).await;
         if batch == 10 {
             proxy.cut();
@@ -27,7 +29,11 @@ async fn cut_link_during_50k_revocations_converges_with_equal_digest() {
         }
     }
     if let Err(e) = sub.wait_version(last, Duration::from_secs(30)).await {
-        panic!("{e:#}: {:?} node {:?}", sub.status(), node.node.sm.applied());
+        panic!(
+            "{e:#}: {:?} node {:?}",
+            sub.status(),
+            node.node.sm.applied()
+        );
     }
     let s = sub.status();
     assert_eq!(s.entries, 50_000);

@@ -2,4 +2,13 @@
 //! order, with acked versions, and survive reconnects, restarts and slow consumers.
 
 mod basics;
+mod failover;
 mod fixture;
+mod link_cut;
+mod protocol;
+mod proxy;
+mod raw;
+mod sidecar_fixture;
+mod sidecar_grpc;
+mod sidecar_http;
+mod warm_start;

@@ -25,12 +25,19 @@ async fn follow(raw: &mut Raw, filter: &mut Filter, version: u64, slow: Duration
                 parts.clear();
             }
             Body::SnapshotBegin(b) => {
-                loader = Some(filter.begin_snapshot(FingerprintSeed(b.fingerprint_seed), b.version, b.last_change_version, Digest(b.digest)))
+                loader = Some(filter.begin_snapshot(
+                    FingerprintSeed(b.fingerprint_seed),
+                    b.version,
+                    b.last_change_version,
+                    Digest(b.digest),
+                ))
             }
-            Body::SnapshotChunk(c) => loader
-                .as_mut()
-                .unwrap()
-                .push_fingerprints(&c.fingerprints.iter().map(|&x| Fingerprint(x)).collect::<Vec<_>>()),
+            Body::SnapshotChunk(c) => loader.as_mut().unwrap().push_fingerprints(
+                &c.fingerprints
+                    .iter()
+                    .map(|&x| Fingerprint(x))
+                    .collect::<Vec<_>>(),
+            ),
             Body::SnapshotEnd(_) => loader.take().unwrap().finish(filter).unwrap(),
             Body::Delta(p) => {
                 let last = p.last_part;
@@ -41,15 +48,25 @@ async fn follow(raw: &mut Raw, filter: &mut Filter, version: u64, slow: Duration
                         version: first.version,
                         prev_version: first.prev_version,
                         digest: Digest(first.digest),
-                        added: parts.iter().flat_map(|p| p.added.iter().map(|&x| Fingerprint(x))).collect(),
-                        removed: parts.iter().flat_map(|p| p.removed.iter().map(|&x| Fingerprint(x))).collect(),
+                        added: parts
+                            .iter()
+                            .flat_map(|p| p.added.iter().map(|&x| Fingerprint(x)))
+                            .collect(),
+                        removed: parts
+                            .iter()
+                            .flat_map(|p| p.removed.iter().map(|&x| Fingerprint(x)))
+                            .collect(),
                         ..Delta::default()
                     };
                     parts.clear();
-                    filter.apply(&d).expect("the node sent a delta that does not follow");
+                    filter
+                        .apply(&d)
+                        .expect("the node sent a delta that does not follow");
                 }
             }
-            Body::Heartbeat(h) => filter.advance(h.applied_version, h.last_change_version).unwrap(),
+            Body::Heartbeat(h) => filter
+                .advance(h.applied_version, h.last_change_version)
+                .unwrap(),
         }
     }
     reasons
@@ -70,11 +87,16 @@ async fn slow_subscriber_is_resynced_and_ends_with_the_whole_set() {
     let mut v = 0;
     // Enough bytes that the transport's buffers cannot absorb them all.
     for i in 0..100 {
-        let items = (0..2_000).map(|j| token("https://iss", &format!("s{i}-{j}"))).collect();
+        let items = (0..2_000)
+            .map(|j| token("https://iss", &format!("s{i}-{j}")))
+            .collect();
         v = revoke(&mut client, items).await;
     }
     let reasons = follow(&mut raw, &mut filter, v, Duration::from_millis(10)).await;
-    assert!(reasons.iter().any(|r| r == "too_slow"), "no resync: {reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r == "too_slow"),
+        "no resync: {reasons:?}"
+    );
     let view: View = node.node.sm.with_set(|s| s.view());
     assert_eq!(filter.view().unwrap().fingerprints, view.fingerprints);
     assert_eq!(filter.digest(), view.digest);
@@ -91,18 +113,35 @@ async fn future_version_and_wrong_digest_are_resynced() {
     let applied = node.node.sm.applied();
     let seed = node.node.sm.with_set(|s| s.fingerprinter().seed().0);
 
-    let mut raw = Raw::open(&node.addr, hello("future", 1_000_000, 1, seed)).await.unwrap();
+    let mut raw = Raw::open(&node.addr, hello("future", 1_000_000, 1, seed))
+        .await
+        .unwrap();
     assert_eq!(raw.snapshot_reason().await, "future_version");
 
     let wrong = applied.digest.0 ^ 1;
-    let mut raw = Raw::open(&node.addr, hello("wrong", applied.version, wrong, seed)).await.unwrap();
+    let mut raw = Raw::open(&node.addr, hello("wrong", applied.version, wrong, seed))
+        .await
+        .unwrap();
     assert_eq!(raw.snapshot_reason().await, "digest_mismatch");
 
-    let mut raw = Raw::open(&node.addr, hello("reseeded", applied.version, applied.digest.0, seed ^ 1)).await.unwrap();
+    let mut raw = Raw::open(
+        &node.addr,
+        hello("reseeded", applied.version, applied.digest.0, seed ^ 1),
+    )
+    .await
+    .unwrap();
     assert_eq!(raw.snapshot_reason().await, "seed_changed");
 
-    let mut raw = Raw::open(&node.addr, hello("ok", applied.version, applied.digest.0, seed)).await.unwrap();
-    assert!(matches!(raw.next().await, Body::Heartbeat(_)), "an up-to-date subscriber gets no snapshot");
+    let mut raw = Raw::open(
+        &node.addr,
+        hello("ok", applied.version, applied.digest.0, seed),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(raw.next().await, Body::Heartbeat(_)),
+        "an up-to-date subscriber gets no snapshot"
+    );
 }
 
 /// Protocol errors end the stream with INVALID_ARGUMENT naming the problem; a second stream with
@@ -110,15 +149,25 @@ async fn future_version_and_wrong_digest_are_resynced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_errors_are_refused_clearly() {
     let node = OneNode::start().await;
-    let err = Raw::open(&node.addr, hello("", 0, 0, 0)).await.err().expect("an empty id is refused");
+    let err = Raw::open(&node.addr, hello("", 0, 0, 0))
+        .await
+        .err()
+        .expect("an empty id is refused");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("subscriber_id"), "{}", err.message());
 
-    let mut first = Raw::open(&node.addr, hello("twice", 0, 0, 0)).await.unwrap();
+    let mut first = Raw::open(&node.addr, hello("twice", 0, 0, 0))
+        .await
+        .unwrap();
     assert_eq!(first.snapshot_reason().await, "new_subscriber");
-    let _second = Raw::open(&node.addr, hello("twice", 0, 0, 0)).await.unwrap();
+    let _second = Raw::open(&node.addr, hello("twice", 0, 0, 0))
+        .await
+        .unwrap();
     let ended = loop {
-        match tokio::time::timeout(Duration::from_secs(5), first.down.message()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(5), first.down.message())
+            .await
+            .unwrap()
+        {
             Ok(Some(_)) => continue,
             other => break other,
         }
@@ -126,17 +175,34 @@ async fn protocol_errors_are_refused_clearly() {
     let status = ended.expect_err("the replaced stream ends with a status");
     assert_eq!(status.code(), tonic::Code::Aborted);
 
-    let mut raw = Raw::open(&node.addr, hello("acker", 0, 0, 0)).await.unwrap();
+    let mut raw = Raw::open(&node.addr, hello("acker", 0, 0, 0))
+        .await
+        .unwrap();
     raw.snapshot_reason().await;
-    let ack = recall::proto::Ack { applied_version: 1_000_000, digest: 0 };
-    raw.up.send(recall::proto::SubscribeRequest { body: Some(recall::proto::subscribe_request::Body::Ack(ack)) }).await.unwrap();
+    let ack = recall::proto::Ack {
+        applied_version: 1_000_000,
+        digest: 0,
+    };
+    raw.up
+        .send(recall::proto::SubscribeRequest {
+            body: Some(recall::proto::subscribe_request::Body::Ack(ack)),
+        })
+        .await
+        .unwrap();
     let status = loop {
-        match tokio::time::timeout(Duration::from_secs(5), raw.down.message()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(5), raw.down.message())
+            .await
+            .unwrap()
+        {
             Ok(Some(_)) => continue,
             Ok(None) => panic!("ended without a status"),
             Err(s) => break s,
         }
     };
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().contains("beyond the last version sent"), "{}", status.message());
+    assert!(
+        status.message().contains("beyond the last version sent"),
+        "{}",
+        status.message()
+    );
 }

@@ -25,7 +25,9 @@ impl Proxy {
         let refusing = refuse.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((client, _)) = listener.accept().await else { return };
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
                 if refusing.load(Ordering::Relaxed) {
                     drop(client);
                     continue;
@@ -35,7 +37,9 @@ impl Proxy {
                 // Only cuts after this connection opened end it.
                 cuts.borrow_and_update();
                 tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(&upstream).await else { return };
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
                     let (mut c, mut s) = (client, server);
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut c, &mut s) => {}

@@ -26,10 +26,15 @@ impl Raw {
             .unwrap();
         let mut client = SubscriptionClient::new(channel);
         let (up, rx) = mpsc::channel(16);
-        up.send(pb::SubscribeRequest { body: Some(pb::subscribe_request::Body::Hello(hello)) })
-            .await
-            .unwrap();
-        let down = client.subscribe(ReceiverStream::new(rx)).await?.into_inner();
+        up.send(pb::SubscribeRequest {
+            body: Some(pb::subscribe_request::Body::Hello(hello)),
+        })
+        .await
+        .unwrap();
+        let down = client
+            .subscribe(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
         Ok(Self { up, down })
     }
 

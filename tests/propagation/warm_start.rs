@@ -13,7 +13,13 @@ async fn restart_resumes_with_deltas_only() {
     config.data_dir = Some(data.path().to_path_buf());
     config.persist_every = Duration::from_millis(50);
     let mut client = node.client().await;
-    revoke(&mut client, (0..100).map(|i| token("https://iss", &format!("a{i}"))).collect()).await;
+    revoke(
+        &mut client,
+        (0..100)
+            .map(|i| token("https://iss", &format!("a{i}")))
+            .collect(),
+    )
+    .await;
 
     let sub = subscribe(config.clone()).await;
     let v = revoke(&mut client, vec![token("https://iss", "b")]).await;
@@ -24,7 +30,10 @@ async fn restart_resumes_with_deltas_only() {
     let sub = Subscriber::start(config).await.unwrap();
     sub.wait_version(v, Duration::from_secs(5)).await.unwrap();
     let s = sub.status();
-    assert_eq!(s.snapshots, 0, "a warm start must resume with deltas: {s:?}");
+    assert_eq!(
+        s.snapshots, 0,
+        "a warm start must resume with deltas: {s:?}"
+    );
     assert!(s.deltas >= 1, "{s:?}");
     assert_eq!(s.entries, 102);
     assert_eq!(s.digest, node.node.sm.applied().digest);

@@ -62,6 +62,8 @@ pub struct SubscribeService {
     pub(crate) registry: Arc<Registry>,
     pub(crate) config: StreamConfig,
     pub(crate) clock: Clock,
+    /// Turns true when the node stops: every session ends, so shutdown never waits on streams.
+    pub(crate) stopped: tokio::sync::watch::Receiver<bool>,
 }
 
 impl SubscribeService {
@@ -72,6 +74,7 @@ impl SubscribeService {
         registry: Arc<Registry>,
         config: StreamConfig,
         clock: Clock,
+        stopped: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Self {
             sm,
@@ -79,6 +82,7 @@ impl SubscribeService {
             registry,
             config,
             clock,
+            stopped,
         }
     }
 }

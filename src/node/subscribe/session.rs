@@ -67,6 +67,7 @@ impl Session {
             .registry
             .register(&self.hello.subscriber_id, &self.hello.mode, now);
         let mut replaced = reg.replaced.clone();
+        let mut stopped = self.svc.stopped.clone();
         let mut applied = self.svc.sm.subscribe();
         if let Err(e) = self.start(&mut applied).await {
             return e;
@@ -75,6 +76,9 @@ impl Session {
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = stopped.changed() => {
+                    return End::Status(Status::unavailable("the node is shutting down; reconnect to another node"));
+                }
                 r = replaced.changed() => {
                     if r.is_err() || *replaced.borrow() {
                         return End::Status(Status::aborted("a newer stream with the same subscriber_id replaced this one"));

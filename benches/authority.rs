@@ -1,0 +1,900 @@
+//! The authority cluster under load: a 3-node cluster (in this process, each node on its own
+//! tokio runtime, as separate processes would be) on 127.0.0.1 with its redb files in temporary
+//! directories, fsync on commit as in production. Measures, through the operator gRPC API:
+//!
+//! 1. committed revocations per second for a batched import (Revoke requests of 10k items, one
+//!    or four in flight, and the Import client stream), sent to the leader and to a follower
+//!    (forwarding); the median of several runs, each on fresh keys;
+//! 2. the latency of a single revocation from request to commit, sequentially and with 8
+//!    concurrent clients;
+//! 3. the floor in the same run: an fdatasync and an fsync of a small write in the same
+//!    directory, an empty redb transaction committed durably, and a loopback gRPC round trip (the
+//!    Status RPC).
+//!
+//! Run: `cargo bench --bench authority` (results and conditions in BENCHMARKS.md).
+//! Environment: `RECALL_BENCH_IMPORT` revocations per import run (default 500000),
+//! `RECALL_BENCH_BATCH` items per request (default 10000), `RECALL_BENCH_RUNS` runs per import
+//! row (default 3), `RECALL_BENCH_LATENCY` single revocations per latency row (default 2000);
+//! `RECALL_BENCH_LISTENER_NODELAY=1` is an experiment: it sets `TCP_NODELAY` on the nodes'
+//! listening sockets, which `recall server` does not do (see BENCHMARKS.md).
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::{StreamExt, TryStreamExt};
+use recall::node::{NodeConfig, RunningNode, clock};
+use recall::proto as pb;
+use recall::proto::operator_client::OperatorClient;
+use tonic::transport::{Channel, Endpoint};
+
+const ISSUER: &str = "https://login.example.com";
+const ACTOR: &str = "bench";
+const NODES: u64 = 3;
+/// How many clients the concurrent latency row runs.
+const CLIENTS: usize = 8;
+/// Samples per floor measurement.
+const FLOOR_SAMPLES: usize = 2000;
+/// Linux's USER_HZ: the unit of the CPU times in /proc.
+const TICKS_PER_SEC: f64 = 100.0;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v
+            .replace('_', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine conditions and CPU accounting.
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn nproc() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// CPU ticks (user + system) of this process, dead threads included.
+fn own_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15, so 11 and 12 after the state.
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+}
+
+/// (busy, total) ticks of the whole machine.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Where CPU time went between two points: this benchmark (the 3 nodes and the clients) and
+/// everything else on the machine, in cores.
+#[derive(Clone, Copy)]
+struct CpuMark {
+    at: Instant,
+    own: u64,
+    busy: u64,
+    total: u64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct CpuUse {
+    own_cores: f64,
+    other_cores: f64,
+}
+
+impl CpuMark {
+    fn now() -> Self {
+        let (busy, total) = machine_ticks();
+        Self {
+            at: Instant::now(),
+            own: own_ticks(),
+            busy,
+            total,
+        }
+    }
+
+    fn since(self) -> CpuUse {
+        let end = Self::now();
+        let wall = end.at.duration_since(self.at).as_secs_f64().max(1e-9);
+        let own = (end.own - self.own) as f64 / TICKS_PER_SEC / wall;
+        let total = (end.total - self.total).max(1) as f64;
+        let all = (end.busy - self.busy) as f64 / total * nproc() as f64;
+        CpuUse {
+            own_cores: own,
+            other_cores: (all - own).max(0.0),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics.
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn rate(per_sec: f64) -> String {
+    if per_sec >= 1e3 {
+        format!("{:.1}k/s", per_sec / 1e3)
+    } else {
+        format!("{per_sec:.0}/s")
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+/// The rows of the results table.
+struct Table {
+    rows: Vec<[String; 3]>,
+}
+
+impl Table {
+    fn row(&mut self, what: impl Into<String>, result: impl Into<String>, note: impl Into<String>) {
+        let row = [what.into(), result.into(), note.into()];
+        println!("  {} | {} | {}", row[0], row[1], row[2]);
+        self.rows.push(row);
+    }
+
+    fn print(&self) {
+        println!();
+        println!("| measurement | result | notes |");
+        println!("| --- | --- | --- |");
+        for [a, b, c] in &self.rows {
+            println!("| {a} | {b} | {c} |");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cluster.
+
+struct Node {
+    id: u64,
+    addr: String,
+    rt: tokio::runtime::Runtime,
+    running: RunningNode,
+}
+
+/// Starts `NODES` nodes, each on its own 2-worker runtime (what `recall server` gets here), each
+/// on a listener bound as `recall server` binds it (`tokio::net::TcpListener::bind`), or with
+/// `TCP_NODELAY` set on the listening socket (inherited by accepted connections) when
+/// `listener_nodelay`: an experiment, not what the server does.
+fn start_cluster(root: &Path, listener_nodelay: bool) -> anyhow::Result<Vec<Node>> {
+    let mut bound = Vec::new();
+    for id in 1..=NODES {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(format!("node{id}"))
+            .enable_all()
+            .build()?;
+        let listener = rt.block_on(async {
+            if listener_nodelay {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.set_nodelay(true)?;
+                socket.bind("127.0.0.1:0".parse()?)?;
+                anyhow::Ok(socket.listen(1024)?)
+            } else {
+                Ok(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+            }
+        })?;
+        let addr = listener.local_addr()?.to_string();
+        bound.push((id, rt, listener, addr));
+    }
+    let members: BTreeMap<u64, String> = bound
+        .iter()
+        .map(|(id, _, _, addr)| (*id, addr.clone()))
+        .collect();
+    let mut nodes = Vec::new();
+    for (id, rt, listener, addr) in bound {
+        let config = NodeConfig {
+            id,
+            advertise: addr.clone(),
+            data_dir: root.join(format!("node{id}")),
+            initial_members: members.clone(),
+            bootstrap: true,
+            ..NodeConfig::default()
+        };
+        let running = rt.block_on(RunningNode::start(config, listener, clock::system()))?;
+        nodes.push(Node {
+            id,
+            addr,
+            rt,
+            running,
+        });
+    }
+    Ok(nodes)
+}
+
+fn stop_cluster(nodes: Vec<Node>) {
+    for node in nodes {
+        if let Err(e) = node.rt.block_on(node.running.shutdown()) {
+            eprintln!("node {} did not shut down cleanly: {e:#}", node.id);
+        }
+        node.rt.shutdown_timeout(Duration::from_secs(5));
+    }
+}
+
+async fn connect(addr: &str) -> anyhow::Result<OperatorClient<Channel>> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    Ok(OperatorClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
+}
+
+async fn status(addr: &str) -> anyhow::Result<pb::StatusReply> {
+    Ok(connect(addr)
+        .await?
+        .status(pb::StatusRequest::default())
+        .await?
+        .into_inner())
+}
+
+/// Waits until every node names the same leader and that leader has committed a first write.
+async fn wait_for_leader(nodes: &[(u64, String)]) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut leaders = Vec::new();
+        for (_, addr) in nodes {
+            leaders.push(status(addr).await.ok().and_then(|s| s.leader_id));
+        }
+        if let Some(Some(leader)) = leaders.first()
+            && leaders.iter().all(|l| *l == Some(*leader))
+        {
+            return Ok(*leader);
+        }
+        if Instant::now() > deadline {
+            bail!("no leader after 30s: {leaders:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until every node has applied what the leader has.
+async fn wait_caught_up(
+    nodes: &[(u64, String)],
+    leader: &str,
+) -> anyhow::Result<Vec<pb::StatusReply>> {
+    let target = status(leader).await?.applied_version;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut all = Vec::new();
+        for (_, addr) in nodes {
+            all.push(status(addr).await?);
+        }
+        if all.iter().all(|s| s.applied_version >= target) {
+            return Ok(all);
+        }
+        if Instant::now() > deadline {
+            bail!("followers did not catch up to version {target} within 120s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workloads.
+
+fn revocation(value: String, expires_at_ms: i64) -> pb::Revocation {
+    pb::Revocation {
+        key: Some(pb::RevocationKey {
+            kind: pb::Kind::Token as i32,
+            namespace: ISSUER.into(),
+            value,
+        }),
+        expires_at_ms: Some(expires_at_ms),
+    }
+}
+
+fn in_one_hour() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.as_millis() as i64 + 3_600_000
+}
+
+/// `n` fresh token revocations (a jti-like value unique to `tag`), in batches of `batch`.
+fn batches(tag: &str, n: usize, batch: usize) -> Vec<Vec<pb::Revocation>> {
+    let exp = in_one_hour();
+    let items: Vec<pb::Revocation> = (0..n)
+        .map(|i| revocation(format!("{tag}-{i:010}"), exp))
+        .collect();
+    items.chunks(batch).map(<[_]>::to_vec).collect()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ImportMode {
+    /// Revoke requests, this many in flight.
+    Revoke(usize),
+    /// One Import client stream.
+    Stream,
+}
+
+impl ImportMode {
+    fn label(self) -> String {
+        match self {
+            ImportMode::Revoke(1) => "Revoke ×10k items, 1 in flight".into(),
+            ImportMode::Revoke(k) => format!("Revoke ×10k items, {k} in flight"),
+            ImportMode::Stream => "Import stream, 10k-item chunks".into(),
+        }
+    }
+}
+
+/// Sends every batch to `addr` as `mode` says and waits for the last commit; returns the elapsed
+/// time and how many revocations the replies count as newly added.
+async fn import_run(
+    addr: &str,
+    mode: ImportMode,
+    batches: Vec<Vec<pb::Revocation>>,
+) -> anyhow::Result<(Duration, u64)> {
+    let client = connect(addr).await?;
+    match mode {
+        ImportMode::Revoke(in_flight) => {
+            let requests: Vec<pb::RevokeRequest> = batches
+                .into_iter()
+                .map(|items| pb::RevokeRequest {
+                    items,
+                    actor: ACTOR.into(),
+                    reason: "import".into(),
+                    wait: None,
+                })
+                .collect();
+            let start = Instant::now();
+            let added = futures::stream::iter(requests)
+                .map(|req| {
+                    let mut client = client.clone();
+                    async move { client.revoke(req).await.map(|r| r.into_inner().added) }
+                })
+                .buffer_unordered(in_flight)
+                .try_fold(0u64, |acc, added| async move { Ok(acc + added) })
+                .await?;
+            Ok((start.elapsed(), added))
+        }
+        ImportMode::Stream => {
+            let chunks: Vec<pb::ImportChunk> = batches
+                .into_iter()
+                // operator.proto lets later chunks leave the actor empty, but the server
+                // refuses that (it validates each chunk's own actor): repeat it exactly.
+                .map(|items| pb::ImportChunk {
+                    items,
+                    actor: ACTOR.into(),
+                    reason: "import".into(),
+                })
+                .collect();
+            let mut client = client;
+            let start = Instant::now();
+            let reply = client
+                .import(futures::stream::iter(chunks))
+                .await?
+                .into_inner();
+            Ok((start.elapsed(), reply.added))
+        }
+    }
+}
+
+/// One single-key revocation, timed from request to committed reply.
+async fn revoke_one(
+    client: &mut OperatorClient<Channel>,
+    value: String,
+    exp: i64,
+) -> anyhow::Result<Duration> {
+    let req = pb::RevokeRequest {
+        items: vec![revocation(value, exp)],
+        actor: ACTOR.into(),
+        reason: "latency".into(),
+        wait: None,
+    };
+    let start = Instant::now();
+    let reply = client.revoke(req).await?.into_inner();
+    let elapsed = start.elapsed();
+    if reply.added != 1 {
+        bail!("a fresh key was not added: {reply:?}");
+    }
+    Ok(elapsed)
+}
+
+async fn sequential_latency(addr: &str, tag: &str, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut client = connect(addr).await?;
+    let exp = in_one_hour();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(revoke_one(&mut client, format!("{tag}-{i:010}"), exp).await?);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// `clients` clients, each on its own connection, each sending `n / clients` single revocations
+/// one after the other. Returns the sorted latencies and the wall time.
+async fn concurrent_latency(
+    addr: &str,
+    tag: &str,
+    n: usize,
+    clients: usize,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(connect(addr).await?);
+    }
+    let exp = in_one_hour();
+    let per_client = n / clients;
+    let start = Instant::now();
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(c, mut client)| {
+            let tag = format!("{tag}-c{c}");
+            tokio::spawn(async move {
+                let mut out = Vec::with_capacity(per_client);
+                for i in 0..per_client {
+                    out.push(revoke_one(&mut client, format!("{tag}-{i:010}"), exp).await?);
+                }
+                anyhow::Ok(out)
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let wall = start.elapsed();
+    all.sort_unstable();
+    Ok((all, wall))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The floor.
+
+/// `n` small writes to one file in `dir`, each followed by `sync`; sorted times of write + sync.
+fn sync_floor(
+    dir: &Path,
+    name: &str,
+    n: usize,
+    sync: impl Fn(&std::fs::File) -> std::io::Result<()>,
+    append: bool,
+) -> anyhow::Result<Vec<Duration>> {
+    let path = dir.join(name);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    file.write_all(&[0u8; 4096])?;
+    file.sync_all()?;
+    let record = [0x5au8; 64];
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        if append {
+            file.write_all(&record)?;
+        } else {
+            file.write_all_at(&record, 0)?;
+        }
+        sync(&file)?;
+        out.push(start.elapsed());
+    }
+    drop(file);
+    std::fs::remove_file(path)?;
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// `n` redb write transactions of one small row each, committed durably (as the Raft log's
+/// appends are); sorted times of begin..commit.
+fn redb_floor(dir: &Path, n: usize) -> anyhow::Result<Vec<Duration>> {
+    const T: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("t");
+    let path = dir.join("floor.redb");
+    let db = redb::Database::create(&path)?;
+    let value = [0x5au8; 100];
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let start = Instant::now();
+        let txn = db.begin_write()?;
+        txn.open_table(T)?.insert(i, value.as_slice())?;
+        txn.commit()?;
+        out.push(start.elapsed());
+    }
+    drop(db);
+    std::fs::remove_file(path)?;
+    out.sort_unstable();
+    Ok(out)
+}
+
+async fn status_rtt(addr: &str, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut client = connect(addr).await?;
+    for _ in 0..50 {
+        client.status(pb::StatusRequest::default()).await?;
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        client.status(pb::StatusRequest::default()).await?;
+        out.push(start.elapsed());
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn main() -> anyhow::Result<()> {
+    let import_n = env_usize("RECALL_BENCH_IMPORT", 500_000);
+    let batch = env_usize("RECALL_BENCH_BATCH", 10_000).max(1);
+    let runs = env_usize("RECALL_BENCH_RUNS", 3).max(1);
+    let latency_n = env_usize("RECALL_BENCH_LATENCY", 2000).max(CLIENTS);
+
+    println!("recall authority benchmark: 3 nodes on 127.0.0.1, redb with fsync on commit");
+    println!(
+        "machine: nproc {}, {}, load average {} (1/5/15 min) at start",
+        nproc(),
+        cpu_model(),
+        loadavg()
+    );
+    println!(
+        "workload: {import_n} revocations per import run in requests of {batch}, {runs} runs per \
+         row; {latency_n} single revocations per latency row"
+    );
+
+    let root = tempfile::Builder::new().prefix("recall-bench-").tempdir()?;
+    println!("data: {}", root.path().display());
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("client")
+        .enable_all()
+        .build()?;
+
+    let listener_nodelay = std::env::var_os("RECALL_BENCH_LISTENER_NODELAY").is_some();
+    if listener_nodelay {
+        println!(
+            "EXPERIMENT: TCP_NODELAY set on the nodes' listening sockets (recall server does not)"
+        );
+    }
+    let nodes = start_cluster(root.path(), listener_nodelay)?;
+    let members: Vec<(u64, String)> = nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
+    let result = client_rt.block_on(measure(
+        root.path(),
+        &members,
+        import_n,
+        batch,
+        runs,
+        latency_n,
+    ));
+    let table = result.map(|(mut table, leader)| {
+        if let Some(node) = nodes.iter().find(|n| n.id == leader) {
+            stalls(&mut table, &node.running);
+        }
+        table
+    });
+    stop_cluster(nodes);
+    println!(
+        "load average {} at the end; peak memory of the benchmark process (3 nodes + clients) {}",
+        loadavg(),
+        peak_rss()
+    );
+    table?.print();
+    Ok(())
+}
+
+/// The peak resident set size of this process, from /proc/self/status.
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.trim_start_matches("VmHWM:").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Two pauses the leader takes while holding the state machine's read lock (applying waits for
+/// the write lock, so every commit waits through them), timed on the leader's set as the
+/// benchmark left it: the prune check the leader runs every `prune_interval` (a scan of every
+/// entry), and the copy of the set a snapshot build makes (every `snapshot_after` entries).
+fn stalls(table: &mut Table, leader: &RunningNode) {
+    let now = recall_core::Timestamp::from_millis(in_one_hour() - 3_600_000);
+    let (entries, scan, expired) = leader.sm.with_set(|s| {
+        let start = Instant::now();
+        let expired = s.has_expired(now);
+        (s.len(), start.elapsed(), expired)
+    });
+    table.row(
+        format!("stall: prune check (`has_expired`) on the leader, {entries} entries"),
+        ms(scan),
+        format!(
+            "under the state read lock, on an async worker, every prune_interval (60 s);              found expired: {expired}"
+        ),
+    );
+    let (copy, clone) = leader.sm.with_set(|s| {
+        let start = Instant::now();
+        let clone = s.clone();
+        (start.elapsed(), clone)
+    });
+    drop(clone);
+    table.row(
+        format!("stall: snapshot build's copy of the set, {entries} entries"),
+        ms(copy),
+        "under the state read lock, every snapshot_after (10000) log entries",
+    );
+}
+
+async fn measure(
+    dir: &Path,
+    members: &[(u64, String)],
+    import_n: usize,
+    batch: usize,
+    runs: usize,
+    latency_n: usize,
+) -> anyhow::Result<(Table, u64)> {
+    let mut table = Table { rows: Vec::new() };
+    let started = Instant::now();
+    let leader_id = wait_for_leader(members).await?;
+    let addr_of = |id: u64| -> String {
+        members
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, a)| a.clone())
+            .expect("a member")
+    };
+    let leader = addr_of(leader_id);
+    let (follower_id, follower) = members
+        .iter()
+        .find(|(id, _)| *id != leader_id)
+        .cloned()
+        .expect("a follower");
+    let term_start = status(&leader).await?.term;
+    println!(
+        "leader: node {leader_id} ({leader}) after {:.2}s, term {term_start}; follower used: \
+         node {follower_id}",
+        started.elapsed().as_secs_f64()
+    );
+    // The first write also fixes the cluster's fingerprint seed; warm every path up.
+    sequential_latency(&leader, "warm-leader", 100).await?;
+    sequential_latency(&follower, "warm-follower", 20).await?;
+    import_run(
+        &leader,
+        ImportMode::Stream,
+        batches("warm-import", batch, batch),
+    )
+    .await?;
+    wait_caught_up(members, &leader).await?;
+
+    // 3. The floor, first, while the cluster is idle.
+    println!("\nfloor (cluster idle):");
+    let fdatasync = sync_floor(
+        dir,
+        "fdatasync.bin",
+        FLOOR_SAMPLES,
+        |f| f.sync_data(),
+        false,
+    )?;
+    table.row(
+        "floor: 64 B pwrite + fdatasync (what redb calls)",
+        format!("p50 {}", ms(percentile(&fdatasync, 0.5))),
+        format!(
+            "p99 {}, {FLOOR_SAMPLES} samples, same disk as the nodes",
+            ms(percentile(&fdatasync, 0.99))
+        ),
+    );
+    let fsync = sync_floor(dir, "fsync.bin", FLOOR_SAMPLES, |f| f.sync_all(), true)?;
+    table.row(
+        "floor: 64 B append + fsync",
+        format!("p50 {}", ms(percentile(&fsync, 0.5))),
+        format!("p99 {}", ms(percentile(&fsync, 0.99))),
+    );
+    let redb = redb_floor(dir, FLOOR_SAMPLES)?;
+    table.row(
+        "floor: redb transaction, 1 row, durable commit",
+        format!("p50 {}", ms(percentile(&redb, 0.5))),
+        format!("p99 {}", ms(percentile(&redb, 0.99))),
+    );
+    let rtt = status_rtt(&leader, FLOOR_SAMPLES).await?;
+    table.row(
+        "floor: loopback gRPC round trip (Status on the leader)",
+        format!("p50 {}", ms(percentile(&rtt, 0.5))),
+        format!("p99 {}", ms(percentile(&rtt, 0.99))),
+    );
+    let floor = percentile(&rtt, 0.5) * 2 + percentile(&redb, 0.5);
+    table.row(
+        "floor: one commit = 2 round trips + 1 durable commit",
+        format!("≈ {}", ms(floor)),
+        "client→leader, leader→follower (follower fsyncs in parallel with the leader)",
+    );
+
+    // 1. Import throughput.
+    println!("\nimport throughput ({runs} runs × {import_n} revocations per row):");
+    let rows = [
+        ("leader", &leader, ImportMode::Revoke(1)),
+        ("leader", &leader, ImportMode::Revoke(4)),
+        ("leader", &leader, ImportMode::Stream),
+        ("follower", &follower, ImportMode::Revoke(1)),
+        ("follower", &follower, ImportMode::Stream),
+    ];
+    for (row, (to, addr, mode)) in rows.into_iter().enumerate() {
+        let mut rates = Vec::new();
+        let mut cpu = Vec::new();
+        for run in 0..runs {
+            let work = batches(&format!("import-r{row}-{run}"), import_n, batch);
+            // Start each run with every node caught up, so runs do not overlap.
+            wait_caught_up(members, &leader).await?;
+            let mark = CpuMark::now();
+            let (elapsed, added) = import_run(addr, mode, work).await?;
+            let used = mark.since();
+            if added != import_n as u64 {
+                bail!(
+                    "{} to the {to}: {added} of {import_n} fresh keys added",
+                    mode.label()
+                );
+            }
+            let r = import_n as f64 / elapsed.as_secs_f64();
+            println!(
+                "  {} → {to}, run {}: {import_n} in {:.2}s = {}; CPU: bench {:.2} cores, \
+                 others {:.2} cores",
+                mode.label(),
+                run + 1,
+                elapsed.as_secs_f64(),
+                rate(r),
+                used.own_cores,
+                used.other_cores
+            );
+            rates.push(r);
+            cpu.push(used);
+        }
+        let (lo, hi) = rates
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        let own = median(cpu.iter().map(|c| c.own_cores).collect());
+        let other = median(cpu.iter().map(|c| c.other_cores).collect());
+        table.row(
+            format!("import: {} → {to}", mode.label()),
+            format!("{} revocations", rate(median(rates))),
+            format!(
+                "median of {runs} (min {}, max {}); CPU: bench {own:.2} cores, other \
+                 processes {other:.2} cores",
+                rate(lo),
+                rate(hi)
+            ),
+        );
+    }
+    let statuses = wait_caught_up(members, &leader).await?;
+    let entries: Vec<u64> = statuses.iter().map(|s| s.entries).collect();
+    let digests: Vec<u64> = statuses.iter().map(|s| s.digest).collect();
+    println!("  after the imports: entries per node {entries:?}, digests {digests:x?}");
+    if entries.windows(2).any(|w| w[0] != w[1]) || digests.windows(2).any(|w| w[0] != w[1]) {
+        bail!("the nodes disagree after the imports: {entries:?} {digests:x?}");
+    }
+
+    // 2. Single-revocation latency.
+    println!(
+        "\nsingle-revocation latency (set of {} entries):",
+        entries[0]
+    );
+    let seq = sequential_latency(&leader, "single", latency_n).await?;
+    table.row(
+        format!("latency: 1 key Revoke → leader, sequential ({latency_n} calls)"),
+        format!(
+            "p50 {}, p99 {}",
+            ms(percentile(&seq, 0.5)),
+            ms(percentile(&seq, 0.99))
+        ),
+        format!(
+            "p90 {}, max {}; {:.1}× the floor at p50",
+            ms(percentile(&seq, 0.9)),
+            ms(percentile(&seq, 1.0)),
+            percentile(&seq, 0.5).as_secs_f64() / floor.as_secs_f64()
+        ),
+    );
+    wait_caught_up(members, &leader).await?;
+    let mark = CpuMark::now();
+    let (conc, wall) = concurrent_latency(&leader, "concurrent", latency_n, CLIENTS).await?;
+    let used = mark.since();
+    table.row(
+        format!("latency: 1 key Revoke → leader, {CLIENTS} concurrent clients"),
+        format!(
+            "p50 {}, p99 {}",
+            ms(percentile(&conc, 0.5)),
+            ms(percentile(&conc, 0.99))
+        ),
+        format!(
+            "p90 {}, max {}; {} commits; CPU: bench {:.2} cores, other processes {:.2} cores",
+            ms(percentile(&conc, 0.9)),
+            ms(percentile(&conc, 1.0)),
+            rate(conc.len() as f64 / wall.as_secs_f64()),
+            used.own_cores,
+            used.other_cores
+        ),
+    );
+    wait_caught_up(members, &leader).await?;
+    let seq_f = sequential_latency(&follower, "single-follower", latency_n / 4).await?;
+    table.row(
+        format!(
+            "latency: 1 key Revoke → follower, sequential ({} calls)",
+            latency_n / 4
+        ),
+        format!(
+            "p50 {}, p99 {}",
+            ms(percentile(&seq_f, 0.5)),
+            ms(percentile(&seq_f, 0.99))
+        ),
+        format!(
+            "p90 {}, max {}",
+            ms(percentile(&seq_f, 0.9)),
+            ms(percentile(&seq_f, 1.0))
+        ),
+    );
+
+    let end = status(&leader).await?;
+    println!(
+        "\nleader at the end: node {:?}, term {} (start: node {leader_id}, term {term_start}); \
+         version {}",
+        end.leader_id, end.term, end.applied_version
+    );
+    if end.term != term_start {
+        table.row(
+            "warning: leader changes",
+            format!("term {term_start} → {}", end.term),
+            "an election happened during the run: numbers include it",
+        );
+    }
+    Ok((table, leader_id))
+}

@@ -1,0 +1,77 @@
+//! `recall dev`: the embedded default in one process, a single-node authority and a sidecar
+//! following it, with data under `./recall-data`, and how to use them.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::node::{NodeConfig, RunningNode, clock};
+use crate::sidecar::{RunningSidecar, SidecarConfig};
+use crate::subscriber::SubscriberConfig;
+
+/// Flags of `recall dev`.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Where the authority and the sidecar keep their data.
+    #[arg(long, env = "RECALL_DATA_DIR", default_value = "recall-data")]
+    data_dir: PathBuf,
+    /// The authority's gRPC address (operator API and subscribe stream).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: String,
+    /// The sidecar's HTTP check address.
+    #[arg(long, default_value = "127.0.0.1:7080")]
+    http: String,
+    /// The sidecar's gRPC check address.
+    #[arg(long, default_value = "127.0.0.1:7081")]
+    grpc: String,
+}
+
+/// Runs `recall dev` until Ctrl-C.
+pub async fn run(a: DevArgs) -> anyhow::Result<()> {
+    super::server::init_tracing(false);
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.listen))?;
+    let config = NodeConfig {
+        advertise: a.listen.clone(),
+        data_dir: a.data_dir.join("authority"),
+        ..NodeConfig::default()
+    };
+    let node = RunningNode::start(config, listener, clock::system()).await?;
+
+    let mut sub = SubscriberConfig::new(vec![a.listen.clone()], "dev-sidecar");
+    sub.data_dir = Some(a.data_dir.join("sidecar"));
+    let mut sidecar_config = SidecarConfig::new(sub);
+    sidecar_config.http_listen = a.http.clone();
+    sidecar_config.grpc_listen = Some(a.grpc.clone());
+    let http = tokio::net::TcpListener::bind(&a.http)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.http))?;
+    let grpc = tokio::net::TcpListener::bind(&a.grpc)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.grpc))?;
+    let sidecar = RunningSidecar::start(sidecar_config, http, Some(grpc)).await?;
+    sidecar
+        .subscriber()
+        .wait_synced(std::time::Duration::from_secs(30))
+        .await
+        .context("the sidecar did not sync with the authority")?;
+
+    let c = &a.listen;
+    println!(
+        "\nrecall is running: authority on {c} (data in {dir}/authority), sidecar on http://{h} \
+         and grpc {g} (data in {dir}/sidecar).\n\n\
+         revoke a token:     recall revoke --cluster {c} --kind token --ns https://login.example jti-123 --wait-converged\n\
+         check it:           curl 'http://{h}/v1/check?iss=https://login.example&jti=jti-123'\n\
+         log a user out:     recall rule --cluster {c} --scope subject --ns https://login.example --value alice\n\
+         see the cluster:    recall status --cluster {c}\n\
+         audit history:      recall audit log --cluster {c}\n\n\
+         Ctrl-C stops both.",
+        dir = a.data_dir.display(),
+        h = a.http,
+        g = a.grpc,
+    );
+    super::server::shutdown_signal().await;
+    sidecar.shutdown().await?;
+    node.shutdown().await
+}

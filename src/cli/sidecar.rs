@@ -1,0 +1,133 @@
+//! `recall sidecar`: flags and environment into a [`SidecarConfig`], tracing set-up, the
+//! listeners bound, then one call to run the sidecar until Ctrl-C or SIGTERM.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::server::{init_tracing, shutdown_signal};
+use crate::sidecar::SidecarConfig;
+use crate::subscriber::{StalePolicy, SubscriberConfig};
+
+/// What the sidecar's filter keeps.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ModeArg {
+    /// Exact fingerprints: every answer is certain (about 8 bytes an entry).
+    Full,
+    /// Bloom filters only (about 2 bytes an entry): a hit answers `possibly_revoked`.
+    Lite,
+}
+
+/// What a stale answer does.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum PolicyArg {
+    /// Deny: a stale answer says revoked.
+    FailClosed,
+    /// Allow what the local filter allows, flagged stale.
+    FailOpen,
+}
+
+/// Flags of `recall sidecar`. Precedence: flag, then environment, then the default.
+#[derive(Debug, clap::Args)]
+pub struct SidecarArgs {
+    /// Nodes of the cluster to follow (`host:port`, comma-separated); any of them serves the
+    /// stream, and the sidecar moves to the next when one fails.
+    #[arg(
+        long,
+        env = "RECALL_CLUSTER",
+        default_value = "127.0.0.1:7070",
+        value_delimiter = ','
+    )]
+    cluster: Vec<String>,
+    /// A stable id, unique in the fleet; operators see it in `recall status`.
+    /// Default: sidecar@HOSTNAME/PID.
+    #[arg(long, env = "RECALL_SIDECAR_ID")]
+    id: Option<String>,
+    /// Where the HTTP check API listens.
+    #[arg(long, env = "RECALL_SIDECAR_HTTP", default_value = crate::sidecar::config::DEFAULT_HTTP_LISTEN)]
+    http: String,
+    /// Where the gRPC check API (`recall.v1.Check`) listens, e.g. 127.0.0.1:7081. Default: none.
+    #[arg(long, env = "RECALL_SIDECAR_GRPC")]
+    grpc: Option<String>,
+    /// Where the sidecar persists its state for warm restarts.
+    #[arg(
+        long,
+        env = "RECALL_SIDECAR_DATA_DIR",
+        default_value = "./recall-data/sidecar"
+    )]
+    data_dir: PathBuf,
+    /// full: exact answers; lite: Bloom filters only, hits answer `possibly_revoked`.
+    #[arg(long, env = "RECALL_SIDECAR_MODE", value_enum, default_value = "full")]
+    mode: ModeArg,
+    /// Past this many milliseconds without hearing from a node, answers are marked stale and the
+    /// policy decides them.
+    #[arg(long, env = "RECALL_STALENESS_BOUND_MS", default_value_t = 10_000)]
+    staleness_bound_ms: u64,
+    /// What a stale answer does: fail-closed refuses every token, fail-open keeps the local
+    /// answer (flagged stale).
+    #[arg(
+        long,
+        env = "RECALL_STALE_POLICY",
+        value_enum,
+        default_value = "fail-closed"
+    )]
+    policy: PolicyArg,
+    /// Log as JSON lines instead of readable text.
+    #[arg(long, env = "RECALL_LOG_JSON")]
+    log_json: bool,
+}
+
+impl SidecarArgs {
+    fn resolve(self) -> SidecarConfig {
+        let id = self.id.unwrap_or_else(default_id);
+        let mut subscriber = SubscriberConfig::new(self.cluster, id);
+        subscriber.mode = match self.mode {
+            ModeArg::Full => recall_filter::Mode::Full,
+            ModeArg::Lite => recall_filter::Mode::Lite,
+        };
+        subscriber.data_dir = Some(self.data_dir);
+        subscriber.staleness_bound = Duration::from_millis(self.staleness_bound_ms);
+        subscriber.policy = match self.policy {
+            PolicyArg::FailClosed => StalePolicy::FailClosed,
+            PolicyArg::FailOpen => StalePolicy::FailOpen,
+        };
+        SidecarConfig {
+            subscriber,
+            http_listen: self.http,
+            grpc_listen: self.grpc,
+        }
+    }
+}
+
+/// `sidecar@HOSTNAME/PID`: unique on a host, recognisable in convergence reports.
+fn default_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("sidecar@{host}/{}", std::process::id())
+}
+
+/// Runs `recall sidecar`.
+pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
+    let json = args.log_json;
+    let config = args.resolve();
+    init_tracing(json);
+    config.validate()?;
+    let http = tokio::net::TcpListener::bind(&config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--http)", config.http_listen))?;
+    let grpc = match &config.grpc_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--grpc)"))?,
+        ),
+        None => None,
+    };
+    crate::sidecar::run(config, http, grpc, shutdown_signal()).await
+}
