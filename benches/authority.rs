@@ -16,7 +16,8 @@
 //! `RECALL_BENCH_BATCH` items per request (default 10000), `RECALL_BENCH_RUNS` runs per import
 //! row (default 3), `RECALL_BENCH_LATENCY` single revocations per latency row (default 2000);
 //! `RECALL_BENCH_LISTENER_NODELAY=1` is an experiment: it sets `TCP_NODELAY` on the nodes'
-//! listening sockets, which `recall server` does not do (see BENCHMARKS.md).
+//! listening sockets, which `recall server` does not do (see BENCHMARKS.md);
+//! `RECALL_BENCH_LOG=<filter>` prints the nodes' tracing to stderr (e.g. `openraft=warn`).
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -309,23 +310,87 @@ async fn wait_for_leader(nodes: &[(u64, String)]) -> anyhow::Result<u64> {
     }
 }
 
-/// Waits until every node has applied what the leader has.
+/// Followers that did not catch up with the leader: a failure the benchmark reports rather than
+/// one it stops on, so the other rows still run (a write commits with the leader and one
+/// follower).
+#[derive(Default)]
+struct Lagging {
+    /// Nodes found behind, with when and what was seen.
+    stuck: BTreeMap<u64, (Instant, String)>,
+    /// What happened, for the table.
+    events: Vec<String>,
+}
+
+/// How long a node may take to apply what the leader has before it counts as stuck.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// How long to wait for a node already found stuck.
+const STUCK_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Waits until every node has applied what the leader has now. A node still behind after
+/// [`PATIENCE`] (or [`STUCK_PATIENCE`] once found stuck) is recorded in `lagging` and left behind.
 async fn wait_caught_up(
     nodes: &[(u64, String)],
     leader: &str,
+    lagging: &mut Lagging,
+    when: &str,
 ) -> anyhow::Result<Vec<pb::StatusReply>> {
     let target = status(leader).await?.applied_version;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let start = Instant::now();
     loop {
         let mut all = Vec::new();
         for (_, addr) in nodes {
             all.push(status(addr).await?);
         }
-        if all.iter().all(|s| s.applied_version >= target) {
+        let behind: Vec<&pb::StatusReply> =
+            all.iter().filter(|s| s.applied_version < target).collect();
+        for s in &all {
+            if s.applied_version >= target
+                && let Some((since, _)) = lagging.stuck.remove(&s.node_id)
+            {
+                let note = format!(
+                    "node {} caught up again {:.0}s after it was found stuck (checked {when})",
+                    s.node_id,
+                    since.elapsed().as_secs_f64()
+                );
+                println!("  {note}");
+                lagging.events.push(note);
+            }
+        }
+        if behind.is_empty() {
             return Ok(all);
         }
-        if Instant::now() > deadline {
-            bail!("followers did not catch up to version {target} within 120s");
+        let known = behind
+            .iter()
+            .all(|s| lagging.stuck.contains_key(&s.node_id));
+        let waited = start.elapsed();
+        if (known && waited > STUCK_PATIENCE) || waited > PATIENCE {
+            let view: Vec<(u64, u64)> = all
+                .iter()
+                .find(|s| s.leader_id == Some(s.node_id))
+                .map(|s| {
+                    s.members
+                        .iter()
+                        .map(|m| (m.node_id, m.applied_version))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for s in behind {
+                if lagging.stuck.contains_key(&s.node_id) {
+                    continue;
+                }
+                let note = format!(
+                    "node {} stuck {when}: applied version {} while the leader is at {target}; \
+                     the leader's replication view (node, matched) {view:?}; not caught up \
+                     within {}s",
+                    s.node_id,
+                    s.applied_version,
+                    PATIENCE.as_secs()
+                );
+                println!("  FOLLOWER STUCK: {note}");
+                lagging.events.push(note.clone());
+                lagging.stuck.insert(s.node_id, (Instant::now(), note));
+            }
+            return Ok(all);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -578,6 +643,13 @@ async fn status_rtt(addr: &str, n: usize) -> anyhow::Result<Vec<Duration>> {
 // ---------------------------------------------------------------------------------------------
 
 fn main() -> anyhow::Result<()> {
+    if let Ok(filter) = std::env::var("RECALL_BENCH_LOG") {
+        // Diagnostics only: the nodes' tracing (openraft's included) to stderr.
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let import_n = env_usize("RECALL_BENCH_IMPORT", 500_000);
     let batch = env_usize("RECALL_BENCH_BATCH", 10_000).max(1);
     let runs = env_usize("RECALL_BENCH_RUNS", 3).max(1);
@@ -662,7 +734,8 @@ fn stalls(table: &mut Table, leader: &RunningNode) {
         format!("stall: prune check (`has_expired`) on the leader, {entries} entries"),
         ms(scan),
         format!(
-            "under the state read lock, on an async worker, every prune_interval (60 s);              found expired: {expired}"
+            "under the state read lock, on an async worker, every prune_interval (60 s); \
+             found expired: {expired}"
         ),
     );
     let (copy, clone) = leader.sm.with_set(|s| {
@@ -678,6 +751,52 @@ fn stalls(table: &mut Table, leader: &RunningNode) {
     );
 }
 
+/// The current leader's id, its address, a follower's address and the leader's term.
+async fn roles(members: &[(u64, String)]) -> anyhow::Result<(u64, String, String, u64)> {
+    let leader_id = wait_for_leader(members).await?;
+    let addr_of = |id: u64| -> String {
+        members
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, a)| a.clone())
+            .expect("a member")
+    };
+    let leader = addr_of(leader_id);
+    let follower = members
+        .iter()
+        .find(|(id, _)| *id != leader_id)
+        .map(|(_, a)| a.clone())
+        .expect("a follower");
+    let term = status(&leader).await?.term;
+    Ok((leader_id, leader, follower, term))
+}
+
+/// The highest term any node reports: it moves when an election happens.
+async fn max_term(members: &[(u64, String)]) -> u64 {
+    let mut term = 0;
+    for (_, addr) in members {
+        if let Ok(s) = status(addr).await {
+            term = term.max(s.term);
+        }
+    }
+    term
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum To {
+    Leader,
+    Follower,
+}
+
+impl To {
+    fn label(self) -> &'static str {
+        match self {
+            To::Leader => "leader",
+            To::Follower => "follower",
+        }
+    }
+}
+
 async fn measure(
     dir: &Path,
     members: &[(u64, String)],
@@ -688,24 +807,9 @@ async fn measure(
 ) -> anyhow::Result<(Table, u64)> {
     let mut table = Table { rows: Vec::new() };
     let started = Instant::now();
-    let leader_id = wait_for_leader(members).await?;
-    let addr_of = |id: u64| -> String {
-        members
-            .iter()
-            .find(|(i, _)| *i == id)
-            .map(|(_, a)| a.clone())
-            .expect("a member")
-    };
-    let leader = addr_of(leader_id);
-    let (follower_id, follower) = members
-        .iter()
-        .find(|(id, _)| *id != leader_id)
-        .cloned()
-        .expect("a follower");
-    let term_start = status(&leader).await?.term;
+    let (leader_id, leader, follower, term_start) = roles(members).await?;
     println!(
-        "leader: node {leader_id} ({leader}) after {:.2}s, term {term_start}; follower used: \
-         node {follower_id}",
+        "leader: node {leader_id} ({leader}) after {:.2}s, term {term_start}",
         started.elapsed().as_secs_f64()
     );
     // The first write also fixes the cluster's fingerprint seed; warm every path up.
@@ -717,7 +821,8 @@ async fn measure(
         batches("warm-import", batch, batch),
     )
     .await?;
-    wait_caught_up(members, &leader).await?;
+    let mut lagging = Lagging::default();
+    wait_caught_up(members, &leader, &mut lagging, "after the warm-up").await?;
 
     // 3. The floor, first, while the cluster is idle.
     println!("\nfloor (cluster idle):");
@@ -764,39 +869,52 @@ async fn measure(
     // 1. Import throughput.
     println!("\nimport throughput ({runs} runs × {import_n} revocations per row):");
     let rows = [
-        ("leader", &leader, ImportMode::Revoke(1)),
-        ("leader", &leader, ImportMode::Revoke(4)),
-        ("leader", &leader, ImportMode::Stream),
-        ("follower", &follower, ImportMode::Revoke(1)),
-        ("follower", &follower, ImportMode::Stream),
+        (To::Leader, ImportMode::Revoke(1)),
+        (To::Leader, ImportMode::Revoke(4)),
+        (To::Leader, ImportMode::Stream),
+        (To::Follower, ImportMode::Revoke(1)),
+        (To::Follower, ImportMode::Stream),
     ];
-    for (row, (to, addr, mode)) in rows.into_iter().enumerate() {
-        let mut rates = Vec::new();
-        let mut cpu = Vec::new();
+    for (row, (to, mode)) in rows.into_iter().enumerate() {
+        let (mut rates, mut cpu, mut elections) = (Vec::new(), Vec::new(), 0);
         for run in 0..runs {
             let work = batches(&format!("import-r{row}-{run}"), import_n, batch);
-            // Start each run with every node caught up, so runs do not overlap.
-            wait_caught_up(members, &leader).await?;
+            // Each run starts with every node caught up (runs do not overlap), and goes to the
+            // node that leads (or follows) now.
+            let (_, leader, follower, _) = roles(members).await?;
+            let when = format!("before {} → {} run {}", mode.label(), to.label(), run + 1);
+            wait_caught_up(members, &leader, &mut lagging, &when).await?;
+            let term = max_term(members).await;
+            let addr = if to == To::Leader { &leader } else { &follower };
             let mark = CpuMark::now();
             let (elapsed, added) = import_run(addr, mode, work).await?;
             let used = mark.since();
             if added != import_n as u64 {
                 bail!(
-                    "{} to the {to}: {added} of {import_n} fresh keys added",
-                    mode.label()
+                    "{} to the {}: {added} of {import_n} fresh keys added",
+                    mode.label(),
+                    to.label()
                 );
             }
+            let new_term = max_term(members).await;
             let r = import_n as f64 / elapsed.as_secs_f64();
             println!(
-                "  {} → {to}, run {}: {import_n} in {:.2}s = {}; CPU: bench {:.2} cores, \
-                 others {:.2} cores",
+                "  {} → {}, run {}: {import_n} in {:.2}s = {}; CPU: bench {:.2} cores, \
+                 others {:.2} cores{}",
                 mode.label(),
+                to.label(),
                 run + 1,
                 elapsed.as_secs_f64(),
                 rate(r),
                 used.own_cores,
-                used.other_cores
+                used.other_cores,
+                if new_term != term {
+                    format!("; ELECTION during the run (term {term} → {new_term})")
+                } else {
+                    String::new()
+                }
             );
+            elections += usize::from(new_term != term);
             rates.push(r);
             cpu.push(used);
         }
@@ -806,29 +924,22 @@ async fn measure(
         let own = median(cpu.iter().map(|c| c.own_cores).collect());
         let other = median(cpu.iter().map(|c| c.other_cores).collect());
         table.row(
-            format!("import: {} → {to}", mode.label()),
+            format!("import: {} → {}", mode.label(), to.label()),
             format!("{} revocations", rate(median(rates))),
             format!(
                 "median of {runs} (min {}, max {}); CPU: bench {own:.2} cores, other \
-                 processes {other:.2} cores",
+                 processes {other:.2} cores; runs with an election: {elections}",
                 rate(lo),
                 rate(hi)
             ),
         );
     }
-    let statuses = wait_caught_up(members, &leader).await?;
-    let entries: Vec<u64> = statuses.iter().map(|s| s.entries).collect();
-    let digests: Vec<u64> = statuses.iter().map(|s| s.digest).collect();
-    println!("  after the imports: entries per node {entries:?}, digests {digests:x?}");
-    if entries.windows(2).any(|w| w[0] != w[1]) || digests.windows(2).any(|w| w[0] != w[1]) {
-        bail!("the nodes disagree after the imports: {entries:?} {digests:x?}");
-    }
+    let (_, leader, follower, _) = roles(members).await?;
+    let entries = agreement(members, &leader, &mut lagging, "after the imports").await?;
 
     // 2. Single-revocation latency.
-    println!(
-        "\nsingle-revocation latency (set of {} entries):",
-        entries[0]
-    );
+    println!("\nsingle-revocation latency (set of {entries} entries):");
+    let term = max_term(members).await;
     let seq = sequential_latency(&leader, "single", latency_n).await?;
     table.row(
         format!("latency: 1 key Revoke → leader, sequential ({latency_n} calls)"),
@@ -838,13 +949,19 @@ async fn measure(
             ms(percentile(&seq, 0.99))
         ),
         format!(
-            "p90 {}, max {}; {:.1}× the floor at p50",
+            "p90 {}, max {}; p50 is {:.1}× the floor",
             ms(percentile(&seq, 0.9)),
             ms(percentile(&seq, 1.0)),
             percentile(&seq, 0.5).as_secs_f64() / floor.as_secs_f64()
         ),
     );
-    wait_caught_up(members, &leader).await?;
+    wait_caught_up(
+        members,
+        &leader,
+        &mut lagging,
+        "after the sequential latency row",
+    )
+    .await?;
     let mark = CpuMark::now();
     let (conc, wall) = concurrent_latency(&leader, "concurrent", latency_n, CLIENTS).await?;
     let used = mark.since();
@@ -864,7 +981,13 @@ async fn measure(
             used.other_cores
         ),
     );
-    wait_caught_up(members, &leader).await?;
+    wait_caught_up(
+        members,
+        &leader,
+        &mut lagging,
+        "after the concurrent latency row",
+    )
+    .await?;
     let seq_f = sequential_latency(&follower, "single-follower", latency_n / 4).await?;
     table.row(
         format!(
@@ -882,19 +1005,60 @@ async fn measure(
             ms(percentile(&seq_f, 1.0))
         ),
     );
-
-    let end = status(&leader).await?;
-    println!(
-        "\nleader at the end: node {:?}, term {} (start: node {leader_id}, term {term_start}); \
-         version {}",
-        end.leader_id, end.term, end.applied_version
-    );
-    if end.term != term_start {
+    let new_term = max_term(members).await;
+    if new_term != term {
         table.row(
-            "warning: leader changes",
-            format!("term {term_start} → {}", end.term),
-            "an election happened during the run: numbers include it",
+            "warning: election during the latency rows",
+            format!("term {term} → {new_term}"),
+            "the latency rows include it",
         );
     }
-    Ok((table, leader_id))
+
+    let (end_leader, end_addr, _, end_term) = roles(members).await?;
+    agreement(members, &end_addr, &mut lagging, "at the end").await?;
+    for event in &lagging.events {
+        table.row("FOLLOWER STUCK / RECOVERED", "", event.clone());
+    }
+    for node in lagging.stuck.keys() {
+        table.row(
+            "FOLLOWER STILL BEHIND AT THE END",
+            format!("node {node}"),
+            "it never caught up while the benchmark ran",
+        );
+    }
+    println!(
+        "\nleader at the end: node {end_leader}, term {end_term} (start: node {leader_id}, term \
+         {term_start})"
+    );
+    Ok((table, end_leader))
+}
+
+/// Waits for the nodes to catch up, then checks that those that did hold the same set (entries
+/// and digest); returns the leader's entry count. Disagreement is fatal: it would be a bug.
+async fn agreement(
+    members: &[(u64, String)],
+    leader: &str,
+    lagging: &mut Lagging,
+    when: &str,
+) -> anyhow::Result<u64> {
+    let statuses = wait_caught_up(members, leader, lagging, when).await?;
+    let target = status(leader).await?.applied_version;
+    let current: Vec<&pb::StatusReply> = statuses
+        .iter()
+        .filter(|s| s.applied_version == target)
+        .collect();
+    let entries: Vec<(u64, u64)> = current.iter().map(|s| (s.node_id, s.entries)).collect();
+    let digests: Vec<u64> = current.iter().map(|s| s.digest).collect();
+    println!(
+        "  {when}: at version {target}, (node, entries) {entries:?}, digests {digests:x?}{}",
+        if current.len() < statuses.len() {
+            " (a node behind is left out)"
+        } else {
+            ""
+        }
+    );
+    if entries.windows(2).any(|w| w[0].1 != w[1].1) || digests.windows(2).any(|w| w[0] != w[1]) {
+        bail!("the nodes disagree {when}: {entries:?} {digests:x?}");
+    }
+    Ok(entries.first().map_or(0, |e| e.1))
 }

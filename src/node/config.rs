@@ -57,7 +57,7 @@ impl Default for NodeConfig {
             election_timeout: Duration::from_millis(500),
             snapshot_after: 10_000,
             write_timeout: Duration::from_secs(5),
-            chunk_bytes: 1 << 20,
+            chunk_bytes: 128 << 10,
             prune_interval: Duration::from_secs(60),
             limits: Limits::default(),
             state_machine: StateMachineConfig::default(),
@@ -119,7 +119,11 @@ impl NodeConfig {
             election_timeout_max: 2 * self.election_timeout.as_millis() as u64,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after),
             max_in_snapshot_log_to_keep: 1_000,
-            max_payload_entries: 64,
+            // One AppendEntries must fit in a heartbeat interval, or a lagging follower retries
+            // the same batch forever: at most 8 entries of about 128 KiB (1 MiB) per call.
+            max_payload_entries: 8,
+            // Snapshot chunks of a few MiB on a busy machine can exceed openraft's 200 ms default.
+            install_snapshot_timeout: 2_000,
             ..Default::default()
         };
         config.validate().map_err(|e| ConfigError {

@@ -40,8 +40,9 @@ impl From<WriteError> for tonic::Status {
         let msg = e.to_string();
         match e {
             WriteError::Invalid(_) => tonic::Status::invalid_argument(msg),
-            WriteError::Timeout(_) => tonic::Status::deadline_exceeded(msg),
-            WriteError::Forward { .. } | WriteError::NoLeader => tonic::Status::unavailable(msg),
+            WriteError::Timeout(_) | WriteError::Forward { .. } | WriteError::NoLeader => {
+                tonic::Status::unavailable(msg)
+            }
             WriteError::Raft(_) => tonic::Status::internal(msg),
         }
     }

@@ -1,0 +1,173 @@
+//! The operator commands of the real `recall` binary against a running node: revoke, rule, lift,
+//! status, audit verify and log do what they say; `recall import` checks a whole file first,
+//! refuses it (exit code non-zero, nothing imported) when a line is bad and names that line as
+//! `FILE:LINE:`, imports the rest with `--skip-invalid`, and is idempotent when run again.
+
+use std::path::Path;
+
+use crate::fixture::{Cluster, ISSUER, leader, status};
+
+/// What one run of the binary printed, and whether it succeeded.
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `recall ARGS --cluster ADDR --actor ops` (the operator flags go last).
+async fn recall(addr: &str, args: &[&str]) -> Run {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall"))
+        .args(args)
+        .args(["--cluster", addr])
+        .env_remove("RECALL_CLUSTER")
+        .output()
+        .await
+        .expect("runs the recall binary");
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs the binary and fails the test if the command failed.
+async fn ok(addr: &str, args: &[&str]) -> String {
+    let run = recall(addr, args).await;
+    assert!(
+        run.ok,
+        "recall {args:?} failed: {}{}",
+        run.stdout, run.stderr
+    );
+    run.stdout
+}
+
+/// One node, started and led; returns it and its address.
+async fn node() -> (Cluster, String) {
+    let cluster = Cluster::start(1).await;
+    leader(&cluster).await;
+    let addr = cluster.addr(1).to_string();
+    (cluster, addr)
+}
+
+/// Revoke, rule, lift, status, audit verify and audit log through the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_write_and_read_the_cluster() {
+    let (_cluster, addr) = node().await;
+    let who = ["--actor", "alice", "--reason", "INC-42"];
+
+    let revoke = [
+        &[
+            "revoke", "--kind", "token", "--ns", ISSUER, "jti-1", "jti-2",
+        ],
+        &who[..],
+    ];
+    let out = ok(&addr, &revoke.concat()).await;
+    assert!(out.starts_with("revoked: 2 new"), "{out}");
+    let out = ok(&addr, &revoke.concat()).await;
+    assert!(
+        out.starts_with("revoked: 0 new, 2 already in effect"),
+        "{out}"
+    );
+
+    let rule = [
+        &[
+            "rule", "--scope", "subject", "--ns", ISSUER, "--value", "bob",
+        ],
+        &who[..],
+    ];
+    let out = ok(&addr, &rule.concat()).await;
+    assert!(out.starts_with("rule: 1 new"), "{out}");
+
+    let lift = [
+        &["lift", "--kind", "token", "--ns", ISSUER, "jti-1", "jti-9"],
+        &who[..],
+    ];
+    let out = ok(&addr, &lift.concat()).await;
+    assert!(out.contains("1 removed, 1 not found"), "{out}");
+
+    let out = ok(&addr, &["status", "--json"]).await;
+    let status: serde_json::Value = serde_json::from_str(&out).expect("status --json is JSON");
+    assert_eq!(status["entries"], 1, "{out}");
+    assert_eq!(status["rules"], 1, "{out}");
+    assert_eq!(status["leader"], 1, "{out}");
+
+    let out = ok(&addr, &["audit", "verify"]).await;
+    assert!(out.starts_with("ok: 4 records verified"), "{out}");
+    let out = ok(&addr, &["audit", "log"]).await;
+    assert_eq!(out.lines().count(), 4, "{out}");
+    assert!(
+        out.lines()
+            .all(|l| l.contains("alice") && l.contains("INC-42")),
+        "{out}"
+    );
+
+    let bad = recall(&addr, &["revoke", "--kind", "tokn", "--ns", ISSUER, "x"]).await;
+    assert!(!bad.ok);
+    assert!(bad.stderr.contains("tokn"), "{}", bad.stderr);
+}
+
+/// Writes an import file with a header and `lines`.
+fn csv(path: &Path, lines: &[&str]) {
+    let mut text = String::from("kind,namespace,value,expires_at\n");
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    std::fs::write(path, text).expect("writes the import file");
+}
+
+/// A file with one bad line is refused whole, naming the line; `--skip-invalid` imports the
+/// rest; the same import again changes nothing and says everything was already revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_checks_every_line_first_and_is_idempotent() {
+    let (cluster, addr) = node().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("denylist.csv");
+    csv(
+        &file,
+        &[
+            &format!("token,{ISSUER},jti-1,"),
+            &format!("session,{ISSUER},sid-1,now+1h"),
+            &format!("tokn,{ISSUER},jti-2,"),
+            &format!("subject,{ISSUER},carol,"),
+            &format!("token,{ISSUER},jti-3,1"),
+        ],
+    );
+    let path = file.to_str().unwrap();
+    let import = ["import", path, "--quiet", "--actor", "ops"];
+
+    let refused = recall(&addr, &import).await;
+    assert!(!refused.ok, "a file with bad lines is refused");
+    assert!(
+        refused.stderr.contains(&format!("{path}:4:")),
+        "the bad kind is on line 4: {}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains(&format!("{path}:6:")),
+        "the past expiry is on line 6: {}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("nothing was imported"),
+        "{}",
+        refused.stderr
+    );
+    let s = status(&mut cluster.client(1)).await.unwrap();
+    assert_eq!(s.entries, 0, "nothing was imported");
+
+    let skipping = [&import[..], &["--skip-invalid"]].concat();
+    let out = ok(&addr, &skipping).await;
+    assert!(
+        out.contains("3 new, 0 already revoked, 2 skipped as invalid"),
+        "{out}"
+    );
+    assert_eq!(status(&mut cluster.client(1)).await.unwrap().entries, 3);
+
+    let out = ok(&addr, &skipping).await;
+    assert!(
+        out.contains("0 new, 3 already revoked, 2 skipped as invalid"),
+        "{out}"
+    );
+    assert_eq!(status(&mut cluster.client(1)).await.unwrap().entries, 3);
+}

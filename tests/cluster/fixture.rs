@@ -1,0 +1,505 @@
+//! Real authority nodes for the scenarios, on 127.0.0.1 with their redb files in temporary
+//! directories, and what a test needs to talk to them.
+//!
+//! - [`Cluster`]: nodes in this process (`RunningNode::start` on pre-bound listeners), stopped
+//!   and restarted on the same data directory and port;
+//! - [`Procs`]: `recall server` processes, killed with SIGKILL and restarted the same way;
+//! - [`Nodes`], [`leader`], [`converged`], [`eventually`]: finding the leader and waiting for a
+//!   state under a deadline (polling, never a bare sleep), for either kind of cluster.
+//!
+//! Nodes run with a short heartbeat and election timeout, so elections take well under a
+//! second, unless a scenario sets its own. openraft 0.9 gives each AppendEntries one heartbeat
+//! interval to complete, so a scenario writing big entries needs a longer heartbeat or smaller
+//! entries (`NodeConfig::chunk_bytes`).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use recall::node::{NodeConfig, RunningNode, clock};
+use recall::proto as pb;
+use recall::proto::operator_client::OperatorClient;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tonic::transport::{Channel, Endpoint};
+
+/// The Raft heartbeat of every test node.
+pub const HEARTBEAT: Duration = Duration::from_millis(50);
+/// The Raft election timeout (lower bound) of every test node.
+pub const ELECTION_TIMEOUT: Duration = Duration::from_millis(300);
+/// How long a test waits for a cluster to reach a state before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(45);
+/// The issuer of every key the tests revoke.
+pub const ISSUER: &str = "https://idp.example";
+
+/// An operator API client of one node.
+pub type Client = OperatorClient<Channel>;
+
+/// A client of the node at `addr`, connecting lazily (and again after the node restarts).
+pub fn client(addr: &str) -> Client {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a valid address")
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(20))
+        .connect_lazy();
+    OperatorClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20)
+}
+
+/// A token revocation of `value` under [`ISSUER`], without expiry.
+pub fn token(value: impl Into<String>) -> pb::Revocation {
+    pb::Revocation {
+        key: Some(pb::RevocationKey {
+            kind: pb::Kind::Token as i32,
+            namespace: ISSUER.into(),
+            value: value.into(),
+        }),
+        expires_at_ms: None,
+    }
+}
+
+/// A revoke request for `items`, by actor `tests`.
+pub fn revoke(items: Vec<pb::Revocation>) -> pb::RevokeRequest {
+    pb::RevokeRequest {
+        items,
+        actor: "tests".into(),
+        reason: "cluster suite".into(),
+        wait: None,
+    }
+}
+
+/// A revoke request for tokens `prefix-i` for every `i` in `range`.
+pub fn revoke_range(prefix: &str, range: std::ops::Range<usize>) -> pb::RevokeRequest {
+    revoke(range.map(|i| token(format!("{prefix}-{i}"))).collect())
+}
+
+/// Polls `probe` until it succeeds, failing the test after `within` with the last reason it gave.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let last = match tokio::time::timeout(left, probe()).await {
+            Ok(Ok(v)) => return v,
+            Ok(Err(why)) => why,
+            Err(_) => "the probe itself did not finish".into(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}; last: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A cluster whose running nodes a test can reach.
+pub trait Nodes {
+    /// The ids of the nodes running now, with a client of each.
+    fn running(&self) -> Vec<(u64, Client)>;
+}
+
+/// The status of the node behind `client`.
+pub async fn status(client: &mut Client) -> Result<pb::StatusReply, tonic::Status> {
+    let req = pb::StatusRequest {
+        version: None,
+        local_only: true,
+    };
+    Ok(client.status(req).await?.into_inner())
+}
+
+/// Waits until every running node names the same leader, itself running, and returns it.
+pub async fn leader(nodes: &impl Nodes) -> u64 {
+    let running = nodes.running();
+    eventually("a leader every running node agrees on", PATIENCE, || {
+        let mut running = running.clone();
+        async move {
+            let mut leaders = BTreeMap::new();
+            for (id, client) in &mut running {
+                let s = status(client)
+                    .await
+                    .map_err(|e| format!("node {id}: {}", e.message()))?;
+                leaders.insert(*id, s.leader_id);
+            }
+            let first = leaders.values().next().copied().flatten();
+            match first {
+                Some(l) if leaders.values().all(|v| *v == Some(l)) && leaders.contains_key(&l) => {
+                    Ok(l)
+                }
+                _ => Err(format!("leaders as seen by each node: {leaders:?}")),
+            }
+        }
+    })
+    .await
+}
+
+/// Waits until every running node has applied `version` or later and all hold the same state
+/// (applied version, digest, entries, rules); returns each node's status.
+pub async fn converged(nodes: &impl Nodes, version: u64) -> BTreeMap<u64, pb::StatusReply> {
+    let running = nodes.running();
+    let what = format!("every running node to apply version {version} and agree");
+    eventually(&what, PATIENCE, || {
+        let mut running = running.clone();
+        async move {
+            let mut seen = BTreeMap::new();
+            for (id, client) in &mut running {
+                let s = status(client)
+                    .await
+                    .map_err(|e| format!("node {id}: {}", e.message()))?;
+                seen.insert(*id, s);
+            }
+            let state = |s: &pb::StatusReply| (s.applied_version, s.digest, s.entries, s.rules);
+            let states: Vec<_> = seen.values().map(state).collect();
+            if states.iter().all(|s| s.0 >= version && *s == states[0]) {
+                Ok(seen)
+            } else {
+                Err(format!(
+                    "(applied version, digest, entries, rules) by node: {:?}",
+                    seen.iter()
+                        .map(|(id, s)| (id, state(s)))
+                        .collect::<Vec<_>>()
+                ))
+            }
+        }
+    })
+    .await
+}
+
+/// The audit chain check of the node behind `client`.
+pub async fn audit_verify(client: &mut Client) -> pb::AuditVerifyReply {
+    client
+        .audit_verify(pb::AuditVerifyRequest {})
+        .await
+        .expect("audit verify answers")
+        .into_inner()
+}
+
+/// The whole audit trail of the node behind `client` (up to 10000 records).
+pub async fn audit_log(client: &mut Client) -> Vec<pb::AuditRecord> {
+    let req = pb::AuditLogRequest {
+        from_version: None,
+        limit: 10_000,
+    };
+    let mut stream = client
+        .audit_log(req)
+        .await
+        .expect("audit log answers")
+        .into_inner();
+    let mut records = Vec::new();
+    while let Some(r) = stream.message().await.expect("audit log streams") {
+        records.push(r);
+    }
+    records
+}
+
+/// The version of the snapshot stored in a stopped node's state file, if it has one. The node's
+/// last tasks may hold the file for a moment after it stopped, so opening it is retried.
+pub async fn stored_snapshot_version(data_dir: &Path) -> Option<u64> {
+    use recall::node::raft::snapshot::{FILE_NAME, Meta};
+    use redb::{ReadableDatabase, TableDefinition};
+    const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+    let path = data_dir.join("state").join(FILE_NAME);
+    let db = eventually(
+        "the stopped node to release its state file",
+        PATIENCE,
+        || {
+            let path = path.clone();
+            async move { redb::Database::open(&path).map_err(|e| e.to_string()) }
+        },
+    )
+    .await;
+    let txn = db.begin_read().expect("reads");
+    let table = txn.open_table(SNAPSHOT).expect("the snapshot table");
+    let meta = table.get("meta").expect("reads")?;
+    let meta: Meta = postcard::from_bytes(meta.value()).expect("snapshot meta decodes");
+    meta.last_log_id.map(|id| id.index)
+}
+
+/// The configuration of node `id` of a test cluster whose members are `peers`.
+pub fn node_config(id: u64, peers: &BTreeMap<u64, String>, data_dir: PathBuf) -> NodeConfig {
+    NodeConfig {
+        id,
+        advertise: peers[&id].clone(),
+        data_dir,
+        initial_members: peers.clone(),
+        heartbeat: HEARTBEAT,
+        election_timeout: ELECTION_TIMEOUT,
+        ..NodeConfig::default()
+    }
+}
+
+/// One node of a [`Cluster`].
+struct Member {
+    config: NodeConfig,
+    client: Client,
+    node: Option<RunningNode>,
+}
+
+/// Authority nodes running in this process, each on its own listener and data directory.
+pub struct Cluster {
+    members: BTreeMap<u64, Member>,
+    _root: TempDir,
+}
+
+impl Cluster {
+    /// Starts an `n`-node cluster with the test defaults.
+    pub async fn start(n: u64) -> Self {
+        Self::start_with(n, |_| {}).await
+    }
+
+    /// Starts an `n`-node cluster, each node's configuration changed by `tweak` first. Every
+    /// listener is bound before any node starts, so every node knows every address.
+    pub async fn start_with(n: u64, tweak: impl Fn(&mut NodeConfig)) -> Self {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let mut listeners = BTreeMap::new();
+        for id in 1..=n {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+            listeners.insert(id, listener);
+        }
+        let peers: BTreeMap<u64, String> = listeners
+            .iter()
+            .map(|(id, l)| (*id, l.local_addr().expect("bound").to_string()))
+            .collect();
+        let mut members = BTreeMap::new();
+        for (id, listener) in listeners {
+            let dir = root.path().join(format!("node-{id}"));
+            let mut config = node_config(id, &peers, dir);
+            tweak(&mut config);
+            let node = RunningNode::start(config.clone(), listener, clock::system())
+                .await
+                .unwrap_or_else(|e| panic!("node {id} starts: {e:#}"));
+            let member = Member {
+                client: client(&config.advertise),
+                config,
+                node: Some(node),
+            };
+            members.insert(id, member);
+        }
+        Self {
+            members,
+            _root: root,
+        }
+    }
+
+    /// Every node's id, running or not.
+    pub fn ids(&self) -> Vec<u64> {
+        self.members.keys().copied().collect()
+    }
+
+    /// A client of node `id`.
+    pub fn client(&self, id: u64) -> Client {
+        self.members[&id].client.clone()
+    }
+
+    /// Node `id`'s address (`127.0.0.1:PORT`).
+    pub fn addr(&self, id: u64) -> &str {
+        &self.members[&id].config.advertise
+    }
+
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: u64) -> &Path {
+        &self.members[&id].config.data_dir
+    }
+
+    /// Stops node `id` (its server and Raft) and waits until it has.
+    pub async fn stop(&mut self, id: u64) {
+        let node = self.members.get_mut(&id).and_then(|m| m.node.take());
+        let node = node.unwrap_or_else(|| panic!("node {id} is running"));
+        tokio::time::timeout(Duration::from_secs(10), node.shutdown())
+            .await
+            .unwrap_or_else(|_| panic!("node {id} shuts down within 10s"))
+            .unwrap_or_else(|e| panic!("node {id} shuts down cleanly: {e:#}"));
+    }
+
+    /// Starts node `id` again on its data directory and port. The stopped node's last tasks may
+    /// still hold its files for a moment, so this retries until the deadline.
+    pub async fn restart(&mut self, id: u64) {
+        let member = self.members.get_mut(&id).expect("a member");
+        assert!(member.node.is_none(), "node {id} is stopped");
+        let config = member.config.clone();
+        let what = format!("node {id} to restart");
+        let node = eventually(&what, PATIENCE, || {
+            let config = config.clone();
+            async move {
+                let listener = TcpListener::bind(&config.advertise)
+                    .await
+                    .map_err(|e| format!("binding {}: {e}", config.advertise))?;
+                RunningNode::start(config, listener, clock::system())
+                    .await
+                    .map_err(|e| format!("{e:#}"))
+            }
+        })
+        .await;
+        member.node = Some(node);
+    }
+}
+
+impl Nodes for Cluster {
+    fn running(&self) -> Vec<(u64, Client)> {
+        let running = self.members.iter().filter(|(_, m)| m.node.is_some());
+        running.map(|(id, m)| (*id, m.client.clone())).collect()
+    }
+}
+
+/// One `recall server` process of [`Procs`].
+struct Proc {
+    addr: String,
+    dir: PathBuf,
+    log: PathBuf,
+    client: Client,
+    child: Option<Child>,
+}
+
+/// `recall server` processes (the real binary), each with its own port and data directory;
+/// their output goes to `node-N.log` in the temporary directory. Dropping it kills them.
+pub struct Procs {
+    members: BTreeMap<u64, Proc>,
+    peers: String,
+    flags: Vec<String>,
+    _root: TempDir,
+}
+
+/// A free loopback port (bound, read, released: the node binds it again with SO_REUSEADDR).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    l.local_addr().expect("bound").port()
+}
+
+impl Procs {
+    /// Spawns an `n`-node cluster of processes with `flags`, and the test heartbeat and election
+    /// timeout unless `flags` set them.
+    pub fn start(n: u64, flags: &[&str]) -> Self {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let members: BTreeMap<u64, Proc> = (1..=n)
+            .map(|id| {
+                let addr = format!("127.0.0.1:{}", free_port());
+                let proc = Proc {
+                    client: client(&addr),
+                    addr,
+                    dir: root.path().join(format!("node-{id}")),
+                    log: root.path().join(format!("node-{id}.log")),
+                    child: None,
+                };
+                (id, proc)
+            })
+            .collect();
+        let peers = members
+            .iter()
+            .map(|(id, p)| format!("{id}={}", p.addr))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        for (flag, default) in [
+            ("--heartbeat-ms", HEARTBEAT),
+            ("--election-timeout-ms", ELECTION_TIMEOUT),
+        ] {
+            if !flags.iter().any(|f| f == flag) {
+                flags.extend([flag.to_string(), default.as_millis().to_string()]);
+            }
+        }
+        let mut procs = Self {
+            members,
+            peers,
+            flags,
+            _root: root,
+        };
+        for id in 1..=n {
+            procs.spawn(id, &[]);
+        }
+        procs
+    }
+
+    fn spawn(&mut self, id: u64, env: &[(&str, &str)]) {
+        let p = self.members.get_mut(&id).expect("a member");
+        assert!(p.child.is_none(), "node {id} is not running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p.log)
+            .expect("opens the log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_recall"));
+        cmd.arg("server")
+            .args(["--id", &id.to_string(), "--listen", &p.addr])
+            .arg("--data-dir")
+            .arg(&p.dir)
+            .args(["--peers", &self.peers])
+            .args(&self.flags)
+            .env("RUST_LOG", "info,openraft=warn")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clones the log file"))
+            .stderr(log);
+        p.child = Some(cmd.spawn().expect("spawns recall server"));
+    }
+
+    /// Every node's id, running or not.
+    pub fn ids(&self) -> Vec<u64> {
+        self.members.keys().copied().collect()
+    }
+
+    /// A client of node `id`.
+    pub fn client(&self, id: u64) -> Client {
+        self.members[&id].client.clone()
+    }
+
+    /// Kills node `id` with SIGKILL (no chance to flush or close anything) and reaps it.
+    pub fn kill(&mut self, id: u64) {
+        let p = self.members.get_mut(&id).expect("a member");
+        let mut child = p.child.take().expect("the node is running");
+        child.kill().expect("SIGKILL delivered");
+        child.wait().expect("reaped");
+    }
+
+    /// Starts node `id` again on its data directory and port.
+    pub fn restart(&mut self, id: u64) {
+        self.spawn(id, &[]);
+    }
+
+    /// Starts node `id` again with extra environment variables (e.g. `RUST_LOG`).
+    pub fn restart_with_env(&mut self, id: u64, env: &[(&str, &str)]) {
+        self.spawn(id, env);
+    }
+
+    /// Everything node `id` has logged so far, across restarts.
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(&self.members[&id].log).unwrap_or_default()
+    }
+
+    /// The last lines of every node's log, for a failure message.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for id in self.ids() {
+            let log = self.log(id);
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(30)..];
+            out.push_str(&format!(
+                "--- node {id}, last lines of its log:\n{}\n",
+                tail.join("\n")
+            ));
+        }
+        out
+    }
+}
+
+impl Nodes for Procs {
+    fn running(&self) -> Vec<(u64, Client)> {
+        let running = self.members.iter().filter(|(_, p)| p.child.is_some());
+        running.map(|(id, p)| (*id, p.client.clone())).collect()
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for p in self.members.values_mut() {
+            if let Some(mut child) = p.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

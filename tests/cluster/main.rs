@@ -1,0 +1,12 @@
+//! The authority cluster, black-box: real nodes (in this process or as `recall server`
+//! processes) talking gRPC over loopback, with real redb files in temporary directories. Each
+//! module is one scenario and says what it proves; `fixture` starts, stops, kills and restarts
+//! nodes and waits for states under deadlines.
+
+mod bad_input;
+mod cli;
+mod fixture;
+mod follower_write;
+mod leader_failover_import;
+mod restart;
+mod sigkill_catch_up;
