@@ -517,15 +517,56 @@ async fn revoke_one(
     Ok(elapsed)
 }
 
-async fn sequential_latency(addr: &str, tag: &str, n: usize) -> anyhow::Result<Vec<Duration>> {
+/// Writes that failed: reported with the results, not fatal (the cluster under test may lose its
+/// leader or quorum for a while, and that is a result too).
+#[derive(Default)]
+struct Failures {
+    count: usize,
+    first: Option<String>,
+}
+
+impl Failures {
+    fn record(&mut self, e: anyhow::Error) {
+        self.count += 1;
+        if self.first.is_none() {
+            let msg = format!("{e:#}");
+            println!("  FAILED: {msg}");
+            self.first = Some(msg);
+        }
+    }
+
+    fn add(&mut self, other: Failures) {
+        self.count += other.count;
+        if self.first.is_none() {
+            self.first = other.first;
+        }
+    }
+
+    fn note(&self) -> String {
+        match &self.first {
+            None => String::new(),
+            Some(first) => format!("; FAILED: {} (first: {first})", self.count),
+        }
+    }
+}
+
+async fn sequential_latency(
+    addr: &str,
+    tag: &str,
+    n: usize,
+) -> anyhow::Result<(Vec<Duration>, Failures)> {
     let mut client = connect(addr).await?;
     let exp = in_one_hour();
     let mut out = Vec::with_capacity(n);
+    let mut failures = Failures::default();
     for i in 0..n {
-        out.push(revoke_one(&mut client, format!("{tag}-{i:010}"), exp).await?);
+        match revoke_one(&mut client, format!("{tag}-{i:010}"), exp).await {
+            Ok(d) => out.push(d),
+            Err(e) => failures.record(e),
+        }
     }
     out.sort_unstable();
-    Ok(out)
+    Ok((out, failures))
 }
 
 /// `clients` clients, each on its own connection, each sending `n / clients` single revocations
@@ -535,7 +576,7 @@ async fn concurrent_latency(
     tag: &str,
     n: usize,
     clients: usize,
-) -> anyhow::Result<(Vec<Duration>, Duration)> {
+) -> anyhow::Result<(Vec<Duration>, Duration, Failures)> {
     let mut conns = Vec::new();
     for _ in 0..clients {
         conns.push(connect(addr).await?);
@@ -550,20 +591,27 @@ async fn concurrent_latency(
             let tag = format!("{tag}-c{c}");
             tokio::spawn(async move {
                 let mut out = Vec::with_capacity(per_client);
+                let mut failures = Failures::default();
                 for i in 0..per_client {
-                    out.push(revoke_one(&mut client, format!("{tag}-{i:010}"), exp).await?);
+                    match revoke_one(&mut client, format!("{tag}-{i:010}"), exp).await {
+                        Ok(d) => out.push(d),
+                        Err(e) => failures.record(e),
+                    }
                 }
-                anyhow::Ok(out)
+                (out, failures)
             })
         })
         .collect();
     let mut all = Vec::with_capacity(n);
+    let mut failures = Failures::default();
     for t in tasks {
-        all.extend(t.await??);
+        let (out, failed) = t.await?;
+        all.extend(out);
+        failures.add(failed);
     }
     let wall = start.elapsed();
     all.sort_unstable();
-    Ok((all, wall))
+    Ok((all, wall, failures))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -877,6 +925,7 @@ async fn measure(
     ];
     for (row, (to, mode)) in rows.into_iter().enumerate() {
         let (mut rates, mut cpu, mut elections) = (Vec::new(), Vec::new(), 0);
+        let mut failures = Failures::default();
         for run in 0..runs {
             let work = batches(&format!("import-r{row}-{run}"), import_n, batch);
             // Each run starts with every node caught up (runs do not overlap), and goes to the
@@ -887,7 +936,20 @@ async fn measure(
             let term = max_term(members).await;
             let addr = if to == To::Leader { &leader } else { &follower };
             let mark = CpuMark::now();
-            let (elapsed, added) = import_run(addr, mode, work).await?;
+            let (elapsed, added) = match import_run(addr, mode, work).await {
+                Ok(done) => done,
+                Err(e) => {
+                    println!(
+                        "  {} → {}, run {}: failed after {:.2}s",
+                        mode.label(),
+                        to.label(),
+                        run + 1,
+                        mark.at.elapsed().as_secs_f64()
+                    );
+                    failures.record(e);
+                    continue;
+                }
+            };
             let used = mark.since();
             if added != import_n as u64 {
                 bail!(
@@ -921,16 +983,22 @@ async fn measure(
         let (lo, hi) = rates
             .iter()
             .fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        let lo = lo.min(hi);
         let own = median(cpu.iter().map(|c| c.own_cores).collect());
         let other = median(cpu.iter().map(|c| c.other_cores).collect());
         table.row(
             format!("import: {} → {}", mode.label(), to.label()),
-            format!("{} revocations", rate(median(rates))),
+            if rates.is_empty() {
+                "no run completed".to_string()
+            } else {
+                format!("{} revocations", rate(median(rates)))
+            },
             format!(
                 "median of {runs} (min {}, max {}); CPU: bench {own:.2} cores, other \
-                 processes {other:.2} cores; runs with an election: {elections}",
+                 processes {other:.2} cores; runs with an election: {elections}{}",
                 rate(lo),
-                rate(hi)
+                rate(hi),
+                failures.note()
             ),
         );
     }
@@ -940,7 +1008,7 @@ async fn measure(
     // 2. Single-revocation latency.
     println!("\nsingle-revocation latency (set of {entries} entries):");
     let term = max_term(members).await;
-    let seq = sequential_latency(&leader, "single", latency_n).await?;
+    let (seq, seq_failed) = sequential_latency(&leader, "single", latency_n).await?;
     table.row(
         format!("latency: 1 key Revoke → leader, sequential ({latency_n} calls)"),
         format!(
@@ -949,10 +1017,11 @@ async fn measure(
             ms(percentile(&seq, 0.99))
         ),
         format!(
-            "p90 {}, max {}; p50 is {:.1}× the floor",
+            "p90 {}, max {}; p50 is {:.1}× the floor{}",
             ms(percentile(&seq, 0.9)),
             ms(percentile(&seq, 1.0)),
-            percentile(&seq, 0.5).as_secs_f64() / floor.as_secs_f64()
+            percentile(&seq, 0.5).as_secs_f64() / floor.as_secs_f64(),
+            seq_failed.note()
         ),
     );
     wait_caught_up(
@@ -963,7 +1032,8 @@ async fn measure(
     )
     .await?;
     let mark = CpuMark::now();
-    let (conc, wall) = concurrent_latency(&leader, "concurrent", latency_n, CLIENTS).await?;
+    let (conc, wall, conc_failed) =
+        concurrent_latency(&leader, "concurrent", latency_n, CLIENTS).await?;
     let used = mark.since();
     table.row(
         format!("latency: 1 key Revoke → leader, {CLIENTS} concurrent clients"),
@@ -973,12 +1043,14 @@ async fn measure(
             ms(percentile(&conc, 0.99))
         ),
         format!(
-            "p90 {}, max {}; {} commits; CPU: bench {:.2} cores, other processes {:.2} cores",
+            "p90 {}, max {}; {} commits; CPU: bench {:.2} cores, other processes {:.2} \
+             cores{}",
             ms(percentile(&conc, 0.9)),
             ms(percentile(&conc, 1.0)),
             rate(conc.len() as f64 / wall.as_secs_f64()),
             used.own_cores,
-            used.other_cores
+            used.other_cores,
+            conc_failed.note()
         ),
     );
     wait_caught_up(
@@ -988,7 +1060,8 @@ async fn measure(
         "after the concurrent latency row",
     )
     .await?;
-    let seq_f = sequential_latency(&follower, "single-follower", latency_n / 4).await?;
+    let (seq_f, seq_f_failed) =
+        sequential_latency(&follower, "single-follower", latency_n / 4).await?;
     table.row(
         format!(
             "latency: 1 key Revoke → follower, sequential ({} calls)",
@@ -1000,9 +1073,10 @@ async fn measure(
             ms(percentile(&seq_f, 0.99))
         ),
         format!(
-            "p90 {}, max {}",
+            "p90 {}, max {}{}",
             ms(percentile(&seq_f, 0.9)),
-            ms(percentile(&seq_f, 1.0))
+            ms(percentile(&seq_f, 1.0)),
+            seq_f_failed.note()
         ),
     );
     let new_term = max_term(members).await;

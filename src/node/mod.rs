@@ -30,7 +30,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 pub use clock::Clock;
 pub use config::{ConfigError, FileConfig, NodeConfig};
@@ -119,7 +119,7 @@ impl RunningNode {
                     sub_svc,
                 ));
             tokio::spawn(router.serve_with_incoming_shutdown(
-                TcpListenerStream::new(listener),
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
                 async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 },

@@ -51,7 +51,13 @@ impl OperatorService {
         wait: Option<pb::WaitConverged>,
     ) -> Result<TonicResponse<pb::WriteReply>, Status> {
         let started = std::time::Instant::now();
-        let r = self.writer.write(cmd).await?;
+        let shape = crate::wire::Shape::of(&cmd);
+        let r = self.writer.write(cmd).await.map_err(|e| match e {
+            super::WriteError::Invalid(v) => {
+                Status::invalid_argument(crate::wire::with_path(shape, &v))
+            }
+            other => Status::from(other),
+        })?;
         let mut out = reply(r);
         if let Some(w) = wait {
             let timeout = match w.timeout_ms {
@@ -208,7 +214,15 @@ impl Operator for OperatorService {
         let mut stream = req.into_inner();
         let mut total = Response::default();
         let mut offset = 0usize;
+        // Later chunks may leave actor and reason empty: the first chunk's apply to them all.
+        let (mut actor, mut reason) = (String::new(), String::new());
         while let Some(chunk) = stream.message().await? {
+            if !chunk.actor.is_empty() || actor.is_empty() {
+                actor = chunk.actor.clone();
+            }
+            if !chunk.reason.is_empty() || reason.is_empty() {
+                reason = chunk.reason.clone();
+            }
             let n = chunk.items.len();
             let items = chunk
                 .items
@@ -223,13 +237,32 @@ impl Operator for OperatorService {
             let r = self
                 .writer
                 .write(Command::Revoke {
-                    meta: meta(chunk.actor, chunk.reason),
+                    meta: meta(actor.clone(), reason.clone()),
                     items,
                 })
                 .await
                 .map_err(|e| {
-                    let s = Status::from(e);
                     let committed = offset - n;
+                    let s = match e {
+                        // Indexes count from the start of the import, not of this chunk.
+                        super::WriteError::Invalid(recall_core::ValidationError::Item {
+                            index,
+                            error,
+                        }) => {
+                            let v = recall_core::ValidationError::Item {
+                                index: committed + index,
+                                error,
+                            };
+                            Status::invalid_argument(crate::wire::with_path(
+                                crate::wire::Shape::Revoke,
+                                &v,
+                            ))
+                        }
+                        super::WriteError::Invalid(v) => Status::invalid_argument(
+                            crate::wire::with_path(crate::wire::Shape::Revoke, &v),
+                        ),
+                        other => Status::from(other),
+                    };
                     Status::new(
                         s.code(),
                         format!(

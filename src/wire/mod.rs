@@ -5,6 +5,7 @@
 
 mod check;
 mod keys;
+mod path;
 
 pub use check::{
     MAX_CHECK_BATCH, batch_from_wire, facts_from_wire, match_to_wire, policy_to_wire,
@@ -14,6 +15,7 @@ pub use keys::{
     key_from_wire, key_to_wire, revocation_from_wire, rule_from_wire, scope_from_wire,
     scope_to_wire,
 };
+pub use path::{Shape, with_path};
 
 /// A wire message that does not describe a valid core value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

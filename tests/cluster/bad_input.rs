@@ -72,7 +72,7 @@ async fn malformed_and_oversized_writes_are_refused_and_apply_nothing() {
     let empty_value = revoke(vec![token("ok"), token("")]);
     let msg = refused(&mut client, empty_value).await;
     assert!(
-        msg.contains("item 1") && msg.contains("`value` is empty"),
+        msg.contains("items[1].key.value") && msg.contains("`value` is empty"),
         "{msg}"
     );
 
@@ -129,8 +129,6 @@ async fn malformed_and_oversized_writes_are_refused_and_apply_nothing() {
 /// The types.proto convention: "An INVALID_ARGUMENT message names the offending field by its path
 /// in the request, e.g. `items[3].key.namespace`".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: core validation errors name the field without its path (`item 1: `value` is \
-            empty`, `actor` is empty) where types.proto promises `items[1].key.value`"]
 async fn validation_errors_name_the_field_by_its_path() {
     let cluster = Cluster::start(1).await;
     leader(&cluster).await;
