@@ -4,6 +4,7 @@
 mod basics;
 mod failover;
 mod fixture;
+mod fleet;
 mod link_cut;
 mod protocol;
 mod proxy;

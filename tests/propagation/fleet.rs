@@ -1,0 +1,66 @@
+//! A fleet: one revocation on the leader is reported revoked by every one of several sidecars
+//! over HTTP, and `--wait-converged` reports that every live subscriber applied it.
+
+use std::time::Duration;
+
+use recall::proto as pb;
+
+use crate::fixture::{OneNode, token};
+use crate::sidecar_fixture::{check, start_sidecar};
+
+const ISS: &str = "https://fleet.example";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sidecar_reports_the_revocation_and_the_wave_is_seen_landing() {
+    let node = OneNode::start().await;
+    let mut sidecars = Vec::new();
+    for i in 0..4 {
+        let s = start_sidecar(node.subscriber_config(&format!("fleet/{i}"))).await;
+        s.subscriber()
+            .wait_synced(Duration::from_secs(10))
+            .await
+            .unwrap();
+        sidecars.push(s);
+    }
+    let facts = [("iss", ISS), ("jti", "stolen")];
+    for s in &sidecars {
+        assert_eq!(check(s, &facts).await.1["status"], "allowed");
+    }
+
+    let reply = node
+        .client()
+        .await
+        .revoke(pb::RevokeRequest {
+            items: vec![token(ISS, "stolen")],
+            actor: "test".into(),
+            reason: "leaked".into(),
+            wait: Some(pb::WaitConverged { timeout_ms: 10_000 }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let c = reply
+        .convergence
+        .expect("a convergence report was asked for");
+    assert!(c.converged, "{c:?}");
+    assert_eq!(
+        (c.subscribers_total, c.subscribers_applied),
+        (4, 4),
+        "{c:?}"
+    );
+    assert_eq!(c.target_version, reply.version);
+
+    // Converged means applied: every sidecar refuses the token now, without waiting.
+    for s in &sidecars {
+        let (code, answer) = check(s, &facts).await;
+        assert_eq!(code, 200);
+        assert_eq!(answer["revoked"], true, "{answer}");
+        assert!(
+            answer["version"].as_u64().unwrap() >= reply.version,
+            "{answer}"
+        );
+    }
+    for s in sidecars {
+        s.shutdown().await.unwrap();
+    }
+}
