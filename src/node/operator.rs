@@ -151,7 +151,9 @@ impl Operator for OperatorService {
             .items
             .into_iter()
             .enumerate()
-            .map(|(i, r)| wire::revocation_from_wire(&format!("items[{i}]"), r))
+            .map(|(i, r)| {
+                wire::revocation_from_wire("", r).map_err(|e| e.under(&format!("items[{i}]")))
+            })
             .collect::<Result<Vec<_>, WireError>>()?;
         self.commit(
             Command::Revoke {
@@ -188,13 +190,17 @@ impl Operator for OperatorService {
             .keys
             .into_iter()
             .enumerate()
-            .map(|(i, k)| wire::key_from_wire(&format!("keys[{i}]"), Some(k)))
+            .map(|(i, k)| {
+                wire::key_from_wire("", Some(k)).map_err(|e| e.under(&format!("keys[{i}]")))
+            })
             .collect::<Result<Vec<_>, WireError>>()?;
         let rules = req
             .rules
             .into_iter()
             .enumerate()
-            .map(|(i, s)| wire::scope_from_wire(&format!("rules[{i}]"), Some(s)))
+            .map(|(i, s)| {
+                wire::scope_from_wire("", Some(s)).map_err(|e| e.under(&format!("rules[{i}]")))
+            })
             .collect::<Result<Vec<_>, WireError>>()?;
         self.commit(
             Command::Lift {
@@ -228,7 +234,10 @@ impl Operator for OperatorService {
                 .items
                 .into_iter()
                 .enumerate()
-                .map(|(i, r)| wire::revocation_from_wire(&format!("items[{}]", offset + i), r))
+                .map(|(i, r)| {
+                    wire::revocation_from_wire("", r)
+                        .map_err(|e| e.under(&format!("items[{}]", offset + i)))
+                })
                 .collect::<Result<Vec<_>, WireError>>()?;
             offset += n;
             if items.is_empty() {
@@ -272,13 +281,7 @@ impl Operator for OperatorService {
                         ),
                     )
                 })?;
-            total = Response {
-                version: total.version.max(r.version),
-                added: total.added + r.added,
-                already_present: total.already_present + r.already_present,
-                removed: total.removed + r.removed,
-                not_found: total.not_found + r.not_found,
-            };
+            total = total.merge(r);
         }
         Ok(TonicResponse::new(reply(total)))
     }

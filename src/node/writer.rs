@@ -77,7 +77,10 @@ impl Writer {
         futures::stream::iter(chunks)
             .map(|c| self.commit(c))
             .buffered(PIPELINE)
-            .try_fold(Response::default(), |acc, r| async move { Ok(sum(acc, r)) })
+            .try_fold(
+                Response::default(),
+                |acc, r| async move { Ok(acc.merge(r)) },
+            )
             .await
     }
 
@@ -208,16 +211,6 @@ fn stamp(cmd: &mut Command, now: recall_core::Timestamp) {
         | Command::AddRule { meta, .. }
         | Command::Lift { meta, .. } => meta.at = now,
         Command::Prune { .. } => {}
-    }
-}
-
-fn sum(a: Response, b: Response) -> Response {
-    Response {
-        version: a.version.max(b.version),
-        added: a.added + b.added,
-        already_present: a.already_present + b.already_present,
-        removed: a.removed + b.removed,
-        not_found: a.not_found + b.not_found,
     }
 }
 

@@ -25,14 +25,14 @@ pub fn facts_from_wire<'a>(
         .ok_or_else(|| WireError::new(field, "missing; give the token's facts (at least `iss`)"))?;
     if f.iss.is_empty() {
         return Err(WireError::new(
-            format!("{field}.iss"),
+            super::join(field, "iss"),
             "missing; give the token's issuer (its `iss` claim)",
         ));
     }
     let opt = |name: &str, v: &'a Option<String>| -> Result<Option<&'a str>, WireError> {
         match v.as_deref() {
             Some("") => Err(WireError::new(
-                format!("{field}.{name}"),
+                super::join(field, name),
                 "present but empty; leave it unset or give a value",
             )),
             other => Ok(other),
@@ -41,7 +41,7 @@ pub fn facts_from_wire<'a>(
     let api_key = opt("api_key_sha256", &f.api_key_sha256)?;
     if let Some(hash) = api_key {
         validate_key(&RevocationKey::new(Kind::ApiKey, f.iss.as_str(), hash))
-            .map_err(|e| WireError::new(format!("{field}.api_key_sha256"), e.to_string()))?;
+            .map_err(|e| WireError::new(super::join(field, "api_key_sha256"), e.to_string()))?;
     }
     Ok(TokenFacts {
         iss: &f.iss,
@@ -71,7 +71,7 @@ pub fn batch_from_wire(facts: &[pb::TokenFacts]) -> Result<Vec<TokenFacts<'_>>, 
     facts
         .iter()
         .enumerate()
-        .map(|(i, f)| facts_from_wire(&format!("facts[{i}]"), Some(f)))
+        .map(|(i, f)| facts_from_wire("", Some(f)).map_err(|e| e.under(&format!("facts[{i}]"))))
         .collect()
 }
 

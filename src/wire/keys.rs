@@ -16,7 +16,7 @@ fn kind_from_wire(field: &str, raw: i32) -> Result<Kind, WireError> {
         Ok(pb::Kind::Unspecified) | Err(_) => {
             let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
             return Err(WireError::new(
-                format!("{field}.kind"),
+                super::join(field, "kind"),
                 format!("unknown kind {raw}; expected one of {}", names.join(", ")),
             ));
         }
@@ -45,7 +45,7 @@ fn scope_kind_from_wire(field: &str, raw: i32) -> Result<ScopeKind, WireError> {
         Ok(pb::ScopeKind::Unspecified) | Err(_) => {
             let names: Vec<&str> = ScopeKind::ALL.iter().map(|k| k.name()).collect();
             return Err(WireError::new(
-                format!("{field}.kind"),
+                super::join(field, "kind"),
                 format!("unknown scope {raw}; expected one of {}", names.join(", ")),
             ));
         }
@@ -89,7 +89,7 @@ pub fn key_to_wire(key: &RevocationKey) -> pb::RevocationKey {
 /// A revocation from the wire.
 pub fn revocation_from_wire(field: &str, r: pb::Revocation) -> Result<Revocation, WireError> {
     Ok(Revocation {
-        key: key_from_wire(&format!("{field}.key"), r.key)?,
+        key: key_from_wire("key", r.key).map_err(|e| e.under(field))?,
         expires_at: r.expires_at_ms.map(Timestamp::from_millis),
     })
 }
@@ -119,7 +119,7 @@ pub fn rule_from_wire(field: &str, rule: Option<pb::Rule>) -> Result<Rule, WireE
     let rule = rule
         .ok_or_else(|| WireError::new(field, "missing; a rule needs a scope and not_before_ms"))?;
     Ok(Rule {
-        scope: scope_from_wire(&format!("{field}.scope"), rule.scope)?,
+        scope: scope_from_wire("scope", rule.scope).map_err(|e| e.under(field))?,
         not_before: Timestamp::from_millis(rule.not_before_ms),
         expires_at: rule.expires_at_ms.map(Timestamp::from_millis),
     })
@@ -138,7 +138,13 @@ mod tests {
         };
         let err = key_from_wire("items[3].key", Some(key)).unwrap_err();
         assert_eq!(err.field, "items[3].key.kind");
+        let r = pb::Revocation {
+            key: None,
+            expires_at_ms: None,
+        };
         assert!(err.problem.contains("token, session, api_key"), "{err}");
+        let missing = revocation_from_wire("", r).unwrap_err().under("items[7]");
+        assert_eq!(missing.field, "items[7].key");
     }
 
     #[test]

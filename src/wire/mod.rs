@@ -37,6 +37,25 @@ impl WireError {
     }
 }
 
+impl WireError {
+    /// The same error inside `prefix` (`items[3]` + `key.kind` = `items[3].key.kind`). Callers
+    /// convert items with a relative path and prefix it only on error, so the path of every item
+    /// of a big batch is never formatted on the way in.
+    pub fn under(mut self, prefix: &str) -> Self {
+        self.field = join(prefix, &self.field);
+        self
+    }
+}
+
+/// `field.leaf`, or whichever of the two is not empty.
+pub(crate) fn join(field: &str, leaf: &str) -> String {
+    match (field.is_empty(), leaf.is_empty()) {
+        (true, _) => leaf.to_string(),
+        (false, true) => field.to_string(),
+        (false, false) => format!("{field}.{leaf}"),
+    }
+}
+
 impl From<WireError> for tonic::Status {
     fn from(e: WireError) -> Self {
         tonic::Status::invalid_argument(e.to_string())

@@ -50,5 +50,19 @@ pub struct Response {
     pub not_found: u64,
 }
 
+impl Response {
+    /// The reply to a write committed in several entries: counts add up, the version is the
+    /// last one committed.
+    pub fn merge(self, other: Response) -> Response {
+        Response {
+            version: self.version.max(other.version),
+            added: self.added + other.added,
+            already_present: self.already_present + other.already_present,
+            removed: self.removed + other.removed,
+            not_found: self.not_found + other.not_found,
+        }
+    }
+}
+
 /// The openraft handle of a node.
 pub type Raft = openraft::Raft<TypeConfig>;
