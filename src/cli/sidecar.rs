@@ -73,6 +73,10 @@ pub struct SidecarArgs {
         default_value = "fail-closed"
     )]
     policy: PolicyArg,
+    /// A stream silent this many milliseconds is dead (nodes send a heartbeat every 500 ms):
+    /// the sidecar drops it and connects to the next node.
+    #[arg(long, env = "RECALL_SILENCE_TIMEOUT_MS", default_value_t = 2_000)]
+    silence_timeout_ms: u64,
     /// Log as JSON lines instead of readable text.
     #[arg(long, env = "RECALL_LOG_JSON")]
     log_json: bool,
@@ -88,6 +92,7 @@ impl SidecarArgs {
         };
         subscriber.data_dir = Some(self.data_dir);
         subscriber.staleness_bound = Duration::from_millis(self.staleness_bound_ms);
+        subscriber.silence_timeout = Duration::from_millis(self.silence_timeout_ms);
         subscriber.policy = match self.policy {
             PolicyArg::FailClosed => StalePolicy::FailClosed,
             PolicyArg::FailOpen => StalePolicy::FailOpen,

@@ -43,6 +43,8 @@ pub struct StatusBody {
     pub id: String,
     /// The version applied.
     pub version: u64,
+    /// When that version was applied (Unix milliseconds, the sidecar host's clock).
+    pub version_at_ms: i64,
     /// The digest of what it holds, 16 hex digits (compare with `recall status`).
     pub digest: String,
     /// Revoked fingerprints held.
@@ -111,6 +113,7 @@ async fn status(State(sub): State<Arc<Subscriber>>) -> Json<StatusBody> {
     Json(StatusBody {
         id: sub.config().id.clone(),
         version: s.version,
+        version_at_ms: s.version_at_ms,
         digest: s.digest.to_string(),
         entries: s.entries,
         synced: s.synced,

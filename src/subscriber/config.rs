@@ -28,6 +28,9 @@ pub struct SubscriberConfig {
     pub backoff_max: Duration,
     /// How often a changed state is written to disk.
     pub persist_every: Duration,
+    /// A stream silent this long (nodes send a heartbeat every 500 ms) is dead: the subscriber
+    /// drops it and connects again, to the next node.
+    pub silence_timeout: Duration,
 }
 
 impl SubscriberConfig {
@@ -43,6 +46,7 @@ impl SubscriberConfig {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
             persist_every: Duration::from_secs(1),
+            silence_timeout: Duration::from_secs(2),
         }
     }
 
@@ -56,6 +60,9 @@ impl SubscriberConfig {
         }
         if self.backoff_min.is_zero() || self.backoff_max < self.backoff_min {
             anyhow::bail!("backoff: the minimum must be positive and at most the maximum");
+        }
+        if self.silence_timeout < Duration::from_millis(100) {
+            anyhow::bail!("silence_timeout: at least 100 ms (nodes send a heartbeat every 500 ms)");
         }
         Ok(())
     }

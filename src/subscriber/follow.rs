@@ -28,6 +28,8 @@ pub struct FollowState {
     pub entries: usize,
     /// The node followed now.
     pub node: Option<String>,
+    /// When `version` was applied (Unix milliseconds, this host's clock); 0 before any.
+    pub version_at_ms: i64,
 }
 
 /// Why a stream ended.
@@ -96,11 +98,22 @@ pub async fn run(
 impl Follower {
     fn publish(&self, node: Option<&str>) {
         let s = self.filter.stats();
-        self.state.send_replace(FollowState {
-            version: s.version,
-            digest: s.digest,
-            entries: s.entries,
-            node: node.map(str::to_string),
+        self.state.send_if_modified(|state| {
+            let version_at_ms = if state.version == s.version {
+                state.version_at_ms
+            } else {
+                (crate::node::clock::system())().as_millis()
+            };
+            let next = FollowState {
+                version: s.version,
+                digest: s.digest,
+                entries: s.entries,
+                node: node.map(str::to_string),
+                version_at_ms,
+            };
+            let changed = *state != next;
+            *state = next;
+            changed
         });
     }
 
@@ -169,9 +182,10 @@ impl Follower {
             body: Some(pb::subscribe_request::Body::Hello(hello)),
         })
         .await?;
-        let mut down = client
-            .subscribe(ReceiverStream::new(up_rx))
+        let silence = self.config.silence_timeout;
+        let mut down = tokio::time::timeout(silence, client.subscribe(ReceiverStream::new(up_rx)))
             .await
+            .with_context(|| format!("no answer to the subscription within {silence:?}"))?
             .context("subscribe refused")?
             .into_inner();
         self.shared.connects.fetch_add(1, Ordering::Relaxed);
@@ -182,15 +196,19 @@ impl Follower {
         let mut parts: Vec<pb::Delta> = Vec::new();
         let mut persist = tokio::time::interval(self.config.persist_every);
         persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heard = tokio::time::Instant::now();
         loop {
             let msg = tokio::select! {
                 _ = until_stopped(stopped) => return Ok(()),
                 _ = persist.tick() => { self.persist().await; continue; }
-                m = down.message() => m.context("stream broke")?,
+                m = tokio::time::timeout_at(heard + silence, down.message()) => m
+                    .with_context(|| format!("nothing from the node in {silence:?} (heartbeats stopped)"))?
+                    .context("stream broke")?,
             };
             let Some(msg) = msg else {
                 bail!("the node ended the stream")
             };
+            heard = tokio::time::Instant::now();
             self.contact();
             let Some(body) = msg.body else {
                 bail!("empty message from the node")

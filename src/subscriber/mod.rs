@@ -71,6 +71,8 @@ pub struct Subscriber {
 pub struct SubscriberStatus {
     /// The version applied.
     pub version: u64,
+    /// When that version was applied (Unix milliseconds, this host's clock).
+    pub version_at_ms: i64,
     /// The digest of what it holds.
     pub digest: Digest,
     /// Revoked fingerprints held.
@@ -159,6 +161,7 @@ impl Subscriber {
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
         SubscriberStatus {
             version: s.version,
+            version_at_ms: s.version_at_ms,
             digest: s.digest,
             entries: s.entries,
             synced: self.shared.synced.load(Ordering::Relaxed),

@@ -1,0 +1,139 @@
+//! The scenarios: one mass recall each, with one kind of fault injected while it runs. Each fault
+//! lives in its own file and returns the evidence that it took effect; [`runner`] runs a
+//! scenario against recall and measures it.
+//!
+//! | scenario | fault |
+//! | --- | --- |
+//! | `no-fault` | none |
+//! | `leader-kill` | the leader is SIGKILLed mid-recall, restarted after the hold |
+//! | `sidecar-partition` | one sidecar's links are blackholed both ways, healed after the hold |
+//! | `sidecar-restart` | one sidecar is SIGKILLed mid-recall and restarted after the hold |
+//! | `slow-link` | one sidecar's links add latency to every chunk, both ways, from the start |
+//! | `rule-partition` | one sidecar is partitioned, and a not-before rule recalls a whole issuer meanwhile |
+//! | `sidecar-pause` | one sidecar is SIGSTOPped mid-recall, SIGCONTed after the hold |
+
+pub mod leader_kill;
+pub mod rule_partition;
+pub mod runner;
+pub mod sidecar_partition;
+pub mod sidecar_pause;
+pub mod sidecar_restart;
+pub mod slow_link;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::authority::{Authority, Writer};
+use crate::baseline::BaselineFault;
+use crate::fleet::Fleet;
+use crate::report::model::FaultRecord;
+use crate::workload::WriteProgress;
+
+/// A scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// The mass recall with no fault.
+    NoFault,
+    /// The leader is killed mid-recall.
+    LeaderKill,
+    /// One sidecar is partitioned mid-recall, then healed.
+    SidecarPartition,
+    /// One sidecar is killed mid-recall, then restarted.
+    SidecarRestart,
+    /// One sidecar's links are slow throughout.
+    SlowLink,
+    /// A not-before rule is written while one sidecar is partitioned.
+    RulePartition,
+    /// One sidecar is paused (SIGSTOP) mid-recall, then resumed.
+    SidecarPause,
+}
+
+impl Scenario {
+    /// Every scenario, in the order a full run takes them.
+    pub const ALL: [Scenario; 7] = [
+        Scenario::NoFault,
+        Scenario::LeaderKill,
+        Scenario::SidecarPartition,
+        Scenario::SidecarRestart,
+        Scenario::SlowLink,
+        Scenario::RulePartition,
+        Scenario::SidecarPause,
+    ];
+
+    /// Its name in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::NoFault => "no-fault",
+            Scenario::LeaderKill => "leader-kill",
+            Scenario::SidecarPartition => "sidecar-partition",
+            Scenario::SidecarRestart => "sidecar-restart",
+            Scenario::SlowLink => "slow-link",
+            Scenario::RulePartition => "rule-partition",
+            Scenario::SidecarPause => "sidecar-pause",
+        }
+    }
+
+    /// The same scenario for the baselines, when they run it.
+    pub fn baseline(self, victim: usize, after: u64, hold: Duration) -> Option<BaselineFault> {
+        match self {
+            Scenario::NoFault => Some(BaselineFault::None),
+            Scenario::SidecarPartition => Some(BaselineFault::SubscriberPartition {
+                victim,
+                after,
+                hold,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Injects the fault while the recall runs; returns once it is over (healed, restarted),
+    /// with its evidence.
+    pub async fn inject(self, ctx: Arc<FaultCtx>) -> anyhow::Result<Vec<FaultRecord>> {
+        match self {
+            Scenario::NoFault => Ok(Vec::new()),
+            Scenario::LeaderKill => leader_kill::inject(&ctx).await,
+            Scenario::SidecarPartition => sidecar_partition::inject(&ctx).await,
+            Scenario::SidecarRestart => sidecar_restart::inject(&ctx).await,
+            Scenario::SlowLink => slow_link::inject(&ctx).await,
+            Scenario::RulePartition => rule_partition::inject(&ctx).await,
+            Scenario::SidecarPause => sidecar_pause::inject(&ctx).await,
+        }
+    }
+}
+
+/// What a fault needs: the systems, the writes' progress, and the choices drawn from the seed.
+pub struct FaultCtx {
+    /// The authority.
+    pub authority: Arc<Authority>,
+    /// The sidecars.
+    pub fleet: Arc<Fleet>,
+    /// A writer for faults that write (the rule).
+    pub writer: Writer,
+    /// The writes acknowledged so far.
+    pub progress: WriteProgress,
+    /// The instant of the first write.
+    pub started: Instant,
+    /// Inject once this many revocations are acknowledged.
+    pub after: u64,
+    /// The sidecar a sidecar fault hits.
+    pub victim: usize,
+    /// How long a fault lasts before it is healed.
+    pub hold: Duration,
+    /// The latency a slow link adds.
+    pub latency: Duration,
+    /// Revocations in the whole recall.
+    pub total: u64,
+    /// A rule a fault wrote: (version, not_before_ms).
+    pub rule: Mutex<Option<(u64, i64)>>,
+}
+
+impl FaultCtx {
+    /// Milliseconds since the first write.
+    pub fn elapsed_ms(&self) -> f64 {
+        crate::baseline::ms(self.started.elapsed())
+    }
+}

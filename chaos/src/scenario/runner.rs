@@ -1,0 +1,315 @@
+//! One scenario against recall, start to finish: a fresh 3-node authority and M sidecars, the
+//! observers, the fault injected while the mass recall is written, the wait until every sidecar
+//! holds everything (by its own report and by the cluster's ack view), then the checks.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use tokio::time::Instant;
+
+use super::{FaultCtx, Scenario};
+use crate::authority::{Authority, RaftTiming, Writer};
+use crate::baseline::ms;
+use crate::fleet::Fleet;
+use crate::observe::{Observer, POLL, now_ms};
+use crate::report::model::{Percentiles, SubscriberRun, SystemRun};
+use crate::verify::verify;
+use crate::workload::{ISSUER, Workload, WriteProgress, pipelined};
+
+/// The settings of recall scenarios.
+#[derive(Clone)]
+pub struct RecallSettings {
+    /// The `recall` binary.
+    pub recall_bin: PathBuf,
+    /// Where this run keeps data and logs.
+    pub dir: PathBuf,
+    /// Sidecars.
+    pub sidecars: usize,
+    /// Revocations per write request.
+    pub batch: usize,
+    /// Write requests in flight.
+    pub in_flight: usize,
+    /// The authority's Raft timing.
+    pub timing: RaftTiming,
+    /// How long after the last write the sidecars get to hold everything.
+    pub settle: Duration,
+    /// How long a fault lasts.
+    pub hold: Duration,
+    /// The latency of a slow link.
+    pub latency: Duration,
+    /// Revoked and clean tokens checked per sidecar.
+    pub sample: usize,
+    /// Where progress bars go.
+    pub progress: MultiProgress,
+}
+
+/// Where a scenario injects its fault: the victim and the acknowledged count to wait for.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// The sidecar a sidecar fault hits.
+    pub victim: usize,
+    /// Inject after this many revocations are acknowledged.
+    pub after: u64,
+}
+
+impl Plan {
+    /// Draws the plan from the run's random stream: a victim, and a point between a quarter and
+    /// a half of the recall.
+    pub fn draw(rng: &mut ChaCha8Rng, sidecars: usize, total: u64) -> Self {
+        Self {
+            victim: rng.random_range(0..sidecars.max(1)),
+            after: (total as f64 * rng.random_range(0.25..0.5)) as u64,
+        }
+    }
+}
+
+fn bar(mp: &MultiProgress, len: u64, label: String) -> ProgressBar {
+    let b = mp.add(ProgressBar::new(len));
+    b.set_style(
+        ProgressStyle::with_template("{prefix:>34} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    b.set_prefix(label);
+    b
+}
+
+/// Runs `scenario` against recall.
+pub async fn run(
+    settings: &RecallSettings,
+    scenario: Scenario,
+    workload: &Workload,
+    plan: Plan,
+    rng: &mut ChaCha8Rng,
+) -> anyhow::Result<SystemRun> {
+    let dir = settings.dir.join(format!("recall-{}", scenario.name()));
+    std::fs::create_dir_all(&dir)?;
+    let mp = &settings.progress;
+    let authority = Arc::new(
+        Authority::start(&settings.recall_bin, &dir, settings.timing)
+            .await
+            .context("starting the authority")?,
+    );
+    let fleet = Arc::new(
+        Fleet::start(&settings.recall_bin, &dir, &authority, settings.sidecars)
+            .await
+            .context("starting the sidecars")?,
+    );
+    let result = measure(settings, scenario, workload, plan, rng, &authority, &fleet).await;
+    fleet.stop();
+    authority.stop();
+    result
+        .map_err(|e| {
+            e.context(format!(
+                "recall {} (logs in {})",
+                scenario.name(),
+                dir.display()
+            ))
+        })
+        .inspect(|_| {
+            let _ = mp.println(format!("recall {}: done", scenario.name()));
+        })
+}
+
+async fn measure(
+    settings: &RecallSettings,
+    scenario: Scenario,
+    workload: &Workload,
+    plan: Plan,
+    rng: &mut ChaCha8Rng,
+    authority: &Arc<Authority>,
+    fleet: &Arc<Fleet>,
+) -> anyhow::Result<SystemRun> {
+    let n = workload.len();
+    let m = fleet.sidecars.len();
+    let writer = Writer::new(authority.clone(), Duration::from_secs(60));
+    let mut observer = Observer::start(authority.clone(), fleet.clone());
+    // Every sidecar must be known to the cluster before the clock starts.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while observer.cluster_versions().len() < m {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the cluster lists {} of {m} sidecars after 30 s",
+            observer.cluster_versions().len()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+
+    let progress = WriteProgress::default();
+    let writes = bar(
+        &settings.progress,
+        n,
+        format!("recall {}: writes", scenario.name()),
+    );
+    let started = Instant::now();
+    let t0 = now_ms();
+    let ctx = Arc::new(FaultCtx {
+        authority: authority.clone(),
+        fleet: fleet.clone(),
+        writer: writer.clone(),
+        progress: progress.clone(),
+        started,
+        after: plan.after,
+        victim: plan.victim,
+        hold: settings.hold,
+        latency: settings.latency,
+        total: n,
+        rule: Mutex::new(None),
+    });
+    let fault = tokio::spawn(scenario.inject(ctx.clone()));
+    let ticker = {
+        let (progress, writes) = (progress.clone(), writes.clone());
+        tokio::spawn(async move {
+            loop {
+                writes.set_position(progress.written());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let versions = pipelined(
+        workload,
+        settings.batch,
+        settings.in_flight,
+        &progress,
+        |ids, range| {
+            let writer = writer.clone();
+            async move { writer.revoke(ISSUER, &ids, range).await }
+        },
+    )
+    .await;
+    let write_done = Instant::now();
+    ticker.abort();
+    writes.set_position(progress.written());
+    writes.finish_with_message(format!("in {:.0} ms", ms(write_done - started)));
+    let versions = versions?;
+    let faults = fault.await.context("the fault task panicked")??;
+    let rule = *ctx.rule.lock().expect("rule lock");
+    let target = versions
+        .iter()
+        .copied()
+        .chain(rule.map(|(v, _)| v))
+        .max()
+        .unwrap_or(0);
+
+    // Wait for both views to show every sidecar at the target.
+    let converging = bar(
+        &settings.progress,
+        m as u64,
+        format!("recall {}: sidecars", scenario.name()),
+    );
+    let deadline = write_done + settings.settle;
+    loop {
+        let own = observer.own_versions();
+        let acked = observer.cluster_versions();
+        let done = |v: &std::collections::HashMap<String, u64>| {
+            fleet
+                .sidecars
+                .iter()
+                .filter(|s| v.get(&s.id).is_some_and(|x| *x >= target))
+                .count()
+        };
+        converging.set_position(done(&own) as u64);
+        if (done(&own) == m && done(&acked) == m) || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    converging.finish_and_clear();
+    writes.finish_and_clear();
+    settings.progress.remove(&writes);
+    observer.stop().await;
+
+    let mut failures: Vec<String> = faults
+        .iter()
+        .filter(|f| !f.took_effect)
+        .map(|f| format!("fault did not take effect: {} ({})", f.what, f.proof))
+        .collect();
+    let since = |at: i64| (at - t0) as f64;
+    let mut subscribers: Vec<SubscriberRun> = fleet
+        .sidecars
+        .iter()
+        .map(|s| SubscriberRun {
+            id: s.id.clone(),
+            converged_ms: observer.own_reached(&s.id, target).map(since),
+            cluster_view_ms: observer.cluster_reached(&s.id, target).map(since),
+            missing: 0,
+        })
+        .collect();
+    let own: Vec<f64> = subscribers.iter().filter_map(|s| s.converged_ms).collect();
+    let view: Vec<f64> = subscribers
+        .iter()
+        .filter_map(|s| s.cluster_view_ms)
+        .collect();
+    let converged = own.len() == m && view.len() == m;
+    if !converged {
+        failures.push(format!(
+            "not converged {} s after the last write: {}/{m} sidecars report version {target}, the cluster saw {}/{m} acks",
+            settings.settle.as_secs(),
+            own.len(),
+            view.len()
+        ));
+    }
+    // The two views must tell the same story: an ack leaves right after the apply, so they
+    // differ by a link's latency (twice that when the link is slowed), plus scheduling noise.
+    let tolerance = 100.0 + 2.0 * ms(settings.latency);
+    let diffs: Vec<f64> = subscribers
+        .iter()
+        .filter_map(|s| Some((s.converged_ms? - s.cluster_view_ms?).abs()))
+        .collect();
+    let max_diff = diffs
+        .iter()
+        .copied()
+        .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))));
+    if let Some(d) = max_diff
+        && d > tolerance
+    {
+        failures.push(format!(
+            "the sidecars' reports and the cluster's acks differ by up to {d:.0} ms (tolerance {tolerance:.0} ms)"
+        ));
+    }
+
+    let verified = verify(
+        authority,
+        fleet,
+        workload,
+        rng,
+        settings.sample,
+        target,
+        rule.map(|(_, nb)| nb),
+    )
+    .await
+    .context("verifying")?;
+    for (s, missing) in subscribers.iter_mut().zip(&verified.missing) {
+        s.missing = *missing;
+    }
+    failures.extend(verified.failures);
+    let lost = subscribers.iter().map(|s| s.missing).sum();
+    Ok(SystemRun {
+        system: "recall".into(),
+        scenario: scenario.name().into(),
+        revocations: n,
+        write_ms: ms(write_done - started),
+        converged,
+        convergence_ms: if converged {
+            Percentiles::of(&own)
+        } else {
+            None
+        },
+        cluster_view_ms: if converged {
+            Percentiles::of(&view)
+        } else {
+            None
+        },
+        views_max_diff_ms: max_diff,
+        lost,
+        checks: Some(verified.checks),
+        subscribers,
+        faults,
+        failures,
+    })
+}

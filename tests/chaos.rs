@@ -1,0 +1,131 @@
+//! The chaos harness in its small configuration, as CI runs it: 10k revocations to 3 sidecars,
+//! with no fault, with the leader SIGKILLed mid-recall, and with one sidecar partitioned and
+//! healed; etcd (3 members) and Redis go through the no-fault and partition scenarios beside it.
+//! Real processes on loopback: `recall server`, `recall sidecar`, `etcd`, `redis-server`
+//! (`scripts/deps.sh` installs the last two).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressDrawTarget};
+use recall_chaos::authority::RaftTiming;
+use recall_chaos::report::model::SystemRun;
+use recall_chaos::run::{RunConfig, System, run};
+use recall_chaos::scenario::Scenario;
+use recall_chaos::scenario::runner::RecallSettings;
+
+const REVOCATIONS: u64 = 10_000;
+const SIDECARS: usize = 3;
+
+fn find<'a>(results: &'a [SystemRun], system: &str, scenario: Scenario) -> &'a SystemRun {
+    results
+        .iter()
+        .find(|r| r.system == system && r.scenario == scenario.name())
+        .unwrap_or_else(|| panic!("no result for {system} {}", scenario.name()))
+}
+
+#[test]
+fn recall_loses_nothing_under_a_leader_kill_and_a_partition_while_pubsub_does() {
+    for bin in ["/usr/bin/etcd", "/usr/bin/redis-server"] {
+        assert!(
+            PathBuf::from(bin).is_file(),
+            "{bin} is missing: run `bash scripts/deps.sh` (the test command does)"
+        );
+    }
+    let data = tempfile::tempdir().unwrap();
+    let scenarios = vec![
+        Scenario::NoFault,
+        Scenario::LeaderKill,
+        Scenario::SidecarPartition,
+    ];
+    let cfg = RunConfig {
+        seed: 20_261_123,
+        revocations: REVOCATIONS,
+        scenarios: scenarios.clone(),
+        systems: vec![System::Recall, System::Etcd, System::Redis],
+        recall: RecallSettings {
+            recall_bin: PathBuf::from(env!("CARGO_BIN_EXE_recall")),
+            dir: data.path().to_path_buf(),
+            sidecars: SIDECARS,
+            batch: 1000,
+            in_flight: 4,
+            timing: RaftTiming::default(),
+            settle: Duration::from_secs(60),
+            hold: Duration::from_secs(2),
+            latency: Duration::from_millis(100),
+            sample: 10_000,
+            progress: MultiProgress::with_draw_target(ProgressDrawTarget::hidden()),
+        },
+        etcd_bin: "/usr/bin/etcd".into(),
+        redis_bin: "/usr/bin/redis-server".into(),
+        command: "cargo test --test chaos".into(),
+    };
+    let report = tokio::runtime::Runtime::new().unwrap().block_on(run(&cfg));
+    let table = recall_chaos::report::table::markdown(&report);
+    println!("{table}");
+
+    // Every recall scenario converged, lost nothing, and its fault provably happened.
+    for &s in &scenarios {
+        let r = find(&report.results, "recall", s);
+        assert!(
+            r.failures.is_empty(),
+            "recall {}: {:?}",
+            s.name(),
+            r.failures
+        );
+        assert!(r.converged && r.lost == 0, "recall {}", s.name());
+        assert_eq!(r.subscribers.len(), SIDECARS);
+        let checks = r.checks.as_ref().expect("recall results carry checks");
+        assert!(checks.digests_equal);
+        assert_eq!(checks.revoked_missed, 0);
+        assert!(checks.revoked_sampled >= 10_000 * SIDECARS as u64);
+        assert_eq!(checks.false_positives, 0);
+        assert!(r.faults.iter().all(|f| f.took_effect), "{:?}", r.faults);
+        assert!(r.views_max_diff_ms.is_some(), "both views measured");
+    }
+    assert!(
+        find(&report.results, "recall", Scenario::LeaderKill).faults[0]
+            .proof
+            .contains("signal 9")
+    );
+
+    // etcd's watch resumes from a revision: nothing lost, with or without the partition.
+    for s in [Scenario::NoFault, Scenario::SidecarPartition] {
+        let r = find(&report.results, "etcd", s);
+        assert!(r.failures.is_empty(), "etcd {}: {:?}", s.name(), r.failures);
+        assert!(
+            r.converged && r.lost == 0,
+            "etcd {}: lost {}",
+            s.name(),
+            r.lost
+        );
+    }
+    // Redis pub/sub delivers everything to connected subscribers, and drops what was published
+    // while one was cut off.
+    let calm = find(&report.results, "redis", Scenario::NoFault);
+    assert!(
+        calm.converged && calm.lost == 0,
+        "redis no-fault lost {}",
+        calm.lost
+    );
+    let cut = find(&report.results, "redis", Scenario::SidecarPartition);
+    assert!(cut.failures.is_empty(), "{:?}", cut.failures);
+    assert!(
+        !cut.converged && cut.lost > 0,
+        "redis pub/sub lost nothing across a partition?"
+    );
+
+    // The outputs a user reads.
+    let out = data.path().join("results");
+    let files = recall_chaos::report::write::write_all(&report, &out).unwrap();
+    for name in ["results.json", "results.md", "convergence-leader-kill.svg"] {
+        assert!(
+            files.iter().any(|f| f.ends_with(name)),
+            "{name} not written"
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["results"].as_array().unwrap().len(), 3 + 2 * 2);
+    assert!(table.contains("leader-kill"));
+}
