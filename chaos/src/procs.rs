@@ -14,9 +14,26 @@ use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// A free port on 127.0.0.1 (bound, then released for the process to take).
+/// The ports [`free_port`] hands out: below Linux's ephemeral range (32768 and up), so no
+/// outgoing connection or `bind(0)` of this or another process takes one between the check and
+/// the child's own bind.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free port on 127.0.0.1 for a child process to listen on. Each call hands out a different
+/// port (checked bindable, then released for the child).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let span = u32::from(PORTS.end - PORTS.start);
+    // Start at a place that differs between runs, so parallel runs rarely probe the same ports.
+    let offset = std::process::id() * 7919;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = PORTS.start + ((n + offset) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port on 127.0.0.1 in {PORTS:?}")
 }
 
 /// A process the harness owns. Dropping it kills it.

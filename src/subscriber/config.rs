@@ -26,7 +26,8 @@ pub struct SubscriberConfig {
     pub backoff_min: Duration,
     /// The longest reconnect delay.
     pub backoff_max: Duration,
-    /// How often a changed state is written to disk.
+    /// How often a changed state is written to disk, in the background; a write that took T
+    /// waits at least 10 T before the next, so a large state cannot crowd out the stream.
     pub persist_every: Duration,
     /// A stream silent this long (nodes send a heartbeat every 500 ms) is dead: the subscriber
     /// drops it and connects again, to the next node.

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use futures::FutureExt;
 use recall_core::{Delta, Digest, Fingerprint, FingerprintSeed, RuleFingerprint, Timestamp};
 use recall_filter::{Filter, FilterError, SnapshotLoader};
 use tokio::sync::{mpsc, watch};
@@ -46,6 +47,11 @@ struct Follower {
     /// The next Hello asks for a snapshot (after a digest mismatch).
     force_snapshot: bool,
     dirty: bool,
+    /// The state being written in the background, if a write is under way.
+    saving: Option<tokio::task::JoinHandle<(anyhow::Result<()>, Duration)>>,
+    /// No write starts before this: writes are spaced by ten times what the last one took, so
+    /// a large state written often cannot eat the CPU the stream needs.
+    next_save: tokio::time::Instant,
 }
 
 /// Runs until `stopped` turns true, then persists the state.
@@ -63,6 +69,8 @@ pub async fn run(
         state,
         force_snapshot: false,
         dirty: false,
+        saving: None,
+        next_save: tokio::time::Instant::now(),
     };
     f.publish(None);
     let mut backoff = f.config.backoff_min;
@@ -92,7 +100,7 @@ pub async fn run(
         }
         backoff = (backoff * 2).min(f.config.backoff_max);
     }
-    f.persist().await;
+    f.persist_now().await;
 }
 
 impl Follower {
@@ -122,7 +130,21 @@ impl Follower {
         self.shared.last_contact_ms.store(now, Ordering::Relaxed);
     }
 
-    async fn persist(&mut self) {
+    /// Starts writing the state in the background when it changed and the last write is done
+    /// (and spaced out); the stream goes on meanwhile.
+    fn persist(&mut self) {
+        if self.saving.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        if let Some(h) = self.saving.take()
+            && let Some(done) = h.now_or_never()
+        {
+            let took = report_save(done);
+            self.next_save += (took * 10).saturating_sub(self.config.persist_every);
+        }
+        if tokio::time::Instant::now() < self.next_save {
+            return;
+        }
         let (Some(dir), true) = (self.config.data_dir.clone(), self.dirty) else {
             return;
         };
@@ -131,12 +153,22 @@ impl Follower {
         };
         self.dirty = false;
         let path = persist::path(&dir);
-        match tokio::task::spawn_blocking(move || persist::save(&path, &view)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot persist the subscriber state")
-            }
-            Err(e) => tracing::warn!(error = %e, "persist task failed"),
+        self.next_save = tokio::time::Instant::now() + self.config.persist_every;
+        self.saving = Some(tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            (persist::save(&path, &view), started.elapsed())
+        }));
+    }
+
+    /// Waits for a write under way, then writes the latest state (on the way out).
+    async fn persist_now(&mut self) {
+        if let Some(h) = self.saving.take() {
+            report_save(h.await);
+        }
+        self.next_save = tokio::time::Instant::now();
+        self.persist();
+        if let Some(h) = self.saving.take() {
+            report_save(h.await);
         }
     }
 
@@ -192,15 +224,14 @@ impl Follower {
         self.publish(Some(addr));
         tracing::info!(node = %addr, version, "following");
 
-        let mut loader: Option<(SnapshotLoader, u64, u64)> = None;
-        let mut parts: Vec<pb::Delta> = Vec::new();
+        let mut rx = Received::default();
         let mut persist = tokio::time::interval(self.config.persist_every);
         persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut heard = tokio::time::Instant::now();
         loop {
             let msg = tokio::select! {
                 _ = until_stopped(stopped) => return Ok(()),
-                _ = persist.tick() => { self.persist().await; continue; }
+                _ = persist.tick() => { self.persist(); continue; }
                 m = tokio::time::timeout_at(heard + silence, down.message()) => m
                     .with_context(|| format!("nothing from the node in {silence:?} (heartbeats stopped)"))?
                     .context("stream broke")?,
@@ -210,117 +241,20 @@ impl Follower {
             };
             heard = tokio::time::Instant::now();
             self.contact();
-            let Some(body) = msg.body else {
-                bail!("empty message from the node")
-            };
-            let ack = match body {
-                Body::SnapshotBegin(b) => {
-                    if !parts.is_empty() {
-                        bail!("snapshot began inside a delta");
-                    }
-                    tracing::info!(version = b.version, entries = b.entries, reason = %b.reason, "receiving a snapshot");
-                    let mut l = self.filter.begin_snapshot(
-                        FingerprintSeed(b.fingerprint_seed),
-                        b.version,
-                        b.last_change_version,
-                        Digest(b.digest),
-                    );
-                    l.reserve(usize::try_from(b.entries).unwrap_or(0).min(1 << 26));
-                    loader = Some((l, b.entries, b.rules));
-                    None
-                }
-                Body::SnapshotChunk(c) => {
-                    let Some((l, _, _)) = loader.as_mut() else {
-                        bail!("snapshot chunk outside a snapshot")
-                    };
-                    l.push_fingerprints(
-                        &c.fingerprints
-                            .iter()
-                            .map(|&x| Fingerprint(x))
-                            .collect::<Vec<_>>(),
-                    );
-                    l.push_rules(&c.rules.iter().map(rule).collect::<Vec<_>>());
-                    None
-                }
-                Body::SnapshotEnd(e) => {
-                    let Some((l, entries, _rules)) = loader.take() else {
-                        bail!("snapshot end outside a snapshot")
-                    };
-                    if l.len() as u64 != entries {
-                        bail!(
-                            "snapshot announced {entries} entries but carried {}",
-                            l.len()
-                        );
-                    }
-                    l.finish(&mut self.filter).context("snapshot refused")?;
-                    self.shared.snapshots.fetch_add(1, Ordering::Relaxed);
-                    self.shared.synced.store(true, Ordering::Relaxed);
-                    self.force_snapshot = false;
-                    Some(e.version)
-                }
-                Body::Delta(p) => {
-                    if loader.is_some() {
-                        bail!("delta inside a snapshot");
-                    }
-                    if parts.first().is_some_and(|f| f.version != p.version)
-                        || p.part as usize != parts.len()
-                    {
-                        bail!(
-                            "delta part {} of version {} out of order",
-                            p.part,
-                            p.version
-                        );
-                    }
-                    let last = p.last_part;
-                    parts.push(p);
-                    if !last {
-                        continue;
-                    }
-                    let d = assemble(std::mem::take(&mut parts));
-                    match self.filter.apply(&d) {
-                        Ok(()) => {}
-                        Err(e @ FilterError::DigestMismatch { .. }) => {
-                            self.shared
-                                .digest_mismatches
-                                .fetch_add(1, Ordering::Relaxed);
-                            tracing::error!(error = %e, "the filter diverged from the authority; resyncing");
-                            self.force_snapshot = true;
-                            bail!(e);
-                        }
-                        Err(e) => bail!(e),
-                    }
-                    self.shared.deltas.fetch_add(1, Ordering::Relaxed);
-                    self.shared.synced.store(true, Ordering::Relaxed);
-                    Some(d.version)
-                }
-                Body::Heartbeat(h) => {
-                    let before = self.filter.version();
-                    self.filter
-                        .advance(h.applied_version, h.last_change_version)
-                        .context("heartbeat shows a missed change")?;
-                    if self.filter.digest().0 != h.digest
-                        && self.filter.last_change() == h.last_change_version
-                    {
-                        self.shared
-                            .digest_mismatches
-                            .fetch_add(1, Ordering::Relaxed);
-                        self.force_snapshot = true;
-                        bail!(
-                            "digest differs from the node's at version {}; resyncing",
-                            h.applied_version
-                        );
-                    }
-                    self.shared.synced.store(true, Ordering::Relaxed);
-                    (self.filter.version() > before).then_some(self.filter.version())
-                }
-                Body::Resync(r) => {
-                    tracing::warn!(reason = %r.reason, "the node resyncs this subscriber");
-                    self.shared.resyncs.fetch_add(1, Ordering::Relaxed);
-                    parts.clear();
-                    None
-                }
-            };
-            if let Some(version) = ack {
+            let mut acked = self.handle(msg, &mut rx)?;
+            // Deltas already here are applied together: one rebuild of the touched shards
+            // instead of one per delta, so a subscriber that fell behind catches up fast.
+            while !rx.ready.is_empty() && rx.ready.len() < MAX_BATCH {
+                let Some(m) = down.message().now_or_never() else {
+                    break;
+                };
+                let Some(msg) = m.context("stream broke")? else {
+                    bail!("the node ended the stream")
+                };
+                acked = self.handle(msg, &mut rx)?.or(acked);
+            }
+            acked = self.flush(&mut rx.ready)?.or(acked);
+            if let Some(version) = acked {
                 self.dirty = true;
                 self.publish(Some(addr));
                 let ack = pb::Ack {
@@ -334,7 +268,157 @@ impl Follower {
             }
         }
     }
+
+    /// Applies the complete deltas waiting in `ready` as one change; the version to ack.
+    fn flush(&mut self, ready: &mut Vec<Delta>) -> anyhow::Result<Option<u64>> {
+        let Some(last) = ready.last().map(|d| d.version) else {
+            return Ok(None);
+        };
+        match self.filter.apply_many(ready) {
+            Ok(()) => {}
+            Err(e @ FilterError::DigestMismatch { .. }) => {
+                self.shared
+                    .digest_mismatches
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "the filter diverged from the authority; resyncing");
+                self.force_snapshot = true;
+                bail!(e);
+            }
+            Err(e) => bail!(e),
+        }
+        self.shared
+            .deltas
+            .fetch_add(ready.len() as u64, Ordering::Relaxed);
+        self.shared.synced.store(true, Ordering::Relaxed);
+        ready.clear();
+        Ok(Some(last))
+    }
+
+    /// Takes one message: a complete delta joins `rx.ready`; anything else first applies what
+    /// is ready (order is everything), then itself. Returns the version to ack, if any.
+    fn handle(
+        &mut self,
+        msg: pb::SubscribeResponse,
+        rx: &mut Received,
+    ) -> anyhow::Result<Option<u64>> {
+        let Some(body) = msg.body else {
+            bail!("empty message from the node")
+        };
+        let flushed = match body {
+            Body::Delta(_) => None,
+            _ => self.flush(&mut rx.ready)?,
+        };
+        let (loader, parts) = (&mut rx.loader, &mut rx.parts);
+        let ack = match body {
+            Body::SnapshotBegin(b) => {
+                if !parts.is_empty() {
+                    bail!("snapshot began inside a delta");
+                }
+                tracing::info!(version = b.version, entries = b.entries, reason = %b.reason, "receiving a snapshot");
+                let mut l = self.filter.begin_snapshot(
+                    FingerprintSeed(b.fingerprint_seed),
+                    b.version,
+                    b.last_change_version,
+                    Digest(b.digest),
+                );
+                l.reserve(usize::try_from(b.entries).unwrap_or(0).min(1 << 26));
+                *loader = Some((l, b.entries, b.rules));
+                None
+            }
+            Body::SnapshotChunk(c) => {
+                let Some((l, _, _)) = loader.as_mut() else {
+                    bail!("snapshot chunk outside a snapshot")
+                };
+                l.push_fingerprints(
+                    &c.fingerprints
+                        .iter()
+                        .map(|&x| Fingerprint(x))
+                        .collect::<Vec<_>>(),
+                );
+                l.push_rules(&c.rules.iter().map(rule).collect::<Vec<_>>());
+                None
+            }
+            Body::SnapshotEnd(e) => {
+                let Some((l, entries, _rules)) = loader.take() else {
+                    bail!("snapshot end outside a snapshot")
+                };
+                if l.len() as u64 != entries {
+                    bail!(
+                        "snapshot announced {entries} entries but carried {}",
+                        l.len()
+                    );
+                }
+                l.finish(&mut self.filter).context("snapshot refused")?;
+                self.shared.snapshots.fetch_add(1, Ordering::Relaxed);
+                self.shared.synced.store(true, Ordering::Relaxed);
+                self.force_snapshot = false;
+                Some(e.version)
+            }
+            Body::Delta(p) => {
+                if loader.is_some() {
+                    bail!("delta inside a snapshot");
+                }
+                if parts.first().is_some_and(|f| f.version != p.version)
+                    || p.part as usize != parts.len()
+                {
+                    bail!(
+                        "delta part {} of version {} out of order",
+                        p.part,
+                        p.version
+                    );
+                }
+                let last = p.last_part;
+                parts.push(p);
+                if !last {
+                    return Ok(None);
+                }
+                rx.ready.push(assemble(std::mem::take(parts)));
+                None
+            }
+            Body::Heartbeat(h) => {
+                let before = self.filter.version();
+                self.filter
+                    .advance(h.applied_version, h.last_change_version)
+                    .context("heartbeat shows a missed change")?;
+                if self.filter.digest().0 != h.digest
+                    && self.filter.last_change() == h.last_change_version
+                {
+                    self.shared
+                        .digest_mismatches
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.force_snapshot = true;
+                    bail!(
+                        "digest differs from the node's at version {}; resyncing",
+                        h.applied_version
+                    );
+                }
+                self.shared.synced.store(true, Ordering::Relaxed);
+                (self.filter.version() > before).then_some(self.filter.version())
+            }
+            Body::Resync(r) => {
+                tracing::warn!(reason = %r.reason, "the node resyncs this subscriber");
+                self.shared.resyncs.fetch_add(1, Ordering::Relaxed);
+                parts.clear();
+                None
+            }
+        };
+        Ok(ack.or(flushed))
+    }
 }
+
+/// What a stream has received and not yet applied.
+#[derive(Default)]
+struct Received {
+    /// A snapshot being loaded: the loader, and the entries and rules it announced.
+    loader: Option<(SnapshotLoader, u64, u64)>,
+    /// The parts of a delta so far.
+    parts: Vec<pb::Delta>,
+    /// Complete deltas waiting to be applied together.
+    ready: Vec<Delta>,
+}
+
+/// The most deltas applied as one change.
+const MAX_BATCH: usize = 256;
 
 fn rule(r: &pb::RuleFingerprint) -> RuleFingerprint {
     RuleFingerprint {
@@ -361,6 +445,21 @@ fn assemble(parts: Vec<pb::Delta>) -> Delta {
             .extend(p.rules_removed.into_iter().map(Fingerprint));
     }
     d
+}
+
+/// Logs a failed background write of the state; how long it took.
+fn report_save(done: Result<(anyhow::Result<()>, Duration), tokio::task::JoinError>) -> Duration {
+    match done {
+        Ok((Ok(()), took)) => took,
+        Ok((Err(e), took)) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot persist the subscriber state");
+            took
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "persist task failed");
+            Duration::ZERO
+        }
+    }
 }
 
 /// Resolves once `stopped` turns true (or its sender is gone).

@@ -12,4 +12,5 @@ mod raw;
 mod sidecar_fixture;
 mod sidecar_grpc;
 mod sidecar_http;
+mod silent_link;
 mod warm_start;

@@ -103,14 +103,14 @@ impl Percentiles {
     }
 }
 
-/// The correctness checks of a recall scenario.
+/// The correctness checks of a recall scenario; every count is summed over the sidecars.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Checks {
-    /// Revoked keys checked on each sidecar.
+    /// Revoked keys checked (the same sample on every sidecar).
     pub revoked_sampled: u64,
     /// Of those, answers that were not "revoked", over all sidecars (must be 0).
     pub revoked_missed: u64,
-    /// Never-revoked keys checked on each sidecar.
+    /// Never-revoked keys checked (the same sample on every sidecar).
     pub clean_sampled: u64,
     /// Of those, answers that were "revoked", over all sidecars.
     pub false_positives: u64,
@@ -118,7 +118,7 @@ pub struct Checks {
     pub false_positives_allowed: u64,
     /// Every sidecar's digest equals the authority's.
     pub digests_equal: bool,
-    /// Token facts covered by the rule of a rule scenario that were checked per sidecar.
+    /// Token facts covered by the rule of a rule scenario that were checked.
     pub rule_sampled: u64,
     /// Of those, answers that were not "revoked" (must be 0).
     pub rule_missed: u64,

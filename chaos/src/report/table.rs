@@ -47,9 +47,7 @@ pub fn markdown(run: &RunReport) -> String {
             view[2].clone(),
             r.views_max_diff_ms.map_or(NONE.into(), ms),
             r.lost.to_string(),
-            r.checks
-                .as_ref()
-                .map_or(NONE.into(), |c| checks(c, r.subscribers.len())),
+            r.checks.as_ref().map_or(NONE.into(), checks),
             faults(&r.faults),
             if r.failures.is_empty() {
                 "PASS"
@@ -164,29 +162,24 @@ fn percentiles(p: Option<&Percentiles>) -> [String; 3] {
     }
 }
 
-/// "10000×3 revoked ok, 0/30000 FP, digests equal".
-fn checks(c: &Checks, subscribers: usize) -> String {
-    let subs = subscribers.max(1) as u64;
+/// "30000 revoked ok, 0/30000 FP, digests equal" (counts over every sidecar).
+fn checks(c: &Checks) -> String {
     let mut parts = Vec::new();
     parts.push(if c.revoked_missed == 0 {
-        format!("{}×{subs} revoked ok", c.revoked_sampled)
+        format!("{} revoked ok", c.revoked_sampled)
     } else {
-        format!(
-            "{}/{} revoked MISSED",
-            c.revoked_missed,
-            c.revoked_sampled * subs
-        )
+        format!("{}/{} revoked MISSED", c.revoked_missed, c.revoked_sampled)
     });
-    let mut fp = format!("{}/{} FP", c.false_positives, c.clean_sampled * subs);
+    let mut fp = format!("{}/{} FP", c.false_positives, c.clean_sampled);
     if c.false_positives > 0 {
         let _ = write!(fp, " (≤{} allowed)", c.false_positives_allowed);
     }
     parts.push(fp);
     if c.rule_sampled > 0 {
         parts.push(if c.rule_missed == 0 {
-            format!("{}×{subs} rule ok", c.rule_sampled)
+            format!("{} rule ok", c.rule_sampled)
         } else {
-            format!("{}/{} rule MISSED", c.rule_missed, c.rule_sampled * subs)
+            format!("{}/{} rule MISSED", c.rule_missed, c.rule_sampled)
         });
     }
     parts.push(
@@ -293,8 +286,8 @@ pub(crate) mod tests {
         });
         recall.views_max_diff_ms = Some(1.25);
         recall.checks = Some(Checks {
-            revoked_sampled: 10_000,
-            clean_sampled: 10_000,
+            revoked_sampled: 30_000,
+            clean_sampled: 30_000,
             digests_equal: true,
             ..Checks::default()
         });
@@ -375,7 +368,7 @@ pub(crate) mod tests {
             rows[0]
         );
         assert!(
-            rows[0].contains("10000×3 revoked ok, 0/30000 FP, digests equal"),
+            rows[0].contains("30000 revoked ok, 0/30000 FP, digests equal"),
             "{}",
             rows[0]
         );

@@ -168,4 +168,36 @@ proptest! {
             prop_assert_eq!(full.version(), set.version());
         }
     }
+
+    /// Deltas applied in batches (`apply_many`, as a subscriber catching up does) leave the
+    /// filter exactly where applying them one at a time does: the same set, version and digest.
+    #[test]
+    fn batched_deltas_equal_one_at_a_time(
+        steps in prop::collection::vec(step(), 1..40),
+        sizes in prop::collection::vec(1usize..6, 1..40),
+    ) {
+        let seed = FingerprintSeed(7);
+        let mut set = RevocationSet::new(seed);
+        let mut deltas = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let version = i as u64 + 1;
+            if let Some(d) = set.apply(version, &command(step, 1_000 + i as i64)).unwrap().delta {
+                deltas.push(d);
+            }
+        }
+        for mode in [Mode::Full, Mode::Lite] {
+            let mut batched = Filter::new(mode, seed);
+            let mut rest = &deltas[..];
+            for &n in sizes.iter().cycle().take(deltas.len()) {
+                let (now, later) = rest.split_at(n.min(rest.len()));
+                batched.apply_many(now).unwrap();
+                rest = later;
+            }
+            batched.apply_many(rest).unwrap();
+            batched.advance(set.version(), set.last_change()).unwrap();
+            assert_agrees(&set, &batched);
+            prop_assert_eq!(batched.digest(), set.digest());
+            prop_assert_eq!(batched.version(), set.version());
+        }
+    }
 }

@@ -194,3 +194,36 @@ fn readers_never_wait_for_the_writer() {
     assert!(checker.join().unwrap() > 0);
     assert_eq!(f.stats().entries, 200);
 }
+
+/// A batch with a gap inside is refused whole: the deltas before the gap are not published
+/// either, so the subscriber resumes from where it was.
+#[test]
+fn batch_with_a_gap_inside_publishes_nothing() {
+    let mut f = filter_with_one();
+    let b = fp(Kind::Token, "b");
+    let d4 = delta(4, 3, &[b], f.digest());
+    let mut after_b = f.digest();
+    after_b.add_entry(b);
+    let d7 = delta(7, 5, &[fp(Kind::Token, "c")], after_b);
+    let err = f.apply_many(&[d4, d7]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FilterError::Gap {
+                version: 7,
+                prev_version: 5,
+                at: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(f.version(), 3);
+    assert_eq!(
+        f.reader()
+            .check_key(Kind::Token, "iss", "b")
+            .verdict
+            .status(),
+        Status::Allowed
+    );
+}

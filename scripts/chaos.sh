@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The chaos benchmark: builds recall and recall-chaos (release), installs etcd and Redis for the
+# baselines, then runs every scenario (default: 1M revocations, 16 sidecars) and writes
+# chaos-results/SEED/{results.md,results.json,convergence-*.svg}. Arguments go to recall-chaos
+# (e.g. --revocations 100000 --scenarios no-fault,leader-kill --seed 7); --help lists them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+cargo build --release --locked --bin recall --bin recall-chaos -p recall -p recall-chaos
+exec target/release/recall-chaos "$@"
