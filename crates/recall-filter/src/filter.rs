@@ -14,7 +14,7 @@ use recall_core::{
 
 use crate::FilterError;
 use crate::loader::SnapshotLoader;
-use crate::shard::{SHARDS, Shard, shard_of};
+use crate::shard::Shard;
 use crate::state::State;
 
 /// What a filter keeps.
@@ -162,8 +162,7 @@ impl Filter {
             removed.dedup();
             if full {
                 // Only what actually changes counts, so a divergent filter shows in the digest.
-                let held =
-                    |x: u64| adds.contains(&x) || (!rems.contains(&x) && cur.shard(x).contains(x));
+                let held = |x: u64| adds.contains(&x) || (!rems.contains(&x) && cur.holds(x));
                 added.retain(|&x| !held(x));
                 removed.retain(|&x| held(x));
                 for &x in &added {
@@ -224,6 +223,7 @@ impl Filter {
             let mut shards: Vec<Shard> = cur.shards.to_vec();
             let (mut a, mut r) = (&added[..], &removed[..]);
             while !a.is_empty() || !r.is_empty() {
+                let shard_of = |x: u64| cur.layout.shard_of(x);
                 let index = match (a.first(), r.first()) {
                     (Some(&x), Some(&y)) => shard_of(x.min(y)),
                     (Some(&x), None) | (None, Some(&x)) => shard_of(x),
@@ -356,7 +356,7 @@ impl Filter {
             bloom_bytes += b;
             exact_bytes += e;
         }
-        debug_assert_eq!(cur.shards.len(), SHARDS);
+        debug_assert_eq!(cur.shards.len(), cur.layout.shards());
         debug_assert_eq!(cur.shards.iter().map(|s| s.len()).sum::<usize>(), cur.len);
         Stats {
             mode: self.mode,

@@ -7,8 +7,8 @@
 //! - [`Reader`] is the check path, cloned into every request handler: it loads the published
 //!   state (a lock-free `arc-swap` load) and never waits for the writer; a [`LocalReader`]
 //!   does the same for one thread with a cheaper load;
-//! - the state is split into [`SHARDS`] shards by the top bits of the fingerprint, so a delta
-//!   copies only the shards it touches; a full shard is a sorted exact fingerprint array probed
+//! - the state is split into shards by the top bits of the fingerprint ([`FULL_SHARD_BITS`],
+//!   [`LITE_SHARD_BITS`]), so a delta copies only the shards it touches; a full shard is a sorted exact fingerprint array probed
 //!   where the fingerprint's uniform bits predict it (see `shard.rs` for why no Bloom filter sits
 //!   in front of it);
 //! - [`Mode::Lite`] keeps only Bloom filters (the `bloomfilter` crate, 1% false positives): a hit
@@ -26,4 +26,4 @@ mod state;
 pub use error::FilterError;
 pub use filter::{Checked, Filter, LocalReader, Mode, Reader, Stats};
 pub use loader::SnapshotLoader;
-pub use shard::SHARDS;
+pub use shard::{FULL_SHARD_BITS, LITE_SHARD_BITS};

@@ -13,15 +13,45 @@ use std::sync::Arc;
 use bloomfilter::Bloom;
 use recall_core::Presence;
 
-/// How many shards a filter has (a power of two): the top `log2(SHARDS)` bits of a fingerprint
-/// pick its shard. A 10k-entry delta into a 1M-entry filter touches most shards, but each copy is
-/// a memcpy of about a thousand entries, and a one-key delta copies one shard only.
-pub const SHARDS: usize = 1024;
+/// How many shards of sorted exact fingerprints a full filter has (log2). A delta rebuilds
+/// every shard it touches, so the cost of a delta is about (shards touched) × (entries per
+/// shard): with 16384 shards, a 1000-entry delta into a 1M-entry filter copies about 60k
+/// entries instead of the whole set, and a one-key delta copies about 60.
+pub const FULL_SHARD_BITS: u32 = 12;
 
-const SHIFT: u32 = 64 - SHARDS.trailing_zeros();
+/// How many Bloom shards a lite filter has (log2): fewer, because each Bloom filter has a fixed
+/// overhead that would otherwise dominate lite mode's two bytes an entry.
+pub const LITE_SHARD_BITS: u32 = 10;
 
-/// The bits of a fingerprint below its shard index.
-const LOW_MASK: u64 = (1 << SHIFT) - 1;
+/// How a filter splits fingerprints into shards: by their top `bits` bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    bits: u32,
+}
+
+impl Layout {
+    /// The layout of a full (`true`) or lite filter.
+    pub(crate) const fn new(full: bool) -> Self {
+        Self {
+            bits: if full {
+                FULL_SHARD_BITS
+            } else {
+                LITE_SHARD_BITS
+            },
+        }
+    }
+
+    /// How many shards.
+    pub(crate) const fn shards(self) -> usize {
+        1 << self.bits
+    }
+
+    /// The shard a fingerprint belongs to.
+    #[inline]
+    pub(crate) const fn shard_of(self, fp: u64) -> usize {
+        (fp >> (64 - self.bits)) as usize
+    }
+}
 
 /// The false-positive rate each lite shard's Bloom filter is sized for.
 pub(crate) const FP_RATE: f64 = 0.01;
@@ -29,12 +59,6 @@ pub(crate) const FP_RATE: f64 = 0.01;
 /// The seed of the Bloom hashes. Fingerprints are already keyed hashes, so a fixed seed gives
 /// nothing away and keeps filters reproducible.
 const BLOOM_SEED: [u8; 32] = *b"recall-filter bloom seed v1.....";
-
-/// The shard a fingerprint belongs to.
-#[inline]
-pub(crate) fn shard_of(fp: u64) -> usize {
-    (fp >> SHIFT) as usize
-}
 
 /// One shard, cheap to clone (it shares its content).
 #[derive(Clone, Debug)]
@@ -71,9 +95,9 @@ impl Shard {
 
     /// What the shard knows of `fp`.
     #[inline]
-    pub(crate) fn lookup(&self, fp: u64) -> Presence {
+    pub(crate) fn lookup(&self, fp: u64, layout: Layout) -> Presence {
         match self {
-            Shard::Exact(exact) if contains(exact, fp) => Presence::Present,
+            Shard::Exact(exact) if contains(exact, fp, layout.bits) => Presence::Present,
             Shard::Exact(_) => Presence::Absent,
             Shard::Lite(lite) if lite.bloom.check(&fp) => Presence::Possible,
             Shard::Lite(_) => Presence::Absent,
@@ -82,8 +106,8 @@ impl Shard {
 
     /// Whether `fp` is certainly held (always false for a lite shard).
     #[inline]
-    pub(crate) fn contains(&self, fp: u64) -> bool {
-        matches!(self, Shard::Exact(exact) if contains(exact, fp))
+    pub(crate) fn contains(&self, fp: u64, layout: Layout) -> bool {
+        matches!(self, Shard::Exact(exact) if contains(exact, fp, layout.bits))
     }
 
     /// A new shard with `added` (sorted, distinct, absent) and without `removed` (sorted,
@@ -125,17 +149,20 @@ impl Shard {
     }
 }
 
-/// Whether sorted `exact` holds `fp`. Fingerprints are uniform keyed hashes, so the position of
-/// `fp` is predicted from its low bits; a branchless search of the `WINDOW` entries around the
+/// Whether sorted `exact` (a shard of a layout with `bits` shard bits) holds `fp`. Fingerprints
+/// are uniform keyed hashes, so the position of `fp` is predicted from the bits below its shard
+/// index; a branchless search of the `WINDOW` entries around the
 /// prediction (a few adjacent cache lines) finds it, and a binary search of the whole shard
 /// covers the rare prediction that is further off.
 #[inline]
-fn contains(exact: &[u64], fp: u64) -> bool {
+fn contains(exact: &[u64], fp: u64, bits: u32) -> bool {
     let n = exact.len();
     if n <= WINDOW {
         return holds(exact, fp);
     }
-    let guess = ((u128::from(fp & LOW_MASK) * n as u128) >> SHIFT) as usize;
+    // The bits below the shard index, as a fraction of the shard's range.
+    let below = fp << bits;
+    let guess = ((u128::from(below) * n as u128) >> 64) as usize;
     let lo = guess.saturating_sub(WINDOW / 2).min(n - WINDOW);
     let window = &exact[lo..lo + WINDOW];
     if window[0] <= fp && fp <= window[WINDOW - 1] {
@@ -208,32 +235,34 @@ mod tests {
     #[test]
     fn contains_finds_every_held_and_no_other_fingerprint() {
         // Clustered values (not uniform) exercise the scan bound and the binary search behind it.
-        let base = 5u64 << SHIFT;
+        let layout = Layout::new(true);
+        let shift = 64 - FULL_SHARD_BITS;
+        let base = 5u64 << shift;
         let held: Vec<u64> = (0..500).map(|i| base + i * 7).collect();
         let s = Shard::build(&held, true);
         for &x in &held {
-            assert!(s.contains(x), "{x}");
-            assert!(!s.contains(x + 1), "{}", x + 1);
+            assert!(s.contains(x, layout), "{x}");
+            assert!(!s.contains(x + 1, layout), "{}", x + 1);
         }
-        assert!(!s.contains(base + LOW_MASK));
-        assert!(!Shard::build(&[], true).contains(base));
+        assert!(!s.contains(base + ((1 << shift) - 1), layout));
+        assert!(!Shard::build(&[], true).contains(base, layout));
     }
 
     #[test]
     fn full_shard_is_exact_after_removal() {
         let s = Shard::build(&[10, 20, 30], true);
         let s = s.changed(&[25], &[20]);
-        assert_eq!(s.lookup(20), Presence::Absent);
-        assert_eq!(s.lookup(25), Presence::Present);
+        assert_eq!(s.lookup(20, Layout::new(true)), Presence::Absent);
+        assert_eq!(s.lookup(25, Layout::new(true)), Presence::Present);
         assert_eq!(s.fingerprints(), &[10, 25, 30]);
     }
 
     #[test]
     fn lite_shard_answers_possible_and_never_absent_for_held() {
         let s = Shard::build(&[10, 20], false);
-        assert_eq!(s.lookup(10), Presence::Possible);
+        assert_eq!(s.lookup(10, Layout::new(false)), Presence::Possible);
         let s = s.changed(&[30], &[10]);
-        assert_eq!(s.lookup(30), Presence::Possible);
+        assert_eq!(s.lookup(30, Layout::new(false)), Presence::Possible);
         assert_eq!(s.len(), 2);
     }
 }

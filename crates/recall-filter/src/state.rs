@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use recall_core::{Digest, Fingerprint, Fingerprinter, Lookup, Presence, Timestamp};
 
-use crate::shard::{SHARDS, Shard, shard_of};
+use crate::shard::{Layout, Shard};
 
 /// One published state of a filter.
 #[derive(Clone, Debug)]
@@ -23,7 +23,9 @@ pub(crate) struct State {
     pub(crate) len: usize,
     /// Removals a lite filter could not apply (its Bloom filters still answer "possible").
     pub(crate) stale_removals: usize,
-    /// The shards, `SHARDS` of them.
+    /// How fingerprints map to shards.
+    pub(crate) layout: Layout,
+    /// The shards, `layout.shards()` of them.
     pub(crate) shards: Arc<[Shard]>,
     /// Rules by scope fingerprint.
     pub(crate) rules: Arc<HashMap<Fingerprint, Timestamp>>,
@@ -39,10 +41,11 @@ impl State {
         rules: HashMap<Fingerprint, Timestamp>,
         full: bool,
     ) -> Self {
-        let mut shards = Vec::with_capacity(SHARDS);
+        let layout = Layout::new(full);
+        let mut shards = Vec::with_capacity(layout.shards());
         let mut rest = fps;
-        for index in 0..SHARDS {
-            let end = rest.partition_point(|&x| shard_of(x) == index);
+        for index in 0..layout.shards() {
+            let end = rest.partition_point(|&x| layout.shard_of(x) == index);
             let (mine, tail) = rest.split_at(end);
             shards.push(Shard::build(mine, full));
             rest = tail;
@@ -59,6 +62,7 @@ impl State {
             digest,
             len: fps.len(),
             stale_removals: 0,
+            layout,
             shards: shards.into(),
             rules: Arc::new(rules),
         }
@@ -67,14 +71,22 @@ impl State {
     /// The shard holding `fp`.
     #[inline]
     pub(crate) fn shard(&self, fp: u64) -> &Shard {
-        &self.shards[shard_of(fp)]
+        &self.shards[self.layout.shard_of(fp)]
+    }
+}
+
+impl State {
+    /// Whether a full filter's state holds `fp`.
+    #[inline]
+    pub(crate) fn holds(&self, fp: u64) -> bool {
+        self.shard(fp).contains(fp, self.layout)
     }
 }
 
 impl Lookup for State {
     #[inline]
     fn entry(&self, fp: Fingerprint) -> Presence {
-        self.shard(fp.0).lookup(fp.0)
+        self.shard(fp.0).lookup(fp.0, self.layout)
     }
 
     #[inline]
