@@ -73,11 +73,16 @@ impl Workload {
     }
 }
 
-/// How far the writes have got, shared with whoever injects faults "mid-recall".
+/// How far the writes have got, shared with whoever injects faults "mid-recall". A gated
+/// progress holds back new write requests once `at` revocations are acknowledged, until the
+/// fault is in place ([`WriteProgress::release`]): the fault then lands mid-recall however fast
+/// the system under test writes, and the writes go on while it lasts.
 #[derive(Clone)]
 pub struct WriteProgress {
     written: Arc<AtomicU64>,
     changed: Arc<watch::Sender<u64>>,
+    gate_at: Option<u64>,
+    open: Arc<watch::Sender<bool>>,
 }
 
 impl Default for WriteProgress {
@@ -85,11 +90,36 @@ impl Default for WriteProgress {
         Self {
             written: Arc::new(AtomicU64::new(0)),
             changed: Arc::new(watch::channel(0).0),
+            gate_at: None,
+            open: Arc::new(watch::channel(true).0),
         }
     }
 }
 
 impl WriteProgress {
+    /// A progress whose writes wait, once `at` revocations are acknowledged, for
+    /// [`WriteProgress::release`].
+    pub fn gated(at: u64) -> Self {
+        Self {
+            gate_at: Some(at),
+            open: Arc::new(watch::channel(false).0),
+            ..Self::default()
+        }
+    }
+
+    /// Lets held-back writes go (the fault is in place).
+    pub fn release(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Waits, before a new write request, while the gate holds writes back.
+    async fn pass(&self) {
+        if self.gate_at.is_some_and(|at| self.written() >= at) {
+            let mut open = self.open.subscribe();
+            let _ = open.wait_for(|o| *o).await;
+        }
+    }
+
     /// Revocations acknowledged so far.
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
@@ -127,7 +157,11 @@ where
         .map(|range| {
             let n = range.len() as u64;
             let fut = write(ids.clone(), range);
-            async move { fut.await.map(|r| (n, r)) }
+            let progress = progress.clone();
+            async move {
+                progress.pass().await;
+                fut.await.map(|r| (n, r))
+            }
         })
         .buffer_unordered(in_flight.max(1));
     while let Some(r) = stream.next().await {

@@ -115,7 +115,7 @@ async fn measure(
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
     let written = bar(&cfg.progress, n, "etcd writes acknowledged");
-    let progress = WriteProgress::default();
+    let progress = fault.progress();
     let (done_tx, done_rx) = watch::channel(false);
     let started = Instant::now();
     let (writes, faults) = tokio::join!(
@@ -202,7 +202,7 @@ async fn inject(
             }
         }
     }
-    vec![super::partition(link, hold, started).await]
+    vec![super::partition(link, hold, started, progress).await]
 }
 
 /// Writes one batch as one transaction, retrying until it is acknowledged (a put is idempotent

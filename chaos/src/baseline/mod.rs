@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::proxy::{Blackhole, Link};
 use crate::report::model::{FaultRecord, Percentiles, SubscriberRun, SystemRun};
+use crate::workload::WriteProgress;
 
 /// The settings of a baseline run.
 #[derive(Clone)]
@@ -52,6 +53,15 @@ pub enum BaselineFault {
 }
 
 impl BaselineFault {
+    /// The write progress for this fault: gated at the partition point, so the partition
+    /// lands mid-recall.
+    pub fn progress(&self) -> WriteProgress {
+        match self {
+            BaselineFault::None => WriteProgress::default(),
+            BaselineFault::SubscriberPartition { after, .. } => WriteProgress::gated(*after),
+        }
+    }
+
     /// The scenario's name, shared with recall's scenarios.
     pub fn scenario(&self) -> &'static str {
         match self {
@@ -108,11 +118,18 @@ pub async fn settle(tallies: &[Arc<Tally>], deadline: Instant) {
     }
 }
 
-/// Partitions `link` for `hold`, then heals it; the record says what the proxy dropped.
-pub async fn partition(link: &Link, hold: Duration, started: Instant) -> FaultRecord {
+/// Partitions `link` for `hold` (releasing the writes `progress` held back), then heals it;
+/// the record says what the proxy dropped.
+pub async fn partition(
+    link: &Link,
+    hold: Duration,
+    started: Instant,
+    progress: &WriteProgress,
+) -> FaultRecord {
     let before = link.counters();
     let at = started.elapsed();
     link.blackhole(Blackhole::Both);
+    progress.release();
     tokio::time::sleep(hold).await;
     let during = link.counters();
     link.heal();

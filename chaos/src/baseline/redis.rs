@@ -26,7 +26,7 @@ use super::{BaselineConfig, BaselineFault, Tally};
 use crate::procs::{Proc, free_port, tail};
 use crate::proxy::Proxy;
 use crate::report::model::SystemRun;
-use crate::workload::{self, Workload, WriteProgress};
+use crate::workload::{self, Workload};
 
 /// The channel revocations are published on.
 pub const CHANNEL: &str = "recall:revoked";
@@ -121,7 +121,7 @@ async fn drive(
 
     let bars = Bars::new(cfg, n);
     let watcher = tokio::spawn(bars.clone().watch(tallies.clone()));
-    let progress = WriteProgress::default();
+    let progress = fault.progress();
     let started = Instant::now();
     let fault_task = match fault {
         BaselineFault::None => None,
@@ -134,7 +134,7 @@ async fn drive(
             let progress = progress.clone();
             Some(tokio::spawn(async move {
                 progress.reached(after).await;
-                super::partition(&link, hold, started).await
+                super::partition(&link, hold, started, &progress).await
             }))
         }
     };

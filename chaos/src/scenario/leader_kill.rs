@@ -24,6 +24,7 @@ pub async fn inject(ctx: &FaultCtx) -> anyhow::Result<Vec<FaultRecord>> {
         .lock()
         .expect("node process lock")
         .kill()?;
+    ctx.progress.release();
     let after_kill = tokio::time::Instant::now();
     let elected = a
         .wait_for_leader(Duration::from_secs(10))

@@ -77,6 +77,12 @@ impl Scenario {
         }
     }
 
+    /// Whether the fault is injected at a point of the recall (the writes wait there until it
+    /// is in place) rather than from the start or not at all.
+    pub fn mid_recall(self) -> bool {
+        !matches!(self, Scenario::NoFault | Scenario::SlowLink)
+    }
+
     /// The same scenario for the baselines, when they run it.
     pub fn baseline(self, victim: usize, after: u64, hold: Duration) -> Option<BaselineFault> {
         match self {

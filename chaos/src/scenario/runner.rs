@@ -140,7 +140,12 @@ async fn measure(
         tokio::time::sleep(POLL).await;
     }
 
-    let progress = WriteProgress::default();
+    // A mid-recall fault holds the writes at its point until it is in place.
+    let progress = if scenario.mid_recall() {
+        WriteProgress::gated(plan.after)
+    } else {
+        WriteProgress::default()
+    };
     let writes = bar(
         &settings.progress,
         n,
@@ -161,7 +166,15 @@ async fn measure(
         total: n,
         rule: Mutex::new(None),
     });
-    let fault = tokio::spawn(scenario.inject(ctx.clone()));
+    let fault = {
+        let (ctx, progress) = (ctx.clone(), progress.clone());
+        tokio::spawn(async move {
+            let r = scenario.inject(ctx).await;
+            // A fault that failed before it released the writes must not hold them forever.
+            progress.release();
+            r
+        })
+    };
     let ticker = {
         let (progress, writes) = (progress.clone(), writes.clone());
         tokio::spawn(async move {

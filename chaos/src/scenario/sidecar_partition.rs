@@ -25,6 +25,7 @@ where
     for l in &links {
         l.blackhole(Blackhole::Both);
     }
+    ctx.progress.release();
     let held = tokio::time::Instant::now();
     during().await;
     tokio::time::sleep_until(held + ctx.hold).await;

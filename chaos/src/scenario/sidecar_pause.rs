@@ -11,6 +11,7 @@ pub async fn inject(ctx: &FaultCtx) -> anyhow::Result<Vec<FaultRecord>> {
     let sidecar = &ctx.fleet.sidecars[ctx.victim];
     let at_ms = ctx.elapsed_ms();
     let paused = sidecar.proc.lock().expect("sidecar process lock").pause()?;
+    ctx.progress.release();
     tokio::time::sleep(ctx.hold).await;
     let resumed = sidecar
         .proc

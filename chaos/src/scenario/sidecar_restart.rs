@@ -12,6 +12,7 @@ pub async fn inject(ctx: &FaultCtx) -> anyhow::Result<Vec<FaultRecord>> {
     let sidecar = &ctx.fleet.sidecars[ctx.victim];
     let at_ms = ctx.elapsed_ms();
     let exit = sidecar.proc.lock().expect("sidecar process lock").kill()?;
+    ctx.progress.release();
     tokio::time::sleep(ctx.hold).await;
     let pid = sidecar
         .proc
