@@ -2,8 +2,9 @@
 //! plus `PUBLISH recall:revoked <id>` in pipelines, and subscribers on `SUBSCRIBE recall:revoked`,
 //! each behind its own fault-injecting proxy.
 //!
-//! The subscribers are written the way a Redis denylist usually is: a dead link (no PONG within
-//! 2 s) or a closed connection means reconnect with backoff and SUBSCRIBE again. Pub/sub has no
+//! The subscribers are written the way a Redis denylist usually is: a dead link (nothing heard,
+//! no message and no PONG, for 2 s) or a closed connection means reconnect with backoff and
+//! SUBSCRIBE again. Pub/sub has no
 //! replay, so whatever was published while a subscriber was away is lost; this module must never
 //! paper over that (no resync from the `SET` keys), because the loss is what the baseline shows.
 
@@ -35,7 +36,8 @@ pub const KEY_PREFIX: &str = "recall:revoked:";
 
 /// How often a subscriber pings its pub/sub connection.
 const PING_EVERY: Duration = Duration::from_millis(500);
-/// A subscriber whose ping (or connect, or SUBSCRIBE) gets no reply within this reconnects.
+/// A subscriber that hears nothing (no message, no PONG) for this long, or gets no reply to
+/// connect or SUBSCRIBE within it, reconnects.
 const DEAD_AFTER: Duration = Duration::from_secs(2);
 /// How long the server and the subscribers get to be ready.
 const READY_WITHIN: Duration = Duration::from_secs(20);
@@ -308,19 +310,31 @@ async fn session(client: &Client, tally: &Tally, backoff: &mut Backoff) -> anyho
         Err(_) => return anyhow::anyhow!("SUBSCRIBE unconfirmed within {DEAD_AFTER:?}"),
     }
     *backoff = Backoff::default();
+    // The link is dead when nothing (no message, no PONG) arrives for DEAD_AFTER: a PONG
+    // queued behind a backlog of messages is late, but the link is alive.
+    let heard = std::sync::Mutex::new(Instant::now());
+    let touch = || *heard.lock().expect("heard lock") = Instant::now();
     let pinger = async {
         loop {
             sleep(PING_EVERY).await;
-            match timeout(DEAD_AFTER, sink.ping::<redis::Value>()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return anyhow::Error::new(e).context("PING"),
-                Err(_) => return anyhow::anyhow!("no PONG within {DEAD_AFTER:?}"),
+            match sink.ping::<redis::Value>().await {
+                Ok(_) => touch(),
+                Err(e) => return anyhow::Error::new(e).context("PING"),
+            }
+        }
+    };
+    let watchdog = async {
+        loop {
+            sleep(Duration::from_millis(100)).await;
+            if heard.lock().expect("heard lock").elapsed() > DEAD_AFTER {
+                return anyhow::anyhow!("nothing heard (no message, no PONG) for {DEAD_AFTER:?}");
             }
         }
     };
     let reader = async {
         let mut chunks = stream.ready_chunks(512);
         while let Some(msgs) = chunks.next().await {
+            touch();
             tally.receive(
                 msgs.iter()
                     .map(|m| String::from_utf8_lossy(m.get_payload_bytes()).into_owned()),
@@ -330,6 +344,7 @@ async fn session(client: &Client, tally: &Tally, backoff: &mut Backoff) -> anyho
     };
     tokio::select! {
         e = pinger => e,
+        e = watchdog => e,
         e = reader => e,
     }
 }
