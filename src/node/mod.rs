@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod clock;
 pub mod config;
+pub mod contact;
 pub mod convergence;
 pub mod leader;
 pub mod operator;
@@ -88,8 +89,12 @@ impl RunningNode {
 
         let registry = Arc::new(subscribe::Registry::default());
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        // Out of touch after four election timeouts (twice the longest randomised one) without
+        // a leader: by then a live cluster has elected one and reached this node.
+        let contact = Arc::new(contact::Contact::new(config.election_timeout * 4));
         let server = {
-            let raft_svc = raft::service::RaftService::new(raft.clone(), writer.clone());
+            let raft_svc =
+                raft::service::RaftService::new(raft.clone(), writer.clone(), contact.clone());
             let op_svc = operator::OperatorService::new(
                 raft.clone(),
                 sm.clone(),
@@ -102,6 +107,7 @@ impl RunningNode {
                 registry.clone(),
                 config.streams,
                 clock.clone(),
+                contact.clone(),
                 stopped.clone(),
             );
             let mut stopped = stopped.clone();

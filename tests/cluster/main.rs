@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod fixture;
 mod follower_write;
+mod isolated_node;
 mod leader_failover_import;
 mod restart;
 mod sigkill_catch_up;

@@ -1,10 +1,13 @@
 //! The server side of the internal Raft RPC: decodes what peers send, hands it to openraft, and
 //! accepts writes forwarded by followers.
 
+use std::sync::Arc;
+
 use tonic::{Request, Response as TonicResponse, Status};
 
 use super::codec::{decode, encode};
 use super::{Raft, TypeConfig};
+use crate::node::contact::Contact;
 use crate::node::writer::Writer;
 use crate::proto as pb;
 use crate::proto::raft_internal_server::RaftInternal;
@@ -13,12 +16,18 @@ use crate::proto::raft_internal_server::RaftInternal;
 pub struct RaftService {
     raft: Raft,
     writer: Writer,
+    contact: Arc<Contact>,
 }
 
 impl RaftService {
-    /// Serves `raft`, and forwarded writes through `writer`.
-    pub fn new(raft: Raft, writer: Writer) -> Self {
-        Self { raft, writer }
+    /// Serves `raft`, and forwarded writes through `writer`; every AppendEntries openraft
+    /// accepts is recorded in `contact`.
+    pub fn new(raft: Raft, writer: Writer, contact: Arc<Contact>) -> Self {
+        Self {
+            raft,
+            writer,
+            contact,
+        }
     }
 }
 
@@ -41,7 +50,13 @@ impl RaftInternal for RaftService {
         let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> =
             decode("append-entries request", &req.into_inner().payload)?;
         use pb::append_entries_reply::Outcome;
-        let outcome = match outcome(self.raft.append_entries(rpc).await) {
+        let result = self.raft.append_entries(rpc).await;
+        if matches!(&result, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)))
+        {
+            // A leader of the current term reached this node (a conflict reply included).
+            self.contact.heard();
+        }
+        let outcome = match outcome(result) {
             (Some(p), _) => Outcome::Payload(p),
             (_, e) => Outcome::Error(e.unwrap_or_default()),
         };

@@ -62,6 +62,9 @@ pub struct SubscribeService {
     pub(crate) registry: Arc<Registry>,
     pub(crate) config: StreamConfig,
     pub(crate) clock: Clock,
+    /// Whether the node is in touch with a leader: a node cut off from the cluster ends its
+    /// streams, so its subscribers move to a node that is not behind.
+    pub(crate) contact: Arc<crate::node::contact::Contact>,
     /// Turns true when the node stops: every session ends, so shutdown never waits on streams.
     pub(crate) stopped: tokio::sync::watch::Receiver<bool>,
 }
@@ -74,6 +77,7 @@ impl SubscribeService {
         registry: Arc<Registry>,
         config: StreamConfig,
         clock: Clock,
+        contact: Arc<crate::node::contact::Contact>,
         stopped: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Self {
@@ -82,6 +86,7 @@ impl SubscribeService {
             registry,
             config,
             clock,
+            contact,
             stopped,
         }
     }

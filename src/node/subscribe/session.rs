@@ -69,6 +69,9 @@ impl Session {
         let mut replaced = reg.replaced.clone();
         let mut stopped = self.svc.stopped.clone();
         let mut applied = self.svc.sm.subscribe();
+        if let Some(e) = self.out_of_touch() {
+            return e;
+        }
         if let Err(e) = self.start(&mut applied).await {
             return e;
         }
@@ -120,12 +123,28 @@ impl Session {
                     }
                 }
                 _ = beat.tick() => {
+                    // A heartbeat says "nothing newer exists": only a node in touch with a
+                    // leader can say it.
+                    if let Some(e) = self.out_of_touch() {
+                        return e;
+                    }
                     if let Err(e) = self.catch_up().await {
                         return e;
                     }
                 }
             }
         }
+    }
+
+    /// The end of the stream when this node has lost touch with the cluster's leader.
+    fn out_of_touch(&self) -> Option<End> {
+        let silence = self.svc.contact.lost(&self.svc.raft)?;
+        tracing::warn!(subscriber = %self.hello.subscriber_id, silence_ms = silence.as_millis() as u64,
+            "no leader contact: ending the stream so the subscriber moves to another node");
+        Some(End::Status(Status::unavailable(format!(
+            "this node has heard from no leader for {} ms and may be behind the cluster; connect to another node",
+            silence.as_millis()
+        ))))
     }
 
     /// Chooses the start: deltas from the Hello version, or a snapshot and why.

@@ -1,0 +1,51 @@
+//! Whether this node is in touch with a leader. A node cut off from the cluster still holds a
+//! state, but it no longer grows: subscribers it serves must not take its heartbeats as fresh.
+//! A follower is in touch while a leader's AppendEntries (heartbeats included) keep arriving; a
+//! leader while a quorum keeps acknowledging it (a single-voter cluster always is).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::raft::Raft;
+
+/// When this node last heard from a leader, and how long a silence it tolerates.
+pub struct Contact {
+    last: Mutex<Instant>,
+    limit: Duration,
+}
+
+impl Contact {
+    /// A contact record that tolerates `limit` of silence (counted from now, so a node that
+    /// has just started gets one `limit` to be reached).
+    pub fn new(limit: Duration) -> Self {
+        Self {
+            last: Mutex::new(Instant::now()),
+            limit,
+        }
+    }
+
+    /// Records that a leader reached this node.
+    pub fn heard(&self) {
+        *self.last.lock().expect("contact lock") = Instant::now();
+    }
+
+    /// How long this node has been out of touch, when longer than the limit; `None` while in
+    /// touch.
+    pub fn lost(&self, raft: &Raft) -> Option<Duration> {
+        let silence = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            if m.current_leader == Some(m.id) {
+                let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+                if voters == [m.id] {
+                    return None;
+                }
+                // No ack yet: just elected, the first quorum ack is on its way.
+                Duration::from_millis(m.millis_since_quorum_ack.unwrap_or(0))
+            } else {
+                self.last.lock().expect("contact lock").elapsed()
+            }
+        };
+        (silence > self.limit).then_some(silence)
+    }
+}

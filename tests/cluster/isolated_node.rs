@@ -1,0 +1,48 @@
+//! A node cut off from the rest of the cluster stops vouching for its state: it ends its
+//! subscribers' streams instead of sending heartbeats that say "nothing newer exists", so a
+//! subscriber that can reach no other node goes stale (and its policy decides) instead of
+//! answering from a frozen state as if it were current.
+
+use std::time::Duration;
+
+use recall::subscriber::{Subscriber, SubscriberConfig};
+use recall_core::Kind;
+
+use crate::fixture::{Cluster, ISSUER, PATIENCE, converged, eventually, leader, revoke_range};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_loses_the_cluster_ends_its_streams_and_its_subscriber_goes_stale() {
+    let mut cluster = Cluster::start(3).await;
+    let l = leader(&cluster).await;
+    let reply = cluster
+        .client(l)
+        .revoke(revoke_range("isolated", 0..1))
+        .await
+        .unwrap()
+        .into_inner();
+    converged(&cluster, reply.version).await;
+
+    // A subscriber that can reach node 3 only.
+    let mut config = SubscriberConfig::new(vec![cluster.addr(3).to_string()], "svc/isolated");
+    config.staleness_bound = Duration::from_secs(1);
+    let sub = Subscriber::start(config).await.unwrap();
+    sub.wait_version(reply.version, PATIENCE).await.unwrap();
+    let fresh = sub.check_key(Kind::Token, ISSUER, "isolated-0");
+    assert!(fresh.revoked && !fresh.stale, "{fresh:?}");
+
+    // Nodes 1 and 2 go away: node 3 has no leader (or, if it led, no quorum).
+    cluster.stop(1).await;
+    cluster.stop(2).await;
+    let answer = eventually("the subscriber's answers turn stale", PATIENCE, || async {
+        let a = sub.check_key(Kind::Token, ISSUER, "never-revoked");
+        if a.stale {
+            Ok(a)
+        } else {
+            Err(format!("still fresh: {a:?}"))
+        }
+    })
+    .await;
+    // Fail closed: a stale answer refuses even a token the frozen state would allow.
+    assert!(answer.revoked, "{answer:?}");
+    sub.shutdown().await;
+}
