@@ -1,6 +1,7 @@
 //! The chaos harness in its small configuration, as CI runs it: 10k revocations to 3 sidecars,
-//! with no fault, with the leader SIGKILLed mid-recall, and with one sidecar partitioned and
-//! healed; etcd (3 members) and Redis go through the no-fault and partition scenarios beside it.
+//! with no fault, with the leader SIGKILLed mid-recall, with one sidecar partitioned and healed,
+//! and with a follower node cut off from its peers; etcd (3 members) and Redis go through the
+//! no-fault and partition scenarios beside it.
 //! Real processes on loopback: `recall server`, `recall sidecar`, `etcd`, `redis-server`
 //! (`scripts/deps.sh` installs the last two).
 
@@ -37,6 +38,7 @@ fn recall_loses_nothing_under_a_leader_kill_and_a_partition_while_pubsub_does() 
         Scenario::NoFault,
         Scenario::LeaderKill,
         Scenario::SidecarPartition,
+        Scenario::NodeCutOff,
     ];
     let cfg = RunConfig {
         seed: 20_261_123,
@@ -126,6 +128,6 @@ fn recall_loses_nothing_under_a_leader_kill_and_a_partition_while_pubsub_does() 
     }
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(json["results"].as_array().unwrap().len(), 3 + 2 * 2);
+    assert_eq!(json["results"].as_array().unwrap().len(), 4 + 2 * 2);
     assert!(table.contains("leader-kill"));
 }

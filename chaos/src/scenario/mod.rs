@@ -11,8 +11,10 @@
 //! | `slow-link` | one sidecar's links add latency to every chunk, both ways, from the start |
 //! | `rule-partition` | one sidecar is partitioned, and a not-before rule recalls a whole issuer meanwhile |
 //! | `sidecar-pause` | one sidecar is SIGSTOPped mid-recall, SIGCONTed after the hold |
+//! | `node-cut-off` | every connection into a follower node is blackholed for twice the hold |
 
 pub mod leader_kill;
+pub mod node_cut_off;
 pub mod rule_partition;
 pub mod runner;
 pub mod sidecar_partition;
@@ -50,11 +52,13 @@ pub enum Scenario {
     RulePartition,
     /// One sidecar is paused (SIGSTOP) mid-recall, then resumed.
     SidecarPause,
+    /// A follower node is cut off from its peers mid-recall, then healed.
+    NodeCutOff,
 }
 
 impl Scenario {
     /// Every scenario, in the order a full run takes them.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::NoFault,
         Scenario::LeaderKill,
         Scenario::SidecarPartition,
@@ -62,6 +66,7 @@ impl Scenario {
         Scenario::SlowLink,
         Scenario::RulePartition,
         Scenario::SidecarPause,
+        Scenario::NodeCutOff,
     ];
 
     /// Its name in reports and on the command line.
@@ -74,6 +79,7 @@ impl Scenario {
             Scenario::SlowLink => "slow-link",
             Scenario::RulePartition => "rule-partition",
             Scenario::SidecarPause => "sidecar-pause",
+            Scenario::NodeCutOff => "node-cut-off",
         }
     }
 
@@ -107,6 +113,7 @@ impl Scenario {
             Scenario::SlowLink => slow_link::inject(&ctx).await,
             Scenario::RulePartition => rule_partition::inject(&ctx).await,
             Scenario::SidecarPause => sidecar_pause::inject(&ctx).await,
+            Scenario::NodeCutOff => node_cut_off::inject(&ctx).await,
         }
     }
 }
