@@ -163,10 +163,7 @@ fn reached(timelines: &Timelines, id: &str, target: u64) -> Option<i64> {
         .map(|s| s.at_ms)
 }
 
-/// Now, in Unix milliseconds.
+/// Now, in Unix milliseconds, by the clock the nodes and sidecars stamp their reports with.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    (recall::node::clock::system())().as_millis()
 }

@@ -8,7 +8,8 @@
 //!   in its stream and cannot carry on, so it is reset when the link heals, as a real network's
 //!   timeouts would eventually do. Connections opened while a link is blackholed are held: never
 //!   connected upstream, their bytes swallowed, reset on heal (a SYN nobody answers);
-//! - **reset**: every open connection is closed with an RST.
+//! - **reset**: every open connection is closed with an RST;
+//! - **cut**: new connections are refused (closed at once) and open ones reset: a dead peer.
 //!
 //! The counters are the proof a fault took effect: a partition that dropped nothing did not
 //! partition anything.
@@ -71,6 +72,8 @@ pub struct Faults {
     pub latency: Duration,
     /// What is swallowed.
     pub blackhole: Blackhole,
+    /// New connections are closed at once.
+    pub refuse: bool,
 }
 
 /// What a link has done since it started.
@@ -80,6 +83,8 @@ pub struct Counters {
     pub accepted: u64,
     /// Connections accepted while blackholed, never connected upstream.
     pub held: u64,
+    /// Connections closed at once because the link was cut.
+    pub refused: u64,
     /// Connections reset by the harness (a reset fault, or a heal after lost bytes).
     pub resets: u64,
     /// Bytes delivered client to server.
@@ -98,6 +103,7 @@ pub struct Counters {
 struct AtomicCounters {
     accepted: AtomicU64,
     held: AtomicU64,
+    refused: AtomicU64,
     resets: AtomicU64,
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
@@ -112,6 +118,7 @@ impl AtomicCounters {
         Counters {
             accepted: l(&self.accepted),
             held: l(&self.held),
+            refused: l(&self.refused),
             resets: l(&self.resets),
             bytes_up: l(&self.bytes_up),
             bytes_down: l(&self.bytes_down),
@@ -180,6 +187,12 @@ impl Link {
     /// Swallows what travels in `blackhole`'s directions.
     pub fn blackhole(&self, blackhole: Blackhole) {
         self.shared.faults.send_modify(|f| f.blackhole = blackhole);
+    }
+
+    /// Refuses new connections and resets the open ones (a dead peer) until [`Link::heal`].
+    pub fn cut(&self) {
+        self.shared.faults.send_modify(|f| f.refuse = true);
+        self.reset();
     }
 
     /// Clears every fault, then resets the connections that lost bytes.
@@ -318,6 +331,10 @@ fn with_dup(stream: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStrea
 async fn serve(client: TcpStream, link: Link) -> anyhow::Result<()> {
     let c = &link.shared.counters;
     c.accepted.fetch_add(1, Ordering::Relaxed);
+    if link.faults().refuse {
+        c.refused.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
     client.set_nodelay(true)?;
     let (client, client_dup) = with_dup(client)?;
     if link.faults().blackhole != Blackhole::None {

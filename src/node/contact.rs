@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 
 use super::raft::Raft;
 
+/// How long a node may go without a leader before it stops vouching for its state: ten election
+/// timeouts, so a failover (an election timeout, a vote, perhaps a split vote and a second
+/// round, a leader lease running out) never ends healthy streams, while a node truly cut off
+/// lets its subscribers go in seconds.
+pub fn out_of_touch_after(election_timeout: Duration) -> Duration {
+    election_timeout * 10
+}
+
 /// When this node last heard from a leader, and how long a silence it tolerates.
 pub struct Contact {
     last: Mutex<Instant>,

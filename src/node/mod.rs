@@ -89,9 +89,9 @@ impl RunningNode {
 
         let registry = Arc::new(subscribe::Registry::default());
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        // Out of touch after four election timeouts (twice the longest randomised one) without
-        // a leader: by then a live cluster has elected one and reached this node.
-        let contact = Arc::new(contact::Contact::new(config.election_timeout * 4));
+        let contact = Arc::new(contact::Contact::new(contact::out_of_touch_after(
+            config.election_timeout,
+        )));
         let server = {
             let raft_svc =
                 raft::service::RaftService::new(raft.clone(), writer.clone(), contact.clone());

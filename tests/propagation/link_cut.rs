@@ -4,14 +4,16 @@
 use std::time::Duration;
 
 use crate::fixture::{OneNode, revoke, subscribe, token};
-use crate::proxy::Proxy;
+use recall_chaos::proxy::Proxy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_link_during_50k_revocations_converges_with_equal_digest() {
     let node = OneNode::start().await;
-    let proxy = Proxy::start(node.addr.clone()).await;
+    let proxy = Proxy::start("subscriber→node", node.addr.parse().unwrap())
+        .await
+        .unwrap();
     let mut config = node.subscriber_config("svc/cut");
-    config.cluster = vec![proxy.addr.clone()];
+    config.cluster = vec![proxy.addr().to_string()];
     let sub = subscribe(config).await;
     let mut client = node.client().await;
 
@@ -22,10 +24,10 @@ async fn cut_link_during_50k_revocations_converges_with_equal_digest() {
             .collect();
         last = revoke(&mut client, items).await;
         if batch == 10 {
-            proxy.cut();
+            proxy.link().cut();
         }
         if batch == 30 {
-            proxy.heal();
+            proxy.link().heal();
         }
     }
     if let Err(e) = sub.wait_version(last, Duration::from_secs(30)).await {

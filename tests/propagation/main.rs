@@ -7,7 +7,6 @@ mod fixture;
 mod fleet;
 mod link_cut;
 mod protocol;
-mod proxy;
 mod raw;
 mod sidecar_fixture;
 mod sidecar_grpc;

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
 use crate::fixture::OneNode;
-use crate::proxy::Proxy;
+use recall_chaos::proxy::Proxy;
 
 /// Starts a sidecar serving HTTP and gRPC on fresh `127.0.0.1:0` listeners.
 pub async fn start_sidecar(subscriber: SubscriberConfig) -> RunningSidecar {
@@ -80,7 +80,7 @@ where
 /// The cut comes first because `RunningNode::shutdown` waits for open Subscribe streams to end,
 /// and nothing ends them from the node's side: with a subscriber attached it never returns.
 pub async fn cluster_gone(proxy: Proxy, node: OneNode) {
-    proxy.cut();
+    proxy.link().cut();
     tokio::time::timeout(Duration::from_secs(10), node.node.shutdown())
         .await
         .expect("the node shuts down once its streams are cut")

@@ -9,8 +9,8 @@ use recall::subscriber::StalePolicy;
 use tonic::Code;
 
 use crate::fixture::{OneNode, revoke, token};
-use crate::proxy::Proxy;
 use crate::sidecar_fixture::{check_client, cluster_gone, start_sidecar, wait_until};
+use recall_chaos::proxy::Proxy;
 
 const ISS: &str = "https://login.example";
 
@@ -181,10 +181,12 @@ async fn bad_facts_are_refused_naming_the_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_verdicts_follow_the_policy_over_grpc() {
     let node = OneNode::start().await;
-    let proxy = Proxy::start(node.addr.clone()).await;
+    let proxy = Proxy::start("subscriber→node", node.addr.parse().unwrap())
+        .await
+        .unwrap();
     let config = |id: &str, policy| {
         let mut c = node.subscriber_config(id);
-        c.cluster = vec![proxy.addr.clone()];
+        c.cluster = vec![proxy.addr().to_string()];
         c.staleness_bound = Duration::from_millis(300);
         c.policy = policy;
         c

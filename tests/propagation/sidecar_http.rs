@@ -10,10 +10,10 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::fixture::{OneNode, fast_config, revoke, token};
-use crate::proxy::Proxy;
 use crate::sidecar_fixture::{
     check, cluster_gone, get_json, get_text, start_sidecar, url, wait_until,
 };
+use recall_chaos::proxy::Proxy;
 
 const ISS: &str = "https://login.example";
 
@@ -163,10 +163,12 @@ async fn malformed_queries_get_a_400_that_names_the_problem() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_answers_follow_the_policy_over_http() {
     let node = OneNode::start().await;
-    let proxy = Proxy::start(node.addr.clone()).await;
+    let proxy = Proxy::start("subscriber→node", node.addr.parse().unwrap())
+        .await
+        .unwrap();
     let config = |id: &str, policy| {
         let mut c = node.subscriber_config(id);
-        c.cluster = vec![proxy.addr.clone()];
+        c.cluster = vec![proxy.addr().to_string()];
         c.staleness_bound = Duration::from_millis(300);
         c.policy = policy;
         c

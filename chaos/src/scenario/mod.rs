@@ -11,7 +11,7 @@
 //! | `slow-link` | one sidecar's links add latency to every chunk, both ways, from the start |
 //! | `rule-partition` | one sidecar is partitioned, and a not-before rule recalls a whole issuer meanwhile |
 //! | `sidecar-pause` | one sidecar is SIGSTOPped mid-recall, SIGCONTed after the hold |
-//! | `node-cut-off` | every connection into a follower node is blackholed for twice the hold |
+//! | `node-cut-off` | every connection into a follower is blackholed until it gives up on the leader, plus the hold |
 
 pub mod leader_kill;
 pub mod node_cut_off;

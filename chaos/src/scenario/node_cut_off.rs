@@ -12,8 +12,8 @@ use super::FaultCtx;
 use crate::proxy::Blackhole;
 use crate::report::model::FaultRecord;
 
-/// Cuts off a follower once `ctx.after` revocations are acknowledged, for twice the hold (long
-/// enough for the node to notice it lost the leader); then heals.
+/// Cuts off a follower once `ctx.after` revocations are acknowledged, for as long as the node
+/// takes to give up on the leader plus the hold; then heals.
 pub async fn inject(ctx: &FaultCtx) -> anyhow::Result<Vec<FaultRecord>> {
     ctx.progress.reached(ctx.after).await;
     let a = &ctx.authority;
@@ -31,7 +31,7 @@ pub async fn inject(ctx: &FaultCtx) -> anyhow::Result<Vec<FaultRecord>> {
     let at_ms = ctx.elapsed_ms();
     link.blackhole(Blackhole::Both);
     ctx.progress.release();
-    let hold = ctx.hold * 2;
+    let hold = recall::node::contact::out_of_touch_after(a.timing.election_timeout) + ctx.hold;
     tokio::time::sleep(hold).await;
     let during = link.counters();
     link.heal();

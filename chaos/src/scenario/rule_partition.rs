@@ -3,8 +3,6 @@
 //! hold the rule as well as every revocation. Evidence: the bytes its proxies swallowed, and
 //! the rule's version.
 
-use std::time::Duration;
-
 use super::FaultCtx;
 use super::sidecar_partition::partition;
 use crate::report::model::FaultRecord;
@@ -18,8 +16,7 @@ pub async fn inject(ctx: &FaultCtx) -> anyhow::Result<Vec<FaultRecord>> {
     ctx.progress.reached(ctx.after).await;
     let written = std::sync::Mutex::new(None);
     let mut record = partition(ctx, || async {
-        // Give the victim time to notice nothing, then recall the issuer.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The victim's links are blackholed already: recall the issuer now.
         let not_before = crate::observe::now_ms();
         let r = ctx.writer.recall_issuer(RULE_ISSUER, not_before).await;
         *written.lock().expect("rule lock") = Some(r.map(|v| (v, not_before)));
