@@ -6,4 +6,5 @@ pub mod node;
 pub mod proto;
 pub mod sidecar;
 pub mod subscriber;
+pub mod transport;
 pub mod wire;
