@@ -15,9 +15,13 @@
 //! Environment: `RECALL_BENCH_IMPORT` revocations per import run (default 500000),
 //! `RECALL_BENCH_BATCH` items per request (default 10000), `RECALL_BENCH_RUNS` runs per import
 //! row (default 3), `RECALL_BENCH_LATENCY` single revocations per latency row (default 2000);
-//! `RECALL_BENCH_LISTENER_NODELAY=1` is an experiment: it sets `TCP_NODELAY` on the nodes'
-//! listening sockets, which `recall server` does not do (see BENCHMARKS.md);
 //! `RECALL_BENCH_LOG=<filter>` prints the nodes' tracing to stderr (e.g. `openraft=warn`).
+//!
+//! Every link is mutual TLS, as in production: each node, and the benchmark as the operator
+//! `admin`, has a certificate from a CA made in memory for the run. The cost of TLS itself is
+//! measured by `benches/transport.rs`.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -26,158 +30,21 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use common::{
+    ACTOR, CpuMark, Creds, Failures, Target, batches, cpu_model, env_usize, import_stream,
+    in_one_hour, loadavg, median, ms, nproc, peak_rss, percentile, rate, revoke_one,
+    sequential_latency,
+};
 use futures::{StreamExt, TryStreamExt};
-use recall::node::{NodeConfig, RunningNode, clock};
+use recall::node::RunningNode;
 use recall::proto as pb;
-use recall::proto::operator_client::OperatorClient;
-use tonic::transport::{Channel, Endpoint};
 
-const ISSUER: &str = "https://login.example.com";
-const ACTOR: &str = "bench";
 const NODES: u64 = 3;
 /// How many clients the concurrent latency row runs.
 const CLIENTS: usize = 8;
 /// Samples per floor measurement.
 const FLOOR_SAMPLES: usize = 2000;
-/// Linux's USER_HZ: the unit of the CPU times in /proc.
-const TICKS_PER_SEC: f64 = 100.0;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .replace('_', "")
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Machine conditions and CPU accounting.
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn nproc() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// CPU ticks (user + system) of this process, dead threads included.
-fn own_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at the state, field 3.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15, so 11 and 12 after the state.
-    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
-}
-
-/// (busy, total) ticks of the whole machine.
-fn machine_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let v: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle, total)
-}
-
-/// Where CPU time went between two points: this benchmark (the 3 nodes and the clients) and
-/// everything else on the machine, in cores.
-#[derive(Clone, Copy)]
-struct CpuMark {
-    at: Instant,
-    own: u64,
-    busy: u64,
-    total: u64,
-}
-
-#[derive(Clone, Copy, Default)]
-struct CpuUse {
-    own_cores: f64,
-    other_cores: f64,
-}
-
-impl CpuMark {
-    fn now() -> Self {
-        let (busy, total) = machine_ticks();
-        Self {
-            at: Instant::now(),
-            own: own_ticks(),
-            busy,
-            total,
-        }
-    }
-
-    fn since(self) -> CpuUse {
-        let end = Self::now();
-        let wall = end.at.duration_since(self.at).as_secs_f64().max(1e-9);
-        let own = (end.own - self.own) as f64 / TICKS_PER_SEC / wall;
-        let total = (end.total - self.total).max(1) as f64;
-        let all = (end.busy - self.busy) as f64 / total * nproc() as f64;
-        CpuUse {
-            own_cores: own,
-            other_cores: (all - own).max(0.0),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Statistics.
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
-
-fn rate(per_sec: f64) -> String {
-    if per_sec >= 1e3 {
-        format!("{:.1}k/s", per_sec / 1e3)
-    } else {
-        format!("{per_sec:.0}/s")
-    }
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    match xs.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => xs[n / 2],
-        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
-    }
-}
 
 /// The rows of the results table.
 struct Table {
@@ -202,113 +69,7 @@ impl Table {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The cluster.
-
-struct Node {
-    id: u64,
-    addr: String,
-    rt: tokio::runtime::Runtime,
-    running: RunningNode,
-}
-
-/// Starts `NODES` nodes, each on its own 2-worker runtime (what `recall server` gets here), each
-/// on a listener bound as `recall server` binds it (`tokio::net::TcpListener::bind`), or with
-/// `TCP_NODELAY` set on the listening socket (inherited by accepted connections) when
-/// `listener_nodelay`: an experiment, not what the server does.
-fn start_cluster(root: &Path, listener_nodelay: bool) -> anyhow::Result<Vec<Node>> {
-    let mut bound = Vec::new();
-    for id in 1..=NODES {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name(format!("node{id}"))
-            .enable_all()
-            .build()?;
-        let listener = rt.block_on(async {
-            if listener_nodelay {
-                let socket = tokio::net::TcpSocket::new_v4()?;
-                socket.set_nodelay(true)?;
-                socket.bind("127.0.0.1:0".parse()?)?;
-                anyhow::Ok(socket.listen(1024)?)
-            } else {
-                Ok(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-            }
-        })?;
-        let addr = listener.local_addr()?.to_string();
-        bound.push((id, rt, listener, addr));
-    }
-    let members: BTreeMap<u64, String> = bound
-        .iter()
-        .map(|(id, _, _, addr)| (*id, addr.clone()))
-        .collect();
-    let mut nodes = Vec::new();
-    for (id, rt, listener, addr) in bound {
-        let config = NodeConfig {
-            id,
-            advertise: addr.clone(),
-            data_dir: root.join(format!("node{id}")),
-            initial_members: members.clone(),
-            bootstrap: true,
-            ..NodeConfig::default()
-        };
-        let running = rt.block_on(RunningNode::start(config, listener, clock::system()))?;
-        nodes.push(Node {
-            id,
-            addr,
-            rt,
-            running,
-        });
-    }
-    Ok(nodes)
-}
-
-fn stop_cluster(nodes: Vec<Node>) {
-    for node in nodes {
-        if let Err(e) = node.rt.block_on(node.running.shutdown()) {
-            eprintln!("node {} did not shut down cleanly: {e:#}", node.id);
-        }
-        node.rt.shutdown_timeout(Duration::from_secs(5));
-    }
-}
-
-async fn connect(addr: &str) -> anyhow::Result<OperatorClient<Channel>> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    Ok(OperatorClient::new(channel)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20))
-}
-
-async fn status(addr: &str) -> anyhow::Result<pb::StatusReply> {
-    Ok(connect(addr)
-        .await?
-        .status(pb::StatusRequest::default())
-        .await?
-        .into_inner())
-}
-
-/// Waits until every node names the same leader and that leader has committed a first write.
-async fn wait_for_leader(nodes: &[(u64, String)]) -> anyhow::Result<u64> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut leaders = Vec::new();
-        for (_, addr) in nodes {
-            leaders.push(status(addr).await.ok().and_then(|s| s.leader_id));
-        }
-        if let Some(Some(leader)) = leaders.first()
-            && leaders.iter().all(|l| *l == Some(*leader))
-        {
-            return Ok(*leader);
-        }
-        if Instant::now() > deadline {
-            bail!("no leader after 30s: {leaders:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+// The cluster (started with `common::start_cluster`).
 
 /// Followers that did not catch up with the leader: a failure the benchmark reports rather than
 /// one it stops on, so the other rows still run (a write commits with the leader and one
@@ -329,17 +90,17 @@ const STUCK_PATIENCE: Duration = Duration::from_secs(5);
 /// Waits until every node has applied what the leader has now. A node still behind after
 /// [`PATIENCE`] (or [`STUCK_PATIENCE`] once found stuck) is recorded in `lagging` and left behind.
 async fn wait_caught_up(
-    nodes: &[(u64, String)],
-    leader: &str,
+    nodes: &[Target],
+    leader: &Target,
     lagging: &mut Lagging,
     when: &str,
 ) -> anyhow::Result<Vec<pb::StatusReply>> {
-    let target = status(leader).await?.applied_version;
+    let target = leader.status().await?.applied_version;
     let start = Instant::now();
     loop {
         let mut all = Vec::new();
-        for (_, addr) in nodes {
-            all.push(status(addr).await?);
+        for node in nodes {
+            all.push(node.status().await?);
         }
         let behind: Vec<&pb::StatusReply> =
             all.iter().filter(|s| s.applied_version < target).collect();
@@ -399,33 +160,6 @@ async fn wait_caught_up(
 // ---------------------------------------------------------------------------------------------
 // Workloads.
 
-fn revocation(value: String, expires_at_ms: i64) -> pb::Revocation {
-    pb::Revocation {
-        key: Some(pb::RevocationKey {
-            kind: pb::Kind::Token as i32,
-            namespace: ISSUER.into(),
-            value,
-        }),
-        expires_at_ms: Some(expires_at_ms),
-    }
-}
-
-fn in_one_hour() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    now.as_millis() as i64 + 3_600_000
-}
-
-/// `n` fresh token revocations (a jti-like value unique to `tag`), in batches of `batch`.
-fn batches(tag: &str, n: usize, batch: usize) -> Vec<Vec<pb::Revocation>> {
-    let exp = in_one_hour();
-    let items: Vec<pb::Revocation> = (0..n)
-        .map(|i| revocation(format!("{tag}-{i:010}"), exp))
-        .collect();
-    items.chunks(batch).map(<[_]>::to_vec).collect()
-}
-
 #[derive(Clone, Copy, Debug)]
 enum ImportMode {
     /// Revoke requests, this many in flight.
@@ -444,14 +178,14 @@ impl ImportMode {
     }
 }
 
-/// Sends every batch to `addr` as `mode` says and waits for the last commit; returns the elapsed
-/// time and how many revocations the replies count as newly added.
+/// Sends every batch to `to` (on a new connection) as `mode` says and waits for the last commit;
+/// returns the elapsed time and how many revocations the replies count as newly added.
 async fn import_run(
-    addr: &str,
+    to: &Target,
     mode: ImportMode,
     batches: Vec<Vec<pb::Revocation>>,
 ) -> anyhow::Result<(Duration, u64)> {
-    let client = connect(addr).await?;
+    let client = to.connect().await?;
     match mode {
         ImportMode::Revoke(in_flight) => {
             let requests: Vec<pb::RevokeRequest> = batches
@@ -475,111 +209,23 @@ async fn import_run(
             Ok((start.elapsed(), added))
         }
         ImportMode::Stream => {
-            let chunks: Vec<pb::ImportChunk> = batches
-                .into_iter()
-                // operator.proto lets later chunks leave the actor empty, but the server
-                // refuses that (it validates each chunk's own actor): repeat it exactly.
-                .map(|items| pb::ImportChunk {
-                    items,
-                    actor: ACTOR.into(),
-                    reason: "import".into(),
-                })
-                .collect();
             let mut client = client;
-            let start = Instant::now();
-            let reply = client
-                .import(futures::stream::iter(chunks))
-                .await?
-                .into_inner();
-            Ok((start.elapsed(), reply.added))
+            import_stream(&mut client, batches).await
         }
     }
-}
-
-/// One single-key revocation, timed from request to committed reply.
-async fn revoke_one(
-    client: &mut OperatorClient<Channel>,
-    value: String,
-    exp: i64,
-) -> anyhow::Result<Duration> {
-    let req = pb::RevokeRequest {
-        items: vec![revocation(value, exp)],
-        actor: ACTOR.into(),
-        reason: "latency".into(),
-        wait: None,
-    };
-    let start = Instant::now();
-    let reply = client.revoke(req).await?.into_inner();
-    let elapsed = start.elapsed();
-    if reply.added != 1 {
-        bail!("a fresh key was not added: {reply:?}");
-    }
-    Ok(elapsed)
-}
-
-/// Writes that failed: reported with the results, not fatal (the cluster under test may lose its
-/// leader or quorum for a while, and that is a result too).
-#[derive(Default)]
-struct Failures {
-    count: usize,
-    first: Option<String>,
-}
-
-impl Failures {
-    fn record(&mut self, e: anyhow::Error) {
-        self.count += 1;
-        if self.first.is_none() {
-            let msg = format!("{e:#}");
-            println!("  FAILED: {msg}");
-            self.first = Some(msg);
-        }
-    }
-
-    fn add(&mut self, other: Failures) {
-        self.count += other.count;
-        if self.first.is_none() {
-            self.first = other.first;
-        }
-    }
-
-    fn note(&self) -> String {
-        match &self.first {
-            None => String::new(),
-            Some(first) => format!("; FAILED: {} (first: {first})", self.count),
-        }
-    }
-}
-
-async fn sequential_latency(
-    addr: &str,
-    tag: &str,
-    n: usize,
-) -> anyhow::Result<(Vec<Duration>, Failures)> {
-    let mut client = connect(addr).await?;
-    let exp = in_one_hour();
-    let mut out = Vec::with_capacity(n);
-    let mut failures = Failures::default();
-    for i in 0..n {
-        match revoke_one(&mut client, format!("{tag}-{i:010}"), exp).await {
-            Ok(d) => out.push(d),
-            Err(e) => failures.record(e),
-        }
-    }
-    out.sort_unstable();
-    Ok((out, failures))
 }
 
 /// `clients` clients, each on its own connection, each sending `n / clients` single revocations
 /// one after the other. Returns the sorted latencies and the wall time.
 async fn concurrent_latency(
-    addr: &str,
+    to: &Target,
     tag: &str,
     n: usize,
     clients: usize,
 ) -> anyhow::Result<(Vec<Duration>, Duration, Failures)> {
     let mut conns = Vec::new();
     for _ in 0..clients {
-        conns.push(connect(addr).await?);
+        conns.push(to.connect().await?);
     }
     let exp = in_one_hour();
     let per_client = n / clients;
@@ -673,15 +319,21 @@ fn redb_floor(dir: &Path, n: usize) -> anyhow::Result<Vec<Duration>> {
     Ok(out)
 }
 
-async fn status_rtt(addr: &str, n: usize) -> anyhow::Result<Vec<Duration>> {
-    let mut client = connect(addr).await?;
+/// Status round trips on one connection. `local_only`, so that the node answers by itself
+/// (without it, Status asks every peer for its subscribers).
+async fn status_rtt(to: &Target, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut client = to.connect().await?;
+    let req = pb::StatusRequest {
+        local_only: true,
+        ..Default::default()
+    };
     for _ in 0..50 {
-        client.status(pb::StatusRequest::default()).await?;
+        client.status(req).await?;
     }
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
-        client.status(pb::StatusRequest::default()).await?;
+        client.status(req).await?;
         out.push(start.elapsed());
     }
     out.sort_unstable();
@@ -703,7 +355,9 @@ fn main() -> anyhow::Result<()> {
     let runs = env_usize("RECALL_BENCH_RUNS", 3).max(1);
     let latency_n = env_usize("RECALL_BENCH_LATENCY", 2000).max(CLIENTS);
 
-    println!("recall authority benchmark: 3 nodes on 127.0.0.1, redb with fsync on commit");
+    println!(
+        "recall authority benchmark: 3 nodes on 127.0.0.1, mutual TLS, redb with fsync on commit"
+    );
     println!(
         "machine: nproc {}, {}, load average {} (1/5/15 min) at start",
         nproc(),
@@ -723,29 +377,20 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
 
-    let listener_nodelay = std::env::var_os("RECALL_BENCH_LISTENER_NODELAY").is_some();
-    if listener_nodelay {
-        println!(
-            "EXPERIMENT: TCP_NODELAY set on the nodes' listening sockets (recall server does not)"
-        );
-    }
-    let nodes = start_cluster(root.path(), listener_nodelay)?;
-    let members: Vec<(u64, String)> = nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
-    let result = client_rt.block_on(measure(
-        root.path(),
-        &members,
-        import_n,
-        batch,
-        runs,
-        latency_n,
-    ));
+    let creds = Creds::tls()?;
+    let nodes = common::start_cluster(root.path(), &creds, NODES, |_| {})?;
+    let dialer = creds.operator_dialer()?;
+    let result = client_rt.block_on(async {
+        let members = common::targets(&nodes, &dialer)?;
+        measure(root.path(), &members, import_n, batch, runs, latency_n).await
+    });
     let table = result.map(|(mut table, leader)| {
         if let Some(node) = nodes.iter().find(|n| n.id == leader) {
             stalls(&mut table, &node.running);
         }
         table
     });
-    stop_cluster(nodes);
+    common::stop_cluster(nodes);
     println!(
         "load average {} at the end; peak memory of the benchmark process (3 nodes + clients) {}",
         loadavg(),
@@ -753,18 +398,6 @@ fn main() -> anyhow::Result<()> {
     );
     table?.print();
     Ok(())
-}
-
-/// The peak resident set size of this process, from /proc/self/status.
-fn peak_rss() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l.trim_start_matches("VmHWM:").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Two pauses the leader takes while holding the state machine's read lock (applying waits for
@@ -799,37 +432,6 @@ fn stalls(table: &mut Table, leader: &RunningNode) {
     );
 }
 
-/// The current leader's id, its address, a follower's address and the leader's term.
-async fn roles(members: &[(u64, String)]) -> anyhow::Result<(u64, String, String, u64)> {
-    let leader_id = wait_for_leader(members).await?;
-    let addr_of = |id: u64| -> String {
-        members
-            .iter()
-            .find(|(i, _)| *i == id)
-            .map(|(_, a)| a.clone())
-            .expect("a member")
-    };
-    let leader = addr_of(leader_id);
-    let follower = members
-        .iter()
-        .find(|(id, _)| *id != leader_id)
-        .map(|(_, a)| a.clone())
-        .expect("a follower");
-    let term = status(&leader).await?.term;
-    Ok((leader_id, leader, follower, term))
-}
-
-/// The highest term any node reports: it moves when an election happens.
-async fn max_term(members: &[(u64, String)]) -> u64 {
-    let mut term = 0;
-    for (_, addr) in members {
-        if let Ok(s) = status(addr).await {
-            term = term.max(s.term);
-        }
-    }
-    term
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum To {
     Leader,
@@ -847,7 +449,7 @@ impl To {
 
 async fn measure(
     dir: &Path,
-    members: &[(u64, String)],
+    members: &[Target],
     import_n: usize,
     batch: usize,
     runs: usize,
@@ -855,9 +457,11 @@ async fn measure(
 ) -> anyhow::Result<(Table, u64)> {
     let mut table = Table { rows: Vec::new() };
     let started = Instant::now();
-    let (leader_id, leader, follower, term_start) = roles(members).await?;
+    let (leader, follower, term_start) = common::roles(members).await?;
+    let leader_id = leader.id;
     println!(
-        "leader: node {leader_id} ({leader}) after {:.2}s, term {term_start}",
+        "leader: node {leader_id} ({}) after {:.2}s, term {term_start}",
+        leader.addr,
         started.elapsed().as_secs_f64()
     );
     // The first write also fixes the cluster's fingerprint seed; warm every path up.
@@ -930,10 +534,10 @@ async fn measure(
             let work = batches(&format!("import-r{row}-{run}"), import_n, batch);
             // Each run starts with every node caught up (runs do not overlap), and goes to the
             // node that leads (or follows) now.
-            let (_, leader, follower, _) = roles(members).await?;
+            let (leader, follower, _) = common::roles(members).await?;
             let when = format!("before {} → {} run {}", mode.label(), to.label(), run + 1);
             wait_caught_up(members, &leader, &mut lagging, &when).await?;
-            let term = max_term(members).await;
+            let term = common::max_term(members).await;
             let addr = if to == To::Leader { &leader } else { &follower };
             let mark = CpuMark::now();
             let (elapsed, added) = match import_run(addr, mode, work).await {
@@ -958,7 +562,7 @@ async fn measure(
                     to.label()
                 );
             }
-            let new_term = max_term(members).await;
+            let new_term = common::max_term(members).await;
             let r = import_n as f64 / elapsed.as_secs_f64();
             println!(
                 "  {} → {}, run {}: {import_n} in {:.2}s = {}; CPU: bench {:.2} cores, \
@@ -1002,12 +606,12 @@ async fn measure(
             ),
         );
     }
-    let (_, leader, follower, _) = roles(members).await?;
+    let (leader, follower, _) = common::roles(members).await?;
     let entries = agreement(members, &leader, &mut lagging, "after the imports").await?;
 
     // 2. Single-revocation latency.
     println!("\nsingle-revocation latency (set of {entries} entries):");
-    let term = max_term(members).await;
+    let term = common::max_term(members).await;
     let (seq, seq_failed) = sequential_latency(&leader, "single", latency_n).await?;
     table.row(
         format!("latency: 1 key Revoke → leader, sequential ({latency_n} calls)"),
@@ -1079,7 +683,7 @@ async fn measure(
             seq_f_failed.note()
         ),
     );
-    let new_term = max_term(members).await;
+    let new_term = common::max_term(members).await;
     if new_term != term {
         table.row(
             "warning: election during the latency rows",
@@ -1088,8 +692,8 @@ async fn measure(
         );
     }
 
-    let (end_leader, end_addr, _, end_term) = roles(members).await?;
-    agreement(members, &end_addr, &mut lagging, "at the end").await?;
+    let (end_leader, _, end_term) = common::roles(members).await?;
+    agreement(members, &end_leader, &mut lagging, "at the end").await?;
     for event in &lagging.events {
         table.row("FOLLOWER STUCK / RECOVERED", "", event.clone());
     }
@@ -1101,22 +705,23 @@ async fn measure(
         );
     }
     println!(
-        "\nleader at the end: node {end_leader}, term {end_term} (start: node {leader_id}, term \
-         {term_start})"
+        "\nleader at the end: node {}, term {end_term} (start: node {leader_id}, term \
+         {term_start})",
+        end_leader.id
     );
-    Ok((table, end_leader))
+    Ok((table, end_leader.id))
 }
 
 /// Waits for the nodes to catch up, then checks that those that did hold the same set (entries
 /// and digest); returns the leader's entry count. Disagreement is fatal: it would be a bug.
 async fn agreement(
-    members: &[(u64, String)],
-    leader: &str,
+    members: &[Target],
+    leader: &Target,
     lagging: &mut Lagging,
     when: &str,
 ) -> anyhow::Result<u64> {
     let statuses = wait_caught_up(members, leader, lagging, when).await?;
-    let target = status(leader).await?.applied_version;
+    let target = leader.status().await?.applied_version;
     let current: Vec<&pb::StatusReply> = statuses
         .iter()
         .filter(|s| s.applied_version == target)

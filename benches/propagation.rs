@@ -4,23 +4,20 @@
 //!   10, 100, against the request-to-commit latency alone as the baseline;
 //! - 1M revocations (imported in 10k batches) until all 16 subscribers have applied them.
 //!
+//! Every link is mutual TLS: the node, the operator and each subscriber have their own
+//! certificate from a CA made in memory for the run.
+//!
 //! Run: `cargo bench --bench propagation` (RECALL_BENCH_WAVES sets the samples per N, default
 //! 200; RECALL_BENCH_BULK the bulk size, default 1000000).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use recall::node::{NodeConfig, RunningNode, clock};
+use common::{Creds, env_usize as env};
 use recall::proto as pb;
 use recall::proto::operator_client::OperatorClient;
 use recall::subscriber::{Subscriber, SubscriberConfig};
-use tokio::net::TcpListener;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn token(i: u64, tag: &str) -> pb::Revocation {
     pb::Revocation {
@@ -41,35 +38,14 @@ fn fmt(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-async fn start_node(dir: &std::path::Path) -> (RunningNode, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let mut config = NodeConfig {
-        advertise: addr.clone(),
-        data_dir: dir.to_path_buf(),
-        snapshot_after: 1_000_000,
-        ..NodeConfig::default()
-    };
-    config.limits.max_batch = 100_000;
-    config.state_machine.max_delta_entries = 4_000_000;
-    let node = RunningNode::start(config, listener, clock::system())
-        .await
-        .unwrap();
-    while !node.sm.seeded() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    (node, addr)
-}
-
-async fn subscribers(addr: &str, n: usize) -> Vec<Subscriber> {
+async fn subscribers(creds: &Creds, addr: &str, n: usize) -> Vec<Subscriber> {
     let mut subs = Vec::new();
     for i in 0..n {
-        let s = Subscriber::start(SubscriberConfig::new(
-            vec![addr.to_string()],
-            format!("bench/{i}"),
-        ))
-        .await
-        .unwrap();
+        let id = format!("bench-{i}");
+        let security = creds.subscriber(&id).unwrap();
+        let s = Subscriber::start(SubscriberConfig::new(vec![addr.to_string()], id, security))
+            .await
+            .unwrap();
         subs.push(s);
     }
     for s in &subs {
@@ -110,12 +86,18 @@ async fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load.trim()
     );
-    let waves = env("RECALL_BENCH_WAVES", 200);
+    let waves = env("RECALL_BENCH_WAVES", 200).max(1);
     let dir = tempfile::tempdir().unwrap();
-    let (node, addr) = start_node(dir.path()).await;
-    let mut client = OperatorClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let creds = Creds::tls().unwrap();
+    let (node, addr) = common::start_node(dir.path(), &creds, |config| {
+        config.snapshot_after = 1_000_000;
+        config.limits.max_batch = 100_000;
+        config.state_machine.max_delta_entries = 4_000_000;
+    })
+    .await
+    .unwrap();
+    let dialer = creds.operator_dialer().unwrap();
+    let mut client = common::connect(&dialer, &addr).await.unwrap();
 
     println!("\none revocation, request -> applied at every subscriber ({waves} samples each)");
     println!(
@@ -124,7 +106,7 @@ async fn main() {
     );
     let mut next = 0u64;
     for n in [1usize, 10, 100] {
-        let subs = subscribers(&addr, n).await;
+        let subs = subscribers(&creds, &addr, n).await;
         let (mut commits, mut alls) = (Vec::new(), Vec::new());
         for _ in 0..waves {
             next += 1;
@@ -148,7 +130,7 @@ async fn main() {
     }
 
     let bulk = env("RECALL_BENCH_BULK", 1_000_000) as u64;
-    let subs = subscribers(&addr, 16).await;
+    let subs = subscribers(&creds, &addr, 16).await;
     let mut watches: Vec<_> = subs.iter().map(|s| s.watch()).collect();
     let t = Instant::now();
     let mut version = 0;

@@ -3,34 +3,23 @@
 //! clients run in the same process, so "per CPU second" counts client and server together: the
 //! server alone does better.
 //!
+//! The sidecar follows the node over mutual TLS; its check APIs are plaintext on loopback (the
+//! default, `check_tls: None`), as measured here.
+//!
 //! Run: `cargo bench --bench sidecar` (RECALL_BENCH_SECS per measurement, default 3).
+
+mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use recall::node::{NodeConfig, RunningNode, clock};
+use common::{Creds, cpu_secs};
 use recall::proto as pb;
 use recall::proto::check_client::CheckClient;
-use recall::proto::operator_client::OperatorClient;
 use recall::sidecar::{RunningSidecar, SidecarConfig};
 use recall::subscriber::SubscriberConfig;
 use tokio::net::TcpListener;
-
-/// CPU seconds this process has used (user + system).
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
-        f.iter().filter_map(|x| x.parse::<f64>().ok()).sum()
-    });
-    ticks / 100.0
-}
 
 /// Runs `tasks` copies of `one` (each returns how many checks it did) for `secs`; checks per
 /// second and per CPU second.
@@ -71,20 +60,11 @@ async fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("sidecar check throughput: load average {}", load.trim());
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let config = NodeConfig {
-        advertise: addr.clone(),
-        data_dir: dir.path().to_path_buf(),
-        ..NodeConfig::default()
-    };
-    let node = RunningNode::start(config, listener, clock::system())
+    let creds = Creds::tls().unwrap();
+    let (_node, addr) = common::start_node(dir.path(), &creds, |_| {})
         .await
         .unwrap();
-    while !node.sm.seeded() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let mut op = OperatorClient::connect(format!("http://{addr}"))
+    let mut op = common::connect(&creds.operator_dialer().unwrap(), &addr)
         .await
         .unwrap();
     let items: Vec<pb::Revocation> = (0..100_000)
@@ -110,7 +90,9 @@ async fn main() {
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
     );
-    let mut sc = SidecarConfig::new(SubscriberConfig::new(vec![addr.clone()], "bench-sidecar"));
+    let id = "bench-sidecar";
+    let security = creds.subscriber(id).unwrap();
+    let mut sc = SidecarConfig::new(SubscriberConfig::new(vec![addr.clone()], id, security));
     sc.http_listen = http.local_addr().unwrap().to_string();
     sc.grpc_listen = Some(grpc.local_addr().unwrap().to_string());
     let sidecar = Arc::new(RunningSidecar::start(sc, http, Some(grpc)).await.unwrap());

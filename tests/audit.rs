@@ -11,6 +11,7 @@ fn meta(actor: &str) -> Meta {
     Meta {
         at: Timestamp::from_millis(1_700_000_000_000),
         actor: actor.into(),
+        on_behalf_of: String::new(),
         reason: "leaked in a ticket".into(),
     }
 }

@@ -69,6 +69,8 @@ fn entries(n: u64) -> Vec<Entry<TypeConfig>> {
                 )),
                 _ => EntryPayload::Normal(Request::Init {
                     seed: FingerprintSeed(index * 7),
+                    admins: vec![],
+                    at: recall_core::Timestamp(0),
                 }),
             };
             Entry {

@@ -49,6 +49,7 @@ fn meta(actor: &str) -> Meta {
     Meta {
         at: Timestamp::from_millis(1_700_000_000_000),
         actor: actor.into(),
+        on_behalf_of: String::new(),
         reason: "test".into(),
     }
 }
@@ -74,7 +75,14 @@ fn revoke(values: &[&str]) -> EntryPayload<TypeConfig> {
 
 fn init(index: u64, seed: u64) -> Entry<TypeConfig> {
     let seed = FingerprintSeed(seed);
-    entry(index, EntryPayload::Normal(Request::Init { seed }))
+    entry(
+        index,
+        EntryPayload::Normal(Request::Init {
+            seed,
+            admins: vec![],
+            at: Timestamp(0),
+        }),
+    )
 }
 
 /// Membership, Blank, Init, Revoke, Revoke (no-op), AddRule, Lift, Blank: indexes 1..=8.
@@ -541,4 +549,71 @@ async fn refuses_out_of_order_entries_and_a_second_open() {
     assert!(err.to_string().contains("order"), "{err}");
     let err = StateMachine::open(dir.path(), StateMachineConfig::default()).unwrap_err();
     assert!(matches!(err, StateMachineError::Locked { .. }), "{err}");
+}
+
+/// The first admins come with the seed (once, audited as the system's own), role changes are
+/// applied and audited with the admin as actor, and the bindings travel in snapshots: a node
+/// installing one agrees on who may do what.
+#[tokio::test]
+async fn role_bindings_are_replicated_audited_and_snapshotted() {
+    use recall::node::access::{Role, RoleChange};
+    let admin = "spiffe://recall.local/operator/admin".to_string();
+    let bob = "spiffe://recall.local/operator/bob".to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut sm = open(dir.path());
+    let init = |index, seed| {
+        entry(
+            index,
+            EntryPayload::Normal(Request::Init {
+                seed: FingerprintSeed(seed),
+                admins: vec![admin.clone()],
+                at: Timestamp(5),
+            }),
+        )
+    };
+    let grant = RoleChange {
+        meta: Meta {
+            at: Timestamp(9),
+            actor: admin.clone(),
+            on_behalf_of: String::new(),
+            reason: "on call".into(),
+        },
+        identity: bob.clone(),
+        role: Some(Role::Revoker),
+    };
+    sm.apply([
+        entry(1, EntryPayload::Membership(membership())),
+        init(2, 7),
+        // A second Init (another leader's) binds nobody again.
+        init(3, 8),
+        entry(4, EntryPayload::Normal(Request::Roles(grant))),
+    ])
+    .await
+    .unwrap();
+    let want = BTreeMap::from([(admin.clone(), Role::Admin), (bob.clone(), Role::Revoker)]);
+    assert_eq!(sm.roles(), want);
+    let records = sm.audit_log(0, 10).await.unwrap();
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records[0].actor, "recall");
+    assert!(
+        records[0].summary.contains(&admin),
+        "{}",
+        records[0].summary
+    );
+    assert_eq!(records[1].actor, admin);
+    assert!(
+        records[1].summary.contains("revoker"),
+        "{}",
+        records[1].summary
+    );
+    assert!(sm.audit_verify().await.unwrap().is_ok());
+
+    let snap = build(&mut sm).await;
+    let other = tempfile::tempdir().unwrap();
+    let mut replica = open(other.path());
+    replica
+        .install_snapshot(&snap.meta, snap.snapshot)
+        .await
+        .unwrap();
+    assert_eq!(replica.roles(), want);
 }

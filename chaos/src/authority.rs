@@ -1,6 +1,10 @@
-//! The authority under test: three `recall server` processes on loopback. Each node is reached,
-//! by its peers, the sidecars and the harness alike, through its own fault-injecting proxy (the
-//! address it advertises), so the harness sits on every link into a node.
+//! The authority under test: three `recall server` processes on loopback. Each node has two
+//! listeners, each behind a fault-injecting proxy of its own: its **peer port** (Raft between
+//! nodes), which the other nodes reach through its peer proxy (the address it advertises and the
+//! one in `--peers`), and its **client port** (operator API, subscribe stream), which the
+//! harness's writer and observers reach through its client proxy. Sidecars reach client ports
+//! through proxies of their own ([`crate::fleet`]). Every link is mutual TLS with the run's
+//! [`Pki`]; the proxies carry the TLS records unchanged.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,14 +14,20 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use recall::proto as pb;
 use recall::proto::operator_client::OperatorClient;
+use recall::transport::Expect;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
+use crate::pki::Pki;
 use crate::procs::{Proc, free_port};
 use crate::proxy::{Link, Proxy};
 
 /// An operator API client.
 pub type Client = OperatorClient<Channel>;
+
+/// How long one operator request may take before the harness gives up on it (a blackholed link
+/// never answers).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The Raft timing of the authority under test.
 #[derive(Clone, Copy, Debug)]
@@ -37,29 +47,39 @@ impl Default for RaftTiming {
     }
 }
 
-/// One node: its process, the proxy in front of it, a client through that proxy.
+/// One node: its process, the proxies in front of its two ports, a client through one of them.
 pub struct Node {
     /// Its Raft id (1, 2 or 3).
     pub id: u64,
-    /// Where the process itself listens (behind the proxy).
+    /// Where the process serves clients (operator API, subscribe stream), behind proxies.
     pub listen: SocketAddr,
+    /// Where the process serves its peers (Raft), behind [`Node::peer_proxy`].
+    pub peer_listen: SocketAddr,
     /// The process.
     pub proc: Mutex<Proc>,
-    /// The proxy everyone reaches it through.
-    pub proxy: Proxy,
-    /// An operator client through the proxy.
+    /// The proxy the other nodes reach its peer port through (its advertised address).
+    pub peer_proxy: Proxy,
+    /// The proxy the harness reaches its client port through.
+    pub client_proxy: Proxy,
+    /// An operator client through the client proxy.
     pub client: Client,
 }
 
 impl Node {
-    /// The address it advertises (its proxy).
+    /// Where the harness reaches its client port (the client proxy).
     pub fn addr(&self) -> SocketAddr {
-        self.proxy.addr()
+        self.client_proxy.addr()
     }
 
-    /// The control handle of its inbound link.
-    pub fn link(&self) -> Link {
-        self.proxy.link()
+    /// The address it advertises to its peers (the peer proxy).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_proxy.addr()
+    }
+
+    /// The control handles of every link into it the harness owns as a node's: its peers'
+    /// (peer proxy) and the harness's (client proxy). The sidecars' links are the fleet's.
+    pub fn inbound(&self) -> [Link; 2] {
+        [self.peer_proxy.link(), self.client_proxy.link()]
     }
 }
 
@@ -71,44 +91,66 @@ pub struct Authority {
     pub timing: RaftTiming,
 }
 
-/// A client of `addr` that connects lazily and again after a failure.
-pub fn client(addr: SocketAddr) -> Client {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("a socket address is a valid URI")
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(10))
-        .tcp_nodelay(true)
-        .connect_lazy();
-    OperatorClient::new(channel)
+/// An operator client of the node whose client port is reached at `addr`, with the run's
+/// operator credentials; it connects lazily and again after a failure. Each call needs its own
+/// deadline ([`REQUEST_TIMEOUT`]): the channel has none.
+pub fn client(pki: &Pki, addr: SocketAddr) -> anyhow::Result<Client> {
+    let channel = pki
+        .dialer()
+        .lazy(&addr.to_string(), Expect::AnyNode)
+        .with_context(|| format!("a channel to {addr}"))?;
+    Ok(OperatorClient::new(channel)
         .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
+}
+
+/// `call` within `within`; a call that takes longer fails as DEADLINE_EXCEEDED.
+pub async fn timed<T>(
+    within: Duration,
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    tokio::time::timeout(within, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(tonic::Status::deadline_exceeded(format!(
+                "no answer within {within:?}"
+            )))
+        })
 }
 
 impl Authority {
-    /// Starts three nodes of `recall` (the binary) with data under `dir`, and waits for a leader
-    /// every node follows.
-    pub async fn start(recall: &Path, dir: &Path, timing: RaftTiming) -> anyhow::Result<Self> {
-        let mut listens = Vec::new();
-        let mut proxies = Vec::new();
+    /// Starts three nodes of `recall` (the binary) with data under `dir` and certificates from
+    /// `pki`, and waits for a leader every node follows.
+    pub async fn start(
+        recall: &Path,
+        dir: &Path,
+        timing: RaftTiming,
+        pki: &Pki,
+    ) -> anyhow::Result<Self> {
+        let local =
+            || -> anyhow::Result<SocketAddr> { Ok(format!("127.0.0.1:{}", free_port()?).parse()?) };
+        let mut ports = Vec::new();
         for id in 1..=3u64 {
-            let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-            proxies.push(Proxy::start(format!("node-{id}"), listen).await?);
-            listens.push(listen);
+            let (listen, peer_listen) = (local()?, local()?);
+            let peer_proxy = Proxy::start(format!("node-{id} peer"), peer_listen).await?;
+            let client_proxy = Proxy::start(format!("node-{id} client"), listen).await?;
+            ports.push((listen, peer_listen, peer_proxy, client_proxy));
         }
-        let peers: Vec<String> = proxies
+        let peers: Vec<String> = ports
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("{}={}", i + 1, p.addr()))
+            .map(|(i, (_, _, peer_proxy, _))| format!("{}={}", i + 1, peer_proxy.addr()))
             .collect();
         let mut nodes = Vec::new();
-        for (i, proxy) in proxies.into_iter().enumerate() {
+        for (i, (listen, peer_listen, peer_proxy, client_proxy)) in ports.into_iter().enumerate() {
             let id = i as u64 + 1;
             let data: PathBuf = dir.join(format!("node-{id}"));
-            let args = vec![
+            let mut args = vec![
                 "server".into(),
                 format!("--id={id}"),
-                format!("--listen={}", listens[i]),
-                format!("--advertise={}", proxy.addr()),
+                format!("--listen={listen}"),
+                format!("--peer-listen={peer_listen}"),
+                format!("--advertise={}", peer_proxy.addr()),
                 format!("--data-dir={}", data.display()),
                 format!("--peers={}", peers.join(",")),
                 format!("--heartbeat-ms={}", timing.heartbeat.as_millis()),
@@ -118,20 +160,38 @@ impl Authority {
                 ),
                 "--max-batch=1000000".into(),
             ];
+            args.extend(pki.args());
             let proc = Proc::spawn(format!("node-{id}"), recall, args, dir)?;
             nodes.push(Arc::new(Node {
                 id,
-                listen: listens[i],
-                client: client(proxy.addr()),
+                listen,
+                peer_listen,
+                client: client(pki, client_proxy.addr())?,
                 proc: Mutex::new(proc),
-                proxy,
+                peer_proxy,
+                client_proxy,
             }));
         }
         let authority = Self { nodes, timing };
-        authority
-            .wait_for_leader(Duration::from_secs(30))
-            .await
-            .context("the authority did not elect a leader")?;
+        if let Err(e) = authority.wait_for_leader(Duration::from_secs(30)).await {
+            let logs: Vec<String> = authority
+                .nodes
+                .iter()
+                .map(|n| {
+                    let p = n.proc.lock().expect("node process lock");
+                    format!(
+                        "the end of {}:\n{}",
+                        p.log().display(),
+                        crate::procs::tail(p.log(), 5)
+                    )
+                })
+                .collect();
+            authority.stop();
+            bail!(
+                "the authority did not elect a leader: {e:#}\n{}",
+                logs.join("\n")
+            );
+        }
         Ok(authority)
     }
 
@@ -147,42 +207,46 @@ impl Authority {
             version: None,
             local_only: true,
         };
-        Ok(tokio::time::timeout(Duration::from_secs(1), c.status(req))
+        timed(Duration::from_secs(1), c.status(req))
             .await
-            .context("status timed out")??
-            .into_inner())
+            .map(tonic::Response::into_inner)
+            .map_err(|s| anyhow::anyhow!("status of node {id}: {}", explain(&s)))
     }
 
-    /// The leader every reachable node agrees on, if any.
-    pub async fn leader(&self) -> Option<u64> {
+    /// The leader every reachable node agrees on, if any; else why not.
+    pub async fn leader(&self) -> Result<u64, String> {
         let mut seen = None;
+        let mut silent = Vec::new();
         for n in &self.nodes {
-            if let Ok(s) = self.status(n.id).await {
-                match (seen, s.leader_id) {
-                    (_, None) => return None,
+            match self.status(n.id).await {
+                Ok(s) => match (seen, s.leader_id) {
+                    (_, None) => return Err(format!("node {} knows no leader", n.id)),
                     (None, Some(l)) => seen = Some(l),
-                    (Some(a), Some(b)) if a != b => return None,
+                    (Some(a), Some(b)) if a != b => {
+                        return Err(format!("nodes disagree on the leader ({a}, {b})"));
+                    }
                     _ => {}
-                }
+                },
+                Err(e) => silent.push(format!("{e:#}")),
             }
         }
-        seen
+        seen.ok_or_else(|| format!("no node answered: {}", silent.join("; ")))
     }
 
     /// Waits until the live nodes agree on a leader that answers as leader.
     pub async fn wait_for_leader(&self, within: Duration) -> anyhow::Result<u64> {
         let deadline = Instant::now() + within;
         loop {
-            if let Some(l) = self.leader().await
-                && self
-                    .status(l)
-                    .await
-                    .is_ok_and(|s| s.leader_id == Some(s.node_id))
-            {
-                return Ok(l);
-            }
+            let why = match self.leader().await {
+                Ok(l) => match self.status(l).await {
+                    Ok(s) if s.leader_id == Some(s.node_id) => return Ok(l),
+                    Ok(_) => format!("node {l} does not answer as leader"),
+                    Err(e) => format!("{e:#}"),
+                },
+                Err(why) => why,
+            };
             if Instant::now() >= deadline {
-                bail!("no leader within {within:?}");
+                bail!("no leader within {within:?}: {why}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -211,9 +275,12 @@ impl Authority {
 }
 
 /// Writes to the authority the way a careful operator's tool does: to the node that led last
-/// time, and on any failure (a dead node, no quorum during an election) to the next node after
-/// a short backoff, until `deadline`. Revocations and rules are idempotent, so a retry of a
-/// write that did commit changes nothing.
+/// time, and on any failure (a dead node, no quorum during an election, no answer within
+/// [`REQUEST_TIMEOUT`]) to the next node after a short backoff, until `deadline`; a node that
+/// refuses for its write rate (RESOURCE_EXHAUSTED) is asked again after the wait it names.
+/// Revocations and rules are idempotent, so a retry of a write that did commit changes nothing.
+/// It writes as the run's operator; the requests' `actor` (now an "on behalf of" note in the
+/// audit trail) says `recall-chaos`.
 #[derive(Clone)]
 pub struct Writer {
     authority: Arc<Authority>,
@@ -242,28 +309,31 @@ impl Writer {
         let mut backoff = Duration::from_millis(10);
         loop {
             let i = self.preferred.load(Ordering::Relaxed) % nodes.len();
-            match call(nodes[i].client.clone()).await {
+            let status = match timed(REQUEST_TIMEOUT, call(nodes[i].client.clone())).await {
                 Ok(r) => return Ok(r),
-                Err(status) => {
-                    if status.code() == tonic::Code::InvalidArgument {
-                        bail!("{what} refused: {}", status.message());
-                    }
-                    if Instant::now() >= deadline {
-                        bail!(
-                            "{what} not acknowledged within {:?}: {status}",
-                            self.patience
-                        );
-                    }
-                    let _ = self.preferred.compare_exchange(
-                        i,
-                        i + 1,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(200));
-                }
+                Err(status) => status,
+            };
+            if status.code() == tonic::Code::InvalidArgument {
+                bail!("{what} refused: {}", status.message());
             }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{what} not acknowledged within {:?}: {}",
+                    self.patience,
+                    explain(&status)
+                );
+            }
+            if let Some(wait) = retry_after(&status) {
+                // Rate-limited: this node asks to wait; the same node takes the retry.
+                tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now())))
+                    .await;
+                continue;
+            }
+            let _ = self
+                .preferred
+                .compare_exchange(i, i + 1, Ordering::Relaxed, Ordering::Relaxed);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
         }
     }
 
@@ -322,4 +392,27 @@ impl Writer {
             .await?;
         Ok(reply.into_inner().version)
     }
+}
+
+/// A failed call in one line: its code, and the TLS cause when there is one (else its message).
+pub fn explain(status: &tonic::Status) -> String {
+    format!(
+        "{:?}: {}",
+        status.code(),
+        recall::transport::errors::describe(status)
+    )
+}
+
+/// How long a RESOURCE_EXHAUSTED refusal (the node's per-identity write rate) asks to wait.
+fn retry_after(status: &tonic::Status) -> Option<Duration> {
+    if status.code() != tonic::Code::ResourceExhausted {
+        return None;
+    }
+    let ms = status
+        .metadata()
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(100);
+    Some(Duration::from_millis(ms.clamp(1, 5_000)))
 }

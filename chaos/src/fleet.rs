@@ -1,5 +1,7 @@
-//! The subscribers under test: M `recall sidecar` processes, each reaching every node through a
-//! proxy of its own, so one sidecar can be partitioned or slowed without touching the others.
+//! The subscribers under test: M `recall sidecar` processes, each reaching every node's client
+//! port through a proxy of its own, so one sidecar can be partitioned or slowed without touching
+//! the others. Each proves its own identity (`subscriber/ID`, from the run's PKI) to the nodes;
+//! its check APIs, which the harness polls, stay plaintext on loopback.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,8 +16,19 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::authority::Authority;
+use crate::pki::Pki;
 use crate::procs::{Proc, free_port};
 use crate::proxy::{Link, Proxy};
+
+/// The id of the fleet's sidecar `index` (a SPIFFE path segment: no `/`).
+pub fn sidecar_id(index: usize) -> String {
+    format!("sidecar-{index}")
+}
+
+/// The ids of a fleet of `count` sidecars.
+pub fn sidecar_ids(count: usize) -> Vec<String> {
+    (0..count).map(sidecar_id).collect()
+}
 
 /// What a sidecar's `GET /v1/status` says (the fields the harness reads).
 #[derive(Clone, Debug, Deserialize)]
@@ -98,26 +111,29 @@ pub struct Fleet {
 
 impl Fleet {
     /// Starts `count` sidecars of `recall` (the binary) following `authority`, with data under
-    /// `dir`, and waits until each has synced. Sidecar `i` tries node `i mod 3` first, so the
-    /// streams spread over the nodes.
+    /// `dir` and certificates from `pki` (which must hold [`sidecar_ids`]`(count)`), and waits
+    /// until each has synced. Sidecar `i` tries node `i mod 3` first, so the streams spread over
+    /// the nodes.
     pub async fn start(
         recall: &Path,
         dir: &Path,
         authority: &Authority,
         count: usize,
+        pki: &Pki,
     ) -> anyhow::Result<Self> {
         let mut sidecars = Vec::new();
         for index in 0..count {
-            let id = format!("sidecar-{index}");
+            let id = sidecar_id(index);
             let mut proxies = Vec::new();
             for k in 0..authority.nodes.len() {
                 let node = &authority.nodes[(index + k) % authority.nodes.len()];
-                proxies.push(Proxy::start(format!("{id}→node-{}", node.id), node.listen).await?);
+                let name = format!("{id}→node-{} client", node.id);
+                proxies.push(Proxy::start(name, node.listen).await?);
             }
             let http: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
             let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
             let cluster: Vec<String> = proxies.iter().map(|p| p.addr().to_string()).collect();
-            let args = vec![
+            let mut args = vec![
                 "sidecar".into(),
                 format!("--cluster={}", cluster.join(",")),
                 format!("--id={id}"),
@@ -126,6 +142,7 @@ impl Fleet {
                 format!("--data-dir={}", dir.join(&id).display()),
                 "--silence-timeout-ms=2000".into(),
             ];
+            args.extend(pki.args());
             let proc = Proc::spawn(id.clone(), recall, args, dir)?;
             sidecars.push(Arc::new(Sidecar {
                 index,
@@ -144,10 +161,21 @@ impl Fleet {
                 .build()?,
         };
         for s in &fleet.sidecars {
-            fleet
-                .wait_ready(s, Duration::from_secs(30))
-                .await
-                .with_context(|| format!("{} never became ready", s.id))?;
+            if let Err(e) = fleet.wait_ready(s, Duration::from_secs(30)).await {
+                let log = s
+                    .proc
+                    .lock()
+                    .expect("sidecar process lock")
+                    .log()
+                    .to_owned();
+                fleet.stop();
+                return Err(e.context(format!(
+                    "{} never became ready; the end of {}:\n{}",
+                    s.id,
+                    log.display(),
+                    crate::procs::tail(&log, 10)
+                )));
+            }
         }
         Ok(fleet)
     }

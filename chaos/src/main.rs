@@ -65,7 +65,8 @@ struct Args {
     /// The redis-server binary.
     #[arg(long, default_value = "/usr/bin/redis-server")]
     redis_bin: PathBuf,
-    /// Keep the data directories and logs (they are removed after a passing run).
+    /// Keep the data directories, logs and the run's certificates (DIR/pki) (they are removed
+    /// after a passing run).
     #[arg(long)]
     keep_data: bool,
     /// No progress bars (for logs and CI).

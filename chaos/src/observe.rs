@@ -2,7 +2,8 @@
 //! - **the sidecars' own reports**: each sidecar's `/v1/status` says which version it applied
 //!   and when (its own clock);
 //! - **the cluster's ack view**: `recall status` lists every subscriber with the version it
-//!   acknowledged and when the ack arrived.
+//!   acknowledged and when the ack arrived (the node asked gathers the other nodes' lists over
+//!   their peer ports, through their peer proxies).
 //!
 //! Both are polled every [`POLL`] and kept as timelines of changes; once the target version is
 //! known, each gives every sidecar's time to hold everything. The poll period bounds how late a

@@ -73,7 +73,16 @@ impl Proc {
             .append(true)
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
-        let child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        // A child is configured by its flags alone: recall reads RECALL_* variables (a CA, a
+        // certificate, a config file) for every flag not given, and the harness's environment
+        // must not choose them.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("RECALL_") {
+                command.env_remove(&key);
+            }
+        }
+        let child = command
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -1,13 +1,16 @@
 //! `recall dev`: the embedded default in one process, a single-node authority and a sidecar
-//! following it, with data under `./recall-data`, and how to use them.
+//! following it, with data under `./recall-data`, and how to use them. On first start it makes a
+//! development PKI in `./recall-data/pki`, where every other command finds it by default.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::node::{NodeConfig, RunningNode, clock};
+use crate::node::{Listeners, NodeConfig, RunningNode, clock};
 use crate::sidecar::{RunningSidecar, SidecarConfig};
 use crate::subscriber::SubscriberConfig;
+use crate::transport::pki::{self, DevPki};
+use crate::transport::{Security, TlsFiles};
 
 /// Flags of `recall dev`.
 #[derive(Debug, clap::Args)]
@@ -15,9 +18,12 @@ pub struct DevArgs {
     /// Where the authority and the sidecar keep their data.
     #[arg(long, env = "RECALL_DATA_DIR", default_value = "recall-data")]
     data_dir: PathBuf,
-    /// The authority's gRPC address (operator API and subscribe stream).
+    /// The authority's client port (operator API and subscribe stream).
     #[arg(long, default_value = "127.0.0.1:7070")]
     listen: String,
+    /// The authority's peer port (Raft; a single node has no peers, but the port is served).
+    #[arg(long, default_value = "127.0.0.1:7071")]
+    peer_listen: String,
     /// The sidecar's HTTP check address.
     #[arg(long, default_value = "127.0.0.1:7080")]
     http: String,
@@ -29,17 +35,34 @@ pub struct DevArgs {
 /// Runs `recall dev` until Ctrl-C.
 pub async fn run(a: DevArgs) -> anyhow::Result<()> {
     super::server::init_tracing(false);
-    let listener = tokio::net::TcpListener::bind(&a.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", a.listen))?;
+    let pki_dir = a.data_dir.join("pki");
+    if pki::ensure(&pki_dir, &DevPki::default())? {
+        println!(
+            "made a development PKI in {} (CA, nodes 1-3, operator admin, subscriber dev-sidecar)",
+            pki_dir.display()
+        );
+    }
+    let domain = crate::transport::DEV_TRUST_DOMAIN;
+    let node_security = Security::tls(TlsFiles::in_dir(&pki_dir, "node-1"), domain)?;
+    let sidecar_security =
+        Security::tls(TlsFiles::in_dir(&pki_dir, "subscriber-dev-sidecar"), domain)?;
+    let bind = |addr: String| async move {
+        tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))
+    };
+    let listeners = Listeners {
+        client: bind(a.listen.clone()).await?,
+        peer: bind(a.peer_listen.clone()).await?,
+    };
     let config = NodeConfig {
-        advertise: a.listen.clone(),
+        advertise: a.peer_listen.clone(),
         data_dir: a.data_dir.join("authority"),
         ..NodeConfig::default()
     };
-    let node = RunningNode::start(config, listener, clock::system()).await?;
+    let node = RunningNode::start(config, listeners, node_security, clock::system()).await?;
 
-    let mut sub = SubscriberConfig::new(vec![a.listen.clone()], "dev-sidecar");
+    let mut sub = SubscriberConfig::new(vec![a.listen.clone()], "dev-sidecar", sidecar_security);
     sub.data_dir = Some(a.data_dir.join("sidecar"));
     let mut sidecar_config = SidecarConfig::new(sub);
     sidecar_config.http_listen = a.http.clone();
@@ -59,12 +82,14 @@ pub async fn run(a: DevArgs) -> anyhow::Result<()> {
 
     let c = &a.listen;
     println!(
-        "\nrecall is running: authority on {c} (data in {dir}/authority), sidecar on http://{h} \
-         and grpc {g} (data in {dir}/sidecar).\n\n\
+        "\nrecall is running: authority on {c} (mutual TLS; certificates in {dir}/pki, where the \
+         CLI finds them as operator admin), sidecar on http://{h} and grpc {g} (data in \
+         {dir}/sidecar).\n\n\
          revoke a token:     recall revoke --cluster {c} --kind token --ns https://login.example jti-123 --wait-converged\n\
          check it:           curl 'http://{h}/v1/check?iss=https://login.example&jti=jti-123'\n\
          log a user out:     recall rule --cluster {c} --scope subject --ns https://login.example --value alice\n\
          see the cluster:    recall status --cluster {c}\n\
+         grant a role:       recall roles grant alice revoker --cluster {c}\n\
          audit history:      recall audit log --cluster {c}\n\n\
          Ctrl-C stops both.",
         dir = a.data_dir.display(),

@@ -209,7 +209,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         .collect();
     let progress = bar.clone();
     let stream = futures::stream::iter(chunks).inspect(move |c| progress.inc(c.items.len() as u64));
-    let mut client = connect(&args.cluster.cluster).await?;
+    let mut client = connect(&args.cluster).await?;
     let started = std::time::Instant::now();
     let r = client
         .import(stream)

@@ -4,7 +4,7 @@ use anyhow::bail;
 use futures::StreamExt;
 
 use super::ClusterArgs;
-use super::client::{connect, connect_one, status_error};
+use super::client::{connect, connect_with, dialer, status_error};
 use super::time;
 use crate::proto as pb;
 
@@ -66,7 +66,7 @@ pub enum ClusterCmd {
 
 /// Runs `recall status`.
 pub async fn status(a: StatusArgs) -> anyhow::Result<()> {
-    let mut client = connect(&a.cluster.cluster).await?;
+    let mut client = connect(&a.cluster).await?;
     let s = client
         .status(pb::StatusRequest {
             version: a.version,
@@ -135,7 +135,7 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<()> {
 pub async fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
     match cmd {
         AuditCmd::Verify { cluster } => {
-            let r = connect(&cluster.cluster)
+            let r = connect(&cluster)
                 .await?
                 .audit_verify(pb::AuditVerifyRequest {})
                 .await
@@ -151,7 +151,7 @@ pub async fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
             from,
             limit,
         } => {
-            let mut stream = connect(&cluster.cluster)
+            let mut stream = connect(&cluster)
                 .await?
                 .audit_log(pb::AuditLogRequest {
                     from_version: Some(from),
@@ -163,8 +163,13 @@ pub async fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
             while let Some(r) = stream.next().await {
                 let r = r.map_err(status_error)?;
                 let hash: String = r.hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
+                let on_behalf = if r.on_behalf_of.is_empty() {
+                    String::new()
+                } else {
+                    format!(" for {}", r.on_behalf_of)
+                };
                 println!(
-                    "{:>8}  {}  {:<12} {}  ({})  #{hash}",
+                    "{:>8}  {}  {}{on_behalf}  {}  ({})  #{hash}",
                     r.version,
                     time::show(recall_core::Timestamp::from_millis(r.at_ms)),
                     r.actor,
@@ -188,9 +193,14 @@ pub async fn cluster(cmd: ClusterCmd) -> anyhow::Result<()> {
         ClusterCmd::Voters { cluster, .. } => (cluster, "voters"),
     };
     let mut last = None;
+    let dialer = dialer(cluster)?;
     for addr in &cluster.cluster {
-        let Ok(mut client) = connect_one(addr).await else {
-            continue;
+        let mut client = match connect_with(&dialer, addr).await {
+            Ok(c) => c,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
         };
         let r = match &cmd {
             ClusterCmd::AddLearner { id, address, .. } => {
@@ -224,12 +234,12 @@ pub async fn cluster(cmd: ClusterCmd) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            Err(s) if s.code() == tonic::Code::FailedPrecondition => last = Some(s),
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => last = Some(status_error(s)),
             Err(s) => return Err(status_error(s)),
         }
     }
     match last {
-        Some(s) => Err(status_error(s)),
+        Some(e) => Err(e),
         None => bail!("no node answered; list the leader's address in --cluster"),
     }
 }

@@ -6,10 +6,15 @@ mod client;
 mod dev;
 mod import;
 mod inspect;
+mod pki;
+mod roles;
 mod server;
 mod sidecar;
 mod time;
+mod tls;
 mod write;
+
+pub use tls::TlsArgs;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +37,18 @@ pub struct ClusterArgs {
         value_delimiter = ','
     )]
     pub cluster: Vec<String>,
+    /// The operator identity to act as: its certificate is PKI/operator-NAME.pem unless --cert
+    /// names one.
+    #[arg(
+        long = "as",
+        env = "RECALL_OPERATOR",
+        default_value = "admin",
+        value_name = "NAME"
+    )]
+    pub operator: String,
+    /// Certificates.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +75,12 @@ enum Cmd {
     /// Cluster membership.
     #[command(subcommand)]
     Cluster(inspect::ClusterCmd),
+    /// Operator roles: who may view, revoke, recall and administer.
+    #[command(subcommand)]
+    Roles(roles::RolesCmd),
+    /// Certificates: a development CA and identities.
+    #[command(subcommand)]
+    Pki(pki::PkiCmd),
 }
 
 impl Cli {
@@ -74,6 +97,8 @@ impl Cli {
             Cmd::Status(a) => inspect::status(a).await,
             Cmd::Audit(c) => inspect::audit(c).await,
             Cmd::Cluster(c) => inspect::cluster(c).await,
+            Cmd::Roles(c) => roles::run(c).await,
+            Cmd::Pki(c) => pki::run(c),
         }
     }
 }

@@ -19,17 +19,21 @@ pub struct ServerArgs {
     /// This node's id (unique in the cluster, at least 1). Default 1.
     #[arg(long, env = "RECALL_ID")]
     id: Option<u64>,
-    /// The address to listen on. Default 127.0.0.1:7070.
+    /// The client port (operator API and subscribe stream). Default 127.0.0.1:7070.
     #[arg(long, env = "RECALL_LISTEN")]
     listen: Option<String>,
-    /// The address others reach this node at. Default: the listen address.
+    /// The peer port (the Raft RPC between nodes only). Default 127.0.0.1:7071.
+    #[arg(long, env = "RECALL_PEER_LISTEN")]
+    peer_listen: Option<String>,
+    /// The address other nodes reach this node's peer port at. Default: the peer listen address.
     #[arg(long, env = "RECALL_ADVERTISE")]
     advertise: Option<String>,
     /// The data directory. Default ./recall-data.
     #[arg(long, env = "RECALL_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// The initial voters of a new cluster: `1=host:port,2=host:port,3=host:port`. The node with
-    /// the smallest id creates the cluster. Default: a single-node cluster of this node.
+    /// The initial voters of a new cluster by their peer addresses:
+    /// `1=host:peerport,2=host:peerport,3=host:peerport`. The node with the smallest id creates
+    /// the cluster. Default: a single-node cluster of this node.
     #[arg(long, env = "RECALL_PEERS", value_delimiter = ',')]
     peers: Vec<String>,
     /// Join an existing cluster instead of creating one (wait for `recall cluster add-learner`).
@@ -53,9 +57,24 @@ pub struct ServerArgs {
     /// The largest batch one request may carry. Default 100000.
     #[arg(long, env = "RECALL_MAX_BATCH")]
     max_batch: Option<usize>,
+    /// The first admins of a new cluster (operator names or SPIFFE IDs). Default: admin.
+    #[arg(long, env = "RECALL_ADMINS", value_delimiter = ',')]
+    admins: Vec<String>,
     /// Log as JSON lines instead of readable text.
     #[arg(long, env = "RECALL_LOG_JSON")]
     log_json: bool,
+    /// Certificates: this node's is PKI/node-ID.pem unless --cert names one.
+    #[command(flatten)]
+    tls: super::TlsArgs,
+}
+
+/// What `recall server` resolved its flags into.
+struct Resolved {
+    config: NodeConfig,
+    listen: String,
+    peer_listen: String,
+    json: bool,
+    tls: super::TlsArgs,
 }
 
 /// Sets up tracing (RUST_LOG filters; default info).
@@ -86,8 +105,8 @@ fn parse_peers(peers: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
 }
 
 impl ServerArgs {
-    /// The node configuration and the listen address.
-    fn resolve(self) -> anyhow::Result<(NodeConfig, String, bool)> {
+    /// The node configuration and the listen addresses.
+    fn resolve(self) -> anyhow::Result<Resolved> {
         let file: FileConfig = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -101,7 +120,15 @@ impl ServerArgs {
         let listen = self
             .listen
             .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:7070".into());
+        let peer_listen = self
+            .peer_listen
+            .or(file.peer_listen)
             .unwrap_or_else(|| d.advertise.clone());
+        let mut tls = self.tls;
+        tls.ca = tls.ca.or(file.ca);
+        tls.cert = tls.cert.or(file.cert);
+        tls.key = tls.key.or(file.key);
         let file_peers: Vec<String> = file
             .peers
             .unwrap_or_default()
@@ -119,7 +146,7 @@ impl ServerArgs {
             advertise: self
                 .advertise
                 .or(file.advertise)
-                .unwrap_or_else(|| listen.clone()),
+                .unwrap_or_else(|| peer_listen.clone()),
             data_dir: self.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
             initial_members: parse_peers(&peers)?,
             bootstrap: !self.join && file.bootstrap.unwrap_or(true),
@@ -152,21 +179,43 @@ impl ServerArgs {
         if let Some(b) = self.max_batch.or(file.max_batch) {
             config.limits.max_batch = b;
         }
-        Ok((config, listen, self.log_json))
+        let admins = if self.admins.is_empty() {
+            file.admins.unwrap_or_default()
+        } else {
+            self.admins
+        };
+        if !admins.is_empty() {
+            config.admins = admins;
+        }
+        Ok(Resolved {
+            config,
+            listen,
+            peer_listen,
+            json: self.log_json,
+            tls,
+        })
     }
 }
 
 /// Runs `recall server`.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let (config, listen, json) = args.resolve()?;
-    init_tracing(json);
-    config.validate()?;
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let r = args.resolve()?;
+    init_tracing(r.json);
+    r.config.validate()?;
+    let security = r.tls.security(&format!("node-{}", r.config.id))?;
+    let bind = |addr: String, flag: &'static str| async move {
+        tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} ({flag})"))
+    };
+    let listeners = crate::node::Listeners {
+        client: bind(r.listen, "--listen").await?,
+        peer: bind(r.peer_listen, "--peer-listen").await?,
+    };
     crate::node::run(
-        config,
-        listener,
+        r.config,
+        listeners,
+        security,
         crate::node::clock::system(),
         shutdown_signal(),
     )

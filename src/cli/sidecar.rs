@@ -40,8 +40,9 @@ pub struct SidecarArgs {
         value_delimiter = ','
     )]
     cluster: Vec<String>,
-    /// A stable id, unique in the fleet; operators see it in `recall status`.
-    /// Default: sidecar@HOSTNAME/PID.
+    /// The subscriber id, unique in the fleet (operators see it in `recall status`). Its
+    /// certificate is PKI/subscriber-ID.pem unless --cert names one; with --cert, the default
+    /// is the id the certificate names. Default: dev-sidecar.
     #[arg(long, env = "RECALL_SIDECAR_ID")]
     id: Option<String>,
     /// Where the HTTP check API listens.
@@ -80,12 +81,23 @@ pub struct SidecarArgs {
     /// Log as JSON lines instead of readable text.
     #[arg(long, env = "RECALL_LOG_JSON")]
     log_json: bool,
+    /// Serve the check APIs over TLS with the sidecar's own certificate (clients must then
+    /// present a certificate of the same CA). Default: plaintext, for loopback.
+    #[arg(long, env = "RECALL_CHECK_TLS")]
+    check_tls: bool,
+    /// Certificates.
+    #[command(flatten)]
+    tls: super::TlsArgs,
 }
 
 impl SidecarArgs {
-    fn resolve(self) -> SidecarConfig {
-        let id = self.id.unwrap_or_else(default_id);
-        let mut subscriber = SubscriberConfig::new(self.cluster, id);
+    fn resolve(self) -> anyhow::Result<SidecarConfig> {
+        let stem = format!("subscriber-{}", self.id.as_deref().unwrap_or("dev-sidecar"));
+        let security = self.tls.security(&stem)?;
+        let mut subscriber = match self.id {
+            Some(id) => SubscriberConfig::new(self.cluster, id, security.clone()),
+            None => SubscriberConfig::for_identity(self.cluster, security.clone())?,
+        };
         subscriber.mode = match self.mode {
             ModeArg::Full => recall_filter::Mode::Full,
             ModeArg::Lite => recall_filter::Mode::Lite,
@@ -97,31 +109,20 @@ impl SidecarArgs {
             PolicyArg::FailClosed => StalePolicy::FailClosed,
             PolicyArg::FailOpen => StalePolicy::FailOpen,
         };
-        SidecarConfig {
+        Ok(SidecarConfig {
             subscriber,
             http_listen: self.http,
             grpc_listen: self.grpc,
-        }
+            check_tls: self.check_tls.then_some(security),
+        })
     }
-}
-
-/// `sidecar@HOSTNAME/PID`: unique on a host, recognisable in convergence reports.
-fn default_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("sidecar@{host}/{}", std::process::id())
 }
 
 /// Runs `recall sidecar`.
 pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
     let json = args.log_json;
-    let config = args.resolve();
     init_tracing(json);
+    let config = args.resolve()?;
     config.validate()?;
     let http = tokio::net::TcpListener::bind(&config.http_listen)
         .await

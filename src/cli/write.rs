@@ -14,8 +14,9 @@ pub struct Why {
     /// Why (recorded in the audit history).
     #[arg(long, default_value = "")]
     pub reason: String,
-    /// Who (recorded in the audit history). Default: $USER.
-    #[arg(long, env = "USER", default_value = "operator")]
+    /// On whose behalf you act, recorded in the audit history as a note (the actor of record is
+    /// always your certificate's identity). Default: $USER.
+    #[arg(long, env = "USER", default_value = "")]
     pub actor: String,
 }
 
@@ -165,7 +166,7 @@ pub async fn revoke(a: RevokeArgs) -> anyhow::Result<()> {
         reason: a.why.reason,
         wait: a.wait.to_wire(),
     };
-    let r = connect(&a.cluster.cluster)
+    let r = connect(&a.cluster)
         .await?
         .revoke(req)
         .await
@@ -187,7 +188,7 @@ pub async fn rule(a: RuleArgs) -> anyhow::Result<()> {
         reason: a.why.reason,
         wait: a.wait.to_wire(),
     };
-    let r = connect(&a.cluster.cluster)
+    let r = connect(&a.cluster)
         .await?
         .add_rule(req)
         .await
@@ -224,7 +225,7 @@ pub async fn lift(a: LiftArgs) -> anyhow::Result<()> {
         reason: a.why.reason,
         wait: a.wait.to_wire(),
     };
-    let r = connect(&a.cluster.cluster)
+    let r = connect(&a.cluster)
         .await?
         .lift(req)
         .await

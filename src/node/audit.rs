@@ -10,6 +10,8 @@
 //! machine's job.
 
 use recall_core::{Command, Timestamp};
+
+use super::access::RoleChange;
 use serde::{Deserialize, Serialize};
 
 /// Separates audit hashes from every other BLAKE3 use.
@@ -28,8 +30,11 @@ pub struct AuditRecord {
     pub version: u64,
     /// When the leader accepted the command (a prune: the time inside it).
     pub at: Timestamp,
-    /// Who asked for it ([`SYSTEM_ACTOR`] for a prune).
+    /// Who asked for it: the authenticated identity of the caller ([`SYSTEM_ACTOR`] for the
+    /// system's own commands).
     pub actor: String,
+    /// Whom the caller said it acted for (free text the client sent; never the actor).
+    pub on_behalf_of: String,
     /// Why (`"expiry"` for a prune).
     pub reason: String,
     /// A one-line human summary of the command.
@@ -45,19 +50,79 @@ pub struct AuditRecord {
 impl AuditRecord {
     /// The record of `cmd` applied at `version`, following the record whose hash is `prev`.
     pub fn next(prev: &[u8; 32], version: u64, cmd: &Command) -> Self {
-        let (at, actor, reason) = match cmd {
+        let (at, actor, on_behalf_of, reason) = match cmd {
             Command::Revoke { meta, .. }
             | Command::AddRule { meta, .. }
-            | Command::Lift { meta, .. } => (meta.at, meta.actor.clone(), meta.reason.clone()),
-            Command::Prune { now } => (*now, SYSTEM_ACTOR.to_owned(), "expiry".to_owned()),
+            | Command::Lift { meta, .. } => (
+                meta.at,
+                meta.actor.clone(),
+                meta.on_behalf_of.clone(),
+                meta.reason.clone(),
+            ),
+            Command::Prune { now } => (
+                *now,
+                SYSTEM_ACTOR.to_owned(),
+                String::new(),
+                "expiry".to_owned(),
+            ),
         };
+        Self::link(
+            prev,
+            version,
+            (at, actor, on_behalf_of, reason),
+            cmd.summary(),
+            command_hash(cmd),
+        )
+    }
+
+    /// The record of a role binding changed at `version`.
+    pub fn of_roles(prev: &[u8; 32], version: u64, change: &RoleChange) -> Self {
+        let m = &change.meta;
+        Self::link(
+            prev,
+            version,
+            (
+                m.at,
+                m.actor.clone(),
+                m.on_behalf_of.clone(),
+                m.reason.clone(),
+            ),
+            change.summary(),
+            hash_of(change),
+        )
+    }
+
+    /// The record of the first admins bound from a new cluster's configuration.
+    pub fn of_bootstrap(prev: &[u8; 32], version: u64, at: Timestamp, admins: &[String]) -> Self {
+        Self::link(
+            prev,
+            version,
+            (
+                at,
+                SYSTEM_ACTOR.to_owned(),
+                String::new(),
+                "the configuration of a new cluster".to_owned(),
+            ),
+            format!("bind {} to role admin", admins.join(", ")),
+            hash_of(&admins),
+        )
+    }
+
+    fn link(
+        prev: &[u8; 32],
+        version: u64,
+        (at, actor, on_behalf_of, reason): (Timestamp, String, String, String),
+        summary: String,
+        command_hash: [u8; 32],
+    ) -> Self {
         let mut record = Self {
             version,
             at,
             actor,
+            on_behalf_of,
             reason,
-            summary: cmd.summary(),
-            command_hash: command_hash(cmd),
+            summary,
+            command_hash,
             prev: *prev,
             hash: GENESIS,
         };
@@ -66,7 +131,8 @@ impl AuditRecord {
     }
 
     /// Recomputes the hash of this record's content: BLAKE3 over the domain tag, `prev`,
-    /// `version` and `at` (little-endian), then `actor`, `reason` and `summary` each prefixed
+    /// `version` and `at` (little-endian), then `actor`, `on_behalf_of`, `reason` and `summary`
+    /// each prefixed
     /// with its length (u64 LE), then `command_hash` (fixed size, so not prefixed).
     pub fn content_hash(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
@@ -74,7 +140,7 @@ impl AuditRecord {
         h.update(&self.prev);
         h.update(&self.version.to_le_bytes());
         h.update(&self.at.as_millis().to_le_bytes());
-        for text in [&self.actor, &self.reason, &self.summary] {
+        for text in [&self.actor, &self.on_behalf_of, &self.reason, &self.summary] {
             h.update(&(text.len() as u64).to_le_bytes());
             h.update(text.as_bytes());
         }
@@ -85,9 +151,13 @@ impl AuditRecord {
 
 /// The BLAKE3 of the postcard encoding of `cmd`.
 pub fn command_hash(cmd: &Command) -> [u8; 32] {
+    hash_of(cmd)
+}
+
+fn hash_of<T: Serialize>(value: &T) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
-    // Encoding a command only fails for types serde cannot represent; a Command has none.
-    postcard::to_io(cmd, &mut h).expect("a command always encodes");
+    // Encoding only fails for types serde cannot represent; commands have none.
+    postcard::to_io(value, &mut h).expect("a command always encodes");
     *h.finalize().as_bytes()
 }
 
@@ -197,6 +267,7 @@ mod tests {
             meta: Meta {
                 at: Timestamp::from_millis(1_000 + i as i64),
                 actor: "alice".into(),
+                on_behalf_of: String::new(),
                 reason: format!("incident {i}"),
             },
             items: vec![Revocation {

@@ -15,7 +15,8 @@ use super::raft::{NodeId, StateMachineConfig};
 pub struct NodeConfig {
     /// This node's id in the cluster (unique, non-zero).
     pub id: NodeId,
-    /// The address peers, sidecars and the CLI reach this node at (`host:port`).
+    /// The address peers reach this node's peer port at (`host:port`): the address in the
+    /// cluster's membership.
     pub advertise: String,
     /// Where the Raft log and the state machine live.
     pub data_dir: PathBuf,
@@ -43,6 +44,13 @@ pub struct NodeConfig {
     pub state_machine: StateMachineConfig,
     /// How subscriber streams are served.
     pub streams: crate::node::subscribe::StreamConfig,
+    /// The first admins of a new cluster: operator names (`admin`) or SPIFFE IDs, bound with
+    /// the cluster's seed by its first leader. Ignored once the cluster has role bindings.
+    pub admins: Vec<String>,
+    /// How fast one operator identity may write, per node.
+    pub write_rate: crate::node::rate::WriteRate,
+    /// Connection limits of both listeners.
+    pub listener_limits: crate::transport::ListenerLimits,
 }
 
 impl Default for NodeConfig {
@@ -62,6 +70,9 @@ impl Default for NodeConfig {
             limits: Limits::default(),
             state_machine: StateMachineConfig::default(),
             streams: crate::node::subscribe::StreamConfig::default(),
+            admins: vec!["admin".into()],
+            write_rate: crate::node::rate::WriteRate::default(),
+            listener_limits: crate::transport::ListenerLimits::default(),
         }
     }
 }
@@ -139,8 +150,10 @@ impl NodeConfig {
 pub struct FileConfig {
     /// See [`NodeConfig::id`].
     pub id: Option<NodeId>,
-    /// The address to listen on.
+    /// The client port's address.
     pub listen: Option<String>,
+    /// The peer port's address.
+    pub peer_listen: Option<String>,
     /// See [`NodeConfig::advertise`].
     pub advertise: Option<String>,
     /// See [`NodeConfig::data_dir`].
@@ -161,4 +174,12 @@ pub struct FileConfig {
     pub prune_interval_s: Option<u64>,
     /// See [`Limits::max_batch`].
     pub max_batch: Option<usize>,
+    /// See [`NodeConfig::admins`].
+    pub admins: Option<Vec<String>>,
+    /// The CA bundle (PEM).
+    pub ca: Option<PathBuf>,
+    /// This node's certificate (PEM).
+    pub cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    pub key: Option<PathBuf>,
 }

@@ -49,7 +49,14 @@ impl Contact {
                     return None;
                 }
                 // No ack yet: just elected, the first quorum ack is on its way.
-                Duration::from_millis(m.millis_since_quorum_ack.unwrap_or(0))
+                let since_ack = Duration::from_millis(m.millis_since_quorum_ack.unwrap_or(0));
+                // A leader acked by a quorum is in touch now: should it step down, its silence
+                // counts from here, not from before it led.
+                let mut last = self.last.lock().expect("contact lock");
+                if let Some(at) = Instant::now().checked_sub(since_ack) {
+                    *last = (*last).max(at);
+                }
+                since_ack
             } else {
                 self.last.lock().expect("contact lock").elapsed()
             }

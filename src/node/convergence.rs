@@ -1,6 +1,6 @@
 //! Convergence: how many live subscribers, cluster-wide, have applied a version, and which lag.
 //! Each node knows the subscribers it serves; a cluster-wide view asks every member for its own
-//! (a `Status` with `local_only`) and merges them, so the operator sees the recall wave land.
+//! (the peer port's `Subscribers`) and merges them, so the operator sees the recall wave land.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +11,8 @@ use tonic::transport::Channel;
 use super::raft::Raft;
 use super::subscribe::{Registry, SubscriberInfo};
 use crate::proto as pb;
-use crate::proto::operator_client::OperatorClient;
+use crate::proto::raft_internal_client::RaftInternalClient;
+use crate::transport::{Dialer, Expect};
 
 /// How long a peer may take to report its subscribers.
 const PEER_TIMEOUT: Duration = Duration::from_millis(500);
@@ -29,15 +30,17 @@ pub struct Seen {
 pub struct Convergence {
     raft: Raft,
     registry: Arc<Registry>,
-    peers: Mutex<HashMap<String, OperatorClient<Channel>>>,
+    dialer: Dialer,
+    peers: Mutex<HashMap<(u64, String), RaftInternalClient<Channel>>>,
 }
 
 impl Convergence {
     /// Convergence over `raft`'s members, this node's subscribers in `registry`.
-    pub fn new(raft: Raft, registry: Arc<Registry>) -> Self {
+    pub fn new(raft: Raft, registry: Arc<Registry>, dialer: Dialer) -> Self {
         Self {
             raft,
             registry,
+            dialer: dialer.with_connect_timeout(PEER_TIMEOUT),
             peers: Mutex::new(HashMap::new()),
         }
     }
@@ -65,7 +68,7 @@ impl Convergence {
             .collect();
         let asks = others
             .iter()
-            .map(|(id, addr)| async move { (*id, self.ask(addr).await) });
+            .map(|(id, addr)| async move { (*id, self.ask(*id, addr).await) });
         for (id, r) in futures::future::join_all(asks).await {
             match r {
                 Some(mut seen) => all.append(&mut seen),
@@ -87,36 +90,29 @@ impl Convergence {
         (out, silent)
     }
 
-    async fn ask(&self, addr: &str) -> Option<Vec<Seen>> {
-        let client = {
+    async fn ask(&self, id: u64, addr: &str) -> Option<Vec<Seen>> {
+        let mut client = {
             let mut peers = self.peers.lock().expect("peer clients lock");
-            match peers.get(addr) {
+            let key = (id, addr.to_owned());
+            match peers.get(&key) {
                 Some(c) => c.clone(),
                 None => {
-                    let ch = Channel::from_shared(format!("http://{addr}"))
-                        .ok()?
-                        .connect_timeout(PEER_TIMEOUT)
-                        .connect_lazy();
-                    let c = OperatorClient::new(ch);
-                    peers.insert(addr.to_string(), c.clone());
+                    let ch = self.dialer.lazy(addr, Expect::Node(id)).ok()?;
+                    let c = RaftInternalClient::new(ch);
+                    peers.insert(key, c.clone());
                     c
                 }
             }
         };
-        let mut client = client;
-        // Every subscriber lags u64::MAX, so the peer lists them all.
-        let req = pb::StatusRequest {
-            version: Some(u64::MAX),
-            local_only: true,
-        };
-        let reply = tokio::time::timeout(PEER_TIMEOUT, client.status(req))
-            .await
-            .ok()?
-            .ok()?
-            .into_inner();
-        let c = reply.convergence?;
+        let reply =
+            tokio::time::timeout(PEER_TIMEOUT, client.subscribers(pb::SubscribersRequest {}))
+                .await
+                .ok()?
+                .ok()?
+                .into_inner();
         Some(
-            c.laggards
+            reply
+                .subscribers
                 .into_iter()
                 .map(|l| Seen {
                     node: reply.node_id,

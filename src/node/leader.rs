@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use recall_core::{Command, FingerprintSeed};
+use recall_core::Command;
 use tokio::sync::watch;
 
 use super::clock::Clock;
@@ -36,11 +36,10 @@ pub async fn run(
         if !leads {
             continue;
         }
-        if !sm.seeded() {
-            let seed = FingerprintSeed(rand::random());
-            if let Err(e) = writer.propose_system(Request::Init { seed }).await {
-                tracing::debug!(error = %e, "seed proposal failed; will retry");
-            }
+        if !sm.seeded()
+            && let Err(e) = writer.propose_system(writer.init_request()).await
+        {
+            tracing::debug!(error = %e, "seed proposal failed; will retry");
         }
         if since_prune >= prune_interval {
             since_prune = Duration::ZERO;

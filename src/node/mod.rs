@@ -1,5 +1,7 @@
-//! The authority node (`recall server`): an openraft member holding the revocation set durably,
-//! serving the operator API and the internal Raft RPC on one gRPC port.
+//! The authority node (`recall server`): an openraft member holding the revocation set durably.
+//! It listens on two ports, both mutual TLS: the peer port serves only the internal Raft RPC to
+//! member nodes, the client port the operator API (by role) and the subscribe stream (to
+//! subscriber identities).
 //!
 //! - [`raft`]: the type configuration, the redb log and state machine, the gRPC transport;
 //! - [`writer`]: the write path (validate, chunk, stamp, propose or forward to the leader);
@@ -7,11 +9,13 @@
 //! - [`subscribe`]: the subscribe stream that feeds sidecars;
 //! - [`leader`]: what only the leader does (the cluster seed, expiry prunes);
 //! - [`audit`]: the hash-chained history of applied commands;
+//! - [`access`] and [`rate`]: who may do what, and how fast;
 //! - [`config`] and [`clock`]: what a node is started with.
 //!
 //! Nothing here parses flags or reads the environment: the binary does, and passes a
-//! [`NodeConfig`], a bound listener and a shutdown signal.
+//! [`NodeConfig`], bound [`Listeners`], the node's [`Security`] and a shutdown signal.
 
+pub mod access;
 pub mod audit;
 pub mod clock;
 pub mod config;
@@ -20,6 +24,7 @@ pub mod convergence;
 pub mod leader;
 pub mod operator;
 pub mod raft;
+pub mod rate;
 pub mod subscribe;
 pub mod write_error;
 pub mod writer;
@@ -31,15 +36,29 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 
 pub use clock::Clock;
 pub use config::{ConfigError, FileConfig, NodeConfig};
 pub use write_error::WriteError;
 pub use writer::Writer;
 
-use raft::network::{GrpcNetwork, MAX_MESSAGE_BYTES};
+use crate::transport::{Dialer, Security};
+use raft::network::GrpcNetwork;
 use raft::{LogStore, Node, Raft, StateMachine};
+
+/// The two listeners of a node, already bound (tests pass `127.0.0.1:0`).
+pub struct Listeners {
+    /// The client port: operator API and subscribe stream.
+    pub client: TcpListener,
+    /// The peer port: the internal Raft RPC (its address is the one in the membership).
+    pub peer: TcpListener,
+}
+
+/// The most bytes one subscriber message (a Hello or an Ack) may have.
+const MAX_SUBSCRIBER_MESSAGE: usize = 64 << 10;
+
+/// The most bytes one revocation item takes on the wire (kind, two 256-byte strings, expiry).
+const MAX_ITEM_BYTES: usize = 640;
 
 /// A running node.
 pub struct RunningNode {
@@ -51,20 +70,45 @@ pub struct RunningNode {
     pub writer: Writer,
     /// The node's live subscribers.
     pub subscribers: Arc<subscribe::Registry>,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
     duties: JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl RunningNode {
-    /// Starts a node on `listener` (already bound, so tests can pass `127.0.0.1:0`).
+    /// Starts a node on `listeners`, proving `security`'s identity (a node certificate whose id
+    /// is `config.id`).
     pub async fn start(
         config: NodeConfig,
-        listener: TcpListener,
+        listeners: Listeners,
+        security: Security,
         clock: Clock,
     ) -> anyhow::Result<Self> {
         config.validate()?;
+        if let Some(identity) = security.identity()
+            && identity.node_id() != Some(config.id)
+        {
+            anyhow::bail!(
+                "the node certificate names {identity}, but this node's id is {}: give the \
+                 certificate of node {} (node-{}.pem in a development PKI)",
+                config.id,
+                config.id,
+                config.id
+            );
+        }
+        let trust_domain = security
+            .trust_domain()
+            .unwrap_or(crate::transport::DEV_TRUST_DOMAIN)
+            .to_owned();
+        let admins = config
+            .admins
+            .iter()
+            .map(|a| access::operator_identity(&trust_domain, a).map(|i| i.to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: admins: {e}"))?;
         let raft_config = Arc::new(config.raft_config()?);
+        let raft_limit =
+            raft::network::message_limit(config.chunk_bytes, raft_config.max_payload_entries);
         let dir = config.data_dir.clone();
         let sm_config = config.state_machine;
         let (log, sm) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -74,7 +118,11 @@ impl RunningNode {
             Ok((log, sm))
         })
         .await??;
-        let network = GrpcNetwork::default();
+        let dialer = Dialer::new(security.clone());
+        let network = GrpcNetwork {
+            dialer: dialer.clone(),
+            max_message: raft_limit,
+        };
         let raft = Raft::new(config.id, raft_config, network, log, sm.clone())
             .await
             .context("starting Raft")?;
@@ -82,9 +130,13 @@ impl RunningNode {
             raft.clone(),
             sm.clone(),
             clock.clone(),
-            config.limits,
-            config.write_timeout,
-            config.chunk_bytes,
+            writer::WriterConfig {
+                limits: config.limits,
+                timeout: config.write_timeout,
+                chunk_bytes: config.chunk_bytes,
+                admins,
+            },
+            dialer.clone(),
         );
 
         let registry = Arc::new(subscribe::Registry::default());
@@ -92,14 +144,43 @@ impl RunningNode {
         let contact = Arc::new(contact::Contact::new(contact::out_of_touch_after(
             config.election_timeout,
         )));
-        let server = {
-            let raft_svc =
-                raft::service::RaftService::new(raft.clone(), writer.clone(), contact.clone());
+        let convergence = Arc::new(convergence::Convergence::new(
+            raft.clone(),
+            registry.clone(),
+            dialer,
+        ));
+        let until_stopped = |mut s: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = s.wait_for(|s| *s).await;
+        };
+        let peer_server = {
+            let raft_svc = raft::service::RaftService::new(
+                raft.clone(),
+                writer.clone(),
+                contact.clone(),
+                registry.clone(),
+                config.initial_members.keys().copied().collect(),
+            );
+            let router = crate::transport::grpc_server().add_service(
+                crate::proto::raft_internal_server::RaftInternalServer::new(raft_svc)
+                    .max_decoding_message_size(raft_limit)
+                    .max_encoding_message_size(raft_limit),
+            );
+            tokio::spawn(crate::transport::serve_grpc(
+                router,
+                listeners.peer,
+                security.clone(),
+                config.listener_limits,
+                until_stopped(stopped.clone()),
+            ))
+        };
+        let client_server = {
             let op_svc = operator::OperatorService::new(
                 raft.clone(),
                 sm.clone(),
                 writer.clone(),
-                registry.clone(),
+                convergence,
+                config.write_rate,
+                trust_domain,
             );
             let sub_svc = subscribe::SubscribeService::new(
                 sm.clone(),
@@ -110,25 +191,26 @@ impl RunningNode {
                 contact.clone(),
                 stopped.clone(),
             );
-            let mut stopped = stopped.clone();
-            let router = tonic::transport::Server::builder()
-                .add_service(
-                    crate::proto::raft_internal_server::RaftInternalServer::new(raft_svc)
-                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                        .max_encoding_message_size(MAX_MESSAGE_BYTES),
-                )
+            let operator_limit = config
+                .limits
+                .max_batch
+                .saturating_mul(MAX_ITEM_BYTES)
+                .saturating_add(64 << 10);
+            let router = crate::transport::grpc_server()
                 .add_service(
                     crate::proto::operator_server::OperatorServer::new(op_svc)
-                        .max_decoding_message_size(64 << 20),
+                        .max_decoding_message_size(operator_limit),
                 )
-                .add_service(crate::proto::subscription_server::SubscriptionServer::new(
-                    sub_svc,
-                ));
-            tokio::spawn(router.serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                },
+                .add_service(
+                    crate::proto::subscription_server::SubscriptionServer::new(sub_svc)
+                        .max_decoding_message_size(MAX_SUBSCRIBER_MESSAGE),
+                );
+            tokio::spawn(crate::transport::serve_grpc(
+                router,
+                listeners.client,
+                security,
+                config.listener_limits,
+                until_stopped(stopped.clone()),
             ))
         };
 
@@ -168,7 +250,7 @@ impl RunningNode {
             raft,
             sm,
             writer,
-            server,
+            servers: vec![peer_server, client_server],
             duties,
             stop,
         })
@@ -179,7 +261,9 @@ impl RunningNode {
         let _ = self.stop.send(true);
         self.duties.abort();
         let _ = self.raft.shutdown().await;
-        self.server.await??;
+        for server in self.servers {
+            server.await??;
+        }
         Ok(())
     }
 }
@@ -187,11 +271,12 @@ impl RunningNode {
 /// Runs a node until `shutdown` resolves.
 pub async fn run(
     config: NodeConfig,
-    listener: TcpListener,
+    listeners: Listeners,
+    security: Security,
     clock: Clock,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let node = RunningNode::start(config, listener, clock).await?;
+    let node = RunningNode::start(config, listeners, security, clock).await?;
     shutdown.await;
     tracing::info!("shutting down");
     node.shutdown().await

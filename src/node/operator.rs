@@ -7,7 +7,9 @@ use futures::Stream;
 use recall_core::{Command, Meta, Timestamp};
 use tonic::{Request, Response as TonicResponse, Status, Streaming};
 
+use super::access::{self, Caller, Role, RoleChange};
 use super::raft::{Node, Raft, Response, StateMachine};
+use super::rate::{RateLimiter, WriteRate};
 use super::writer::Writer;
 use crate::proto as pb;
 use crate::proto::operator_server::Operator;
@@ -24,7 +26,9 @@ pub struct OperatorService {
     raft: Raft,
     sm: StateMachine,
     writer: Writer,
-    convergence: super::convergence::Convergence,
+    convergence: std::sync::Arc<super::convergence::Convergence>,
+    rate: RateLimiter,
+    trust_domain: String,
 }
 
 impl OperatorService {
@@ -33,15 +37,31 @@ impl OperatorService {
         raft: Raft,
         sm: StateMachine,
         writer: Writer,
-        subscribers: std::sync::Arc<super::subscribe::Registry>,
+        convergence: std::sync::Arc<super::convergence::Convergence>,
+        rate: WriteRate,
+        trust_domain: String,
     ) -> Self {
-        let convergence = super::convergence::Convergence::new(raft.clone(), subscribers);
         Self {
             raft,
             sm,
             writer,
             convergence,
+            rate: RateLimiter::new(rate),
+            trust_domain,
         }
+    }
+
+    /// The caller of `req`, refused unless it holds `need`.
+    fn allow<T>(
+        &self,
+        req: &Request<T>,
+        need: Role,
+        action: &'static str,
+    ) -> Result<Caller, Status> {
+        let caller = Caller::of(crate::transport::peer(req)?);
+        self.sm
+            .with_roles(|b| access::require(b, &caller, need, action))?;
+        Ok(caller)
     }
 
     /// Commits `cmd`; with `wait`, then waits until every live subscriber has applied it.
@@ -114,11 +134,13 @@ impl OperatorService {
     }
 }
 
-fn meta(actor: String, reason: String) -> Meta {
-    // The leader stamps the time when it proposes.
+/// The actor of record is the authenticated caller; what the client called `actor` is kept as
+/// the "on behalf of" note. The leader stamps the time when it proposes.
+fn meta(caller: &Caller, on_behalf_of: String, reason: String) -> Meta {
     Meta {
         at: Timestamp(0),
-        actor,
+        actor: caller.actor(),
+        on_behalf_of,
         reason,
     }
 }
@@ -146,7 +168,9 @@ impl Operator for OperatorService {
         &self,
         req: Request<pb::RevokeRequest>,
     ) -> Result<TonicResponse<pb::WriteReply>, Status> {
+        let caller = self.allow(&req, Role::Revoker, "revoke")?;
         let req = req.into_inner();
+        self.rate.check(&caller.actor(), req.items.len() as u64)?;
         let items = req
             .items
             .into_iter()
@@ -157,7 +181,7 @@ impl Operator for OperatorService {
             .collect::<Result<Vec<_>, WireError>>()?;
         self.commit(
             Command::Revoke {
-                meta: meta(req.actor, req.reason),
+                meta: meta(&caller, req.actor, req.reason),
                 items,
             },
             req.wait,
@@ -169,11 +193,13 @@ impl Operator for OperatorService {
         &self,
         req: Request<pb::AddRuleRequest>,
     ) -> Result<TonicResponse<pb::WriteReply>, Status> {
+        let caller = self.allow(&req, Role::Recaller, "adding a rule")?;
         let req = req.into_inner();
+        self.rate.check(&caller.actor(), 1)?;
         let rule = wire::rule_from_wire("rule", req.rule)?;
         self.commit(
             Command::AddRule {
-                meta: meta(req.actor, req.reason),
+                meta: meta(&caller, req.actor, req.reason),
                 rule,
             },
             req.wait,
@@ -185,7 +211,10 @@ impl Operator for OperatorService {
         &self,
         req: Request<pb::LiftRequest>,
     ) -> Result<TonicResponse<pb::WriteReply>, Status> {
+        let caller = self.allow(&req, Role::Recaller, "lift")?;
         let req = req.into_inner();
+        self.rate
+            .check(&caller.actor(), (req.keys.len() + req.rules.len()) as u64)?;
         let keys = req
             .keys
             .into_iter()
@@ -204,7 +233,7 @@ impl Operator for OperatorService {
             .collect::<Result<Vec<_>, WireError>>()?;
         self.commit(
             Command::Lift {
-                meta: meta(req.actor, req.reason),
+                meta: meta(&caller, req.actor, req.reason),
                 keys,
                 rules,
             },
@@ -217,6 +246,7 @@ impl Operator for OperatorService {
         &self,
         req: Request<Streaming<pb::ImportChunk>>,
     ) -> Result<TonicResponse<pb::WriteReply>, Status> {
+        let caller = self.allow(&req, Role::Recaller, "import")?;
         let mut stream = req.into_inner();
         let mut total = Response::default();
         let mut offset = 0usize;
@@ -230,6 +260,7 @@ impl Operator for OperatorService {
                 reason = chunk.reason.clone();
             }
             let n = chunk.items.len();
+            self.rate.check(&caller.actor(), n as u64)?;
             let items = chunk
                 .items
                 .into_iter()
@@ -246,7 +277,7 @@ impl Operator for OperatorService {
             let r = self
                 .writer
                 .write(Command::Revoke {
-                    meta: meta(actor.clone(), reason.clone()),
+                    meta: meta(&caller, actor.clone(), reason.clone()),
                     items,
                 })
                 .await
@@ -290,6 +321,7 @@ impl Operator for OperatorService {
         &self,
         req: Request<pb::StatusRequest>,
     ) -> Result<TonicResponse<pb::StatusReply>, Status> {
+        self.allow(&req, Role::Viewer, "status")?;
         let req = req.into_inner();
         let m = self.raft.metrics().borrow().clone();
         let applied = self.sm.applied();
@@ -326,6 +358,7 @@ impl Operator for OperatorService {
         &self,
         req: Request<pb::AddLearnerRequest>,
     ) -> Result<TonicResponse<pb::MembershipReply>, Status> {
+        self.allow(&req, Role::Admin, "adding a learner")?;
         let req = req.into_inner();
         if req.node_id == 0 || req.address.is_empty() {
             return Err(Status::invalid_argument(
@@ -350,6 +383,7 @@ impl Operator for OperatorService {
         &self,
         req: Request<pb::ChangeMembershipRequest>,
     ) -> Result<TonicResponse<pb::MembershipReply>, Status> {
+        self.allow(&req, Role::Admin, "changing membership")?;
         let req = req.into_inner();
         if req.voters.is_empty() {
             return Err(Status::invalid_argument(
@@ -377,6 +411,7 @@ impl Operator for OperatorService {
         &self,
         req: Request<pb::AuditLogRequest>,
     ) -> Result<TonicResponse<AuditStream>, Status> {
+        self.allow(&req, Role::Viewer, "reading the audit history")?;
         let req = req.into_inner();
         let limit = match req.limit as usize {
             0 => MAX_AUDIT_PAGE,
@@ -392,6 +427,7 @@ impl Operator for OperatorService {
                 version: r.version,
                 at_ms: r.at.as_millis(),
                 actor: r.actor,
+                on_behalf_of: r.on_behalf_of,
                 reason: r.reason,
                 command: r.summary,
                 hash: r.hash.to_vec(),
@@ -405,8 +441,9 @@ impl Operator for OperatorService {
 
     async fn audit_verify(
         &self,
-        _req: Request<pb::AuditVerifyRequest>,
+        req: Request<pb::AuditVerifyRequest>,
     ) -> Result<TonicResponse<pb::AuditVerifyReply>, Status> {
+        self.allow(&req, Role::Viewer, "verifying the audit history")?;
         let result = self
             .sm
             .audit_verify()
@@ -429,5 +466,67 @@ impl Operator for OperatorService {
                 detail: b.to_string(),
             },
         }))
+    }
+
+    async fn set_role(
+        &self,
+        req: Request<pb::SetRoleRequest>,
+    ) -> Result<TonicResponse<pb::WriteReply>, Status> {
+        let caller = self.allow(&req, Role::Admin, "changing a role binding")?;
+        self.rate.check(&caller.actor(), 1)?;
+        let req = req.into_inner();
+        let identity = access::operator_identity(&self.trust_domain, &req.identity)
+            .map_err(|e| Status::invalid_argument(format!("identity: {e}")))?
+            .to_string();
+        let role = match req.role.as_str() {
+            "" => None,
+            r => Some(Role::parse(r).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "role: unknown role {r:?}; expected viewer, revoker, recaller or admin"
+                ))
+            })?),
+        };
+        let bindings = self.sm.roles();
+        let admins = bindings.values().filter(|r| **r == Role::Admin).count();
+        if bindings.get(&identity) == Some(&Role::Admin) && role != Some(Role::Admin) && admins <= 1
+        {
+            return Err(Status::failed_precondition(format!(
+                "{identity} is the cluster's only admin: grant admin to another operator first"
+            )));
+        }
+        let change = RoleChange {
+            meta: meta(&caller, String::new(), req.reason),
+            identity,
+            role,
+        };
+        if change.meta.reason.len() > recall_core::validate::MAX_REASON_LEN {
+            return Err(Status::invalid_argument(format!(
+                "reason: at most {} bytes",
+                recall_core::validate::MAX_REASON_LEN
+            )));
+        }
+        let r = self
+            .writer
+            .write_roles(change)
+            .await
+            .map_err(Status::from)?;
+        Ok(TonicResponse::new(reply(r)))
+    }
+
+    async fn list_roles(
+        &self,
+        req: Request<pb::ListRolesRequest>,
+    ) -> Result<TonicResponse<pb::ListRolesReply>, Status> {
+        self.allow(&req, Role::Viewer, "listing roles")?;
+        let bindings = self
+            .sm
+            .roles()
+            .into_iter()
+            .map(|(identity, role)| pb::RoleBinding {
+                identity,
+                role: role.name().into(),
+            })
+            .collect();
+        Ok(TonicResponse::new(pb::ListRolesReply { bindings }))
     }
 }

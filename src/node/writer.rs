@@ -9,15 +9,17 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use openraft::error::{ClientWriteError, RaftError};
 use recall_core::{Command, FingerprintSeed, Limits, validate};
+use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
+use super::access::{Caller, Role, RoleChange};
 use super::clock::Clock;
 use super::raft::codec::{decode, encode};
-use super::raft::network::channel;
 use super::raft::{Node, NodeId, Raft, Request, Response, StateMachine};
 use super::write_error::WriteError;
 use crate::proto as pb;
 use crate::proto::raft_internal_client::RaftInternalClient;
+use crate::transport::{Dialer, Expect, Identity};
 
 /// How many chunks of one batch are in flight at once.
 const PIPELINE: usize = 4;
@@ -35,7 +37,52 @@ struct Inner {
     limits: Limits,
     timeout: Duration,
     chunk_bytes: usize,
+    admins: Vec<String>,
+    dialer: Dialer,
     leaders: Mutex<HashMap<String, RaftInternalClient<Channel>>>,
+}
+
+/// How a node's write path is set up.
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    /// Validation limits.
+    pub limits: Limits,
+    /// How long a write may take to commit.
+    pub timeout: Duration,
+    /// Raft entries are cut at about this many bytes.
+    pub chunk_bytes: usize,
+    /// The first admins of a new cluster (identity URIs), bound with the seed.
+    pub admins: Vec<String>,
+}
+
+/// A write as it travels to the leader: an operator command or a role binding. The actor in
+/// its meta is the authenticated identity of the operator who asked for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Write {
+    /// Revoke, AddRule or Lift (prunes are never forwarded: they are the leader's own).
+    Command(Command),
+    /// A role binding.
+    Roles(RoleChange),
+}
+
+impl Write {
+    fn actor(&self) -> &str {
+        match self {
+            Write::Command(c) => c.meta().map_or("", |m| m.actor.as_str()),
+            Write::Roles(r) => &r.meta.actor,
+        }
+    }
+
+    /// The role the write itself needs, and what to call it in a refusal.
+    pub fn needs(&self) -> Option<(Role, &'static str)> {
+        match self {
+            Write::Command(Command::Revoke { .. }) => Some((Role::Revoker, "revoke")),
+            Write::Command(Command::AddRule { .. }) => Some((Role::Recaller, "adding a rule")),
+            Write::Command(Command::Lift { .. }) => Some((Role::Recaller, "lift")),
+            Write::Command(Command::Prune { .. }) => None,
+            Write::Roles(_) => Some((Role::Admin, "changing a role binding")),
+        }
+    }
 }
 
 /// Why a proposal on this node did not commit.
@@ -52,18 +99,19 @@ impl Writer {
         raft: Raft,
         sm: StateMachine,
         clock: Clock,
-        limits: Limits,
-        timeout: Duration,
-        chunk_bytes: usize,
+        config: WriterConfig,
+        dialer: Dialer,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 raft,
                 sm,
                 clock,
-                limits,
-                timeout,
-                chunk_bytes: chunk_bytes.max(1024),
+                limits: config.limits,
+                timeout: config.timeout,
+                chunk_bytes: config.chunk_bytes.max(1024),
+                admins: config.admins,
+                dialer,
                 leaders: Mutex::new(HashMap::new()),
             }),
         }
@@ -75,7 +123,7 @@ impl Writer {
         validate(&cmd, (self.inner.clock)(), &self.inner.limits)?;
         let chunks = split(cmd, self.inner.chunk_bytes);
         futures::stream::iter(chunks)
-            .map(|c| self.commit(c))
+            .map(|c| self.commit(Write::Command(c)))
             .buffered(PIPELINE)
             .try_fold(
                 Response::default(),
@@ -84,8 +132,13 @@ impl Writer {
             .await
     }
 
-    /// Commits one command within the deadline, forwarding it while another node leads.
-    async fn commit(&self, cmd: Command) -> Result<Response, WriteError> {
+    /// Commits a role binding through the leader.
+    pub async fn write_roles(&self, change: RoleChange) -> Result<Response, WriteError> {
+        self.commit(Write::Roles(change)).await
+    }
+
+    /// Commits one write within the deadline, forwarding it while another node leads.
+    async fn commit(&self, cmd: Write) -> Result<Response, WriteError> {
         let deadline = self.inner.timeout;
         let attempt = async {
             let mut backoff = Duration::from_millis(20);
@@ -110,22 +163,78 @@ impl Writer {
             .map_err(|_| WriteError::Timeout(deadline))?
     }
 
-    /// Proposes on this node if it leads: fixes the seed first if the cluster has none, stamps
-    /// the command with this node's time, and waits for it to be applied.
-    async fn propose(&self, mut cmd: Command) -> Result<Response, Propose> {
-        if !self.inner.sm.seeded() {
-            let seed = FingerprintSeed(rand::random());
-            self.client_write(Request::Init { seed }).await?;
+    /// The seed (and the first admins) a leader proposes for a cluster that has none.
+    pub fn init_request(&self) -> Request {
+        Request::Init {
+            seed: FingerprintSeed(rand::random()),
+            admins: self.inner.admins.clone(),
+            at: (self.inner.clock)(),
         }
-        stamp(&mut cmd, (self.inner.clock)());
-        self.client_write(Request::Command(cmd)).await
     }
 
-    /// The leader's side of a forwarded write: validate against the leader's clock and propose,
-    /// without forwarding again.
-    pub async fn accept_forwarded(&self, cmd: Command) -> Result<Response, tonic::Status> {
-        validate(&cmd, (self.inner.clock)(), &self.inner.limits).map_err(WriteError::from)?;
-        match self.propose(cmd).await {
+    /// Proposes on this node if it leads: fixes the seed first if the cluster has none, stamps
+    /// the write with this node's time, and waits for it to be applied.
+    async fn propose(&self, write: Write) -> Result<Response, Propose> {
+        if !self.inner.sm.seeded() {
+            self.client_write(self.init_request()).await?;
+        }
+        let now = (self.inner.clock)();
+        let req = match write {
+            Write::Command(mut cmd) => {
+                stamp(&mut cmd, now);
+                Request::Command(cmd)
+            }
+            Write::Roles(mut change) => {
+                change.meta.at = now;
+                Request::Roles(change)
+            }
+        };
+        self.client_write(req).await
+    }
+
+    /// The leader's side of a write forwarded by the member node `from`: only operator writes
+    /// (revoke, rule, lift, role bindings) are accepted, the role of the operator named as its
+    /// actor is checked against this node's bindings, the command is validated against this
+    /// node's clock, and it is proposed without forwarding again.
+    pub async fn accept_forwarded(
+        &self,
+        from: u64,
+        write: Write,
+    ) -> Result<Response, tonic::Status> {
+        let Some((need, action)) = write.needs() else {
+            tracing::warn!(
+                node = from,
+                "refused a forwarded prune: prunes are the leader's own duty"
+            );
+            return Err(tonic::Status::permission_denied(
+                "only operator writes (revoke, rule, lift, role bindings) can be forwarded; \
+                 prunes and the seed come from the leader's own duties",
+            ));
+        };
+        let identity = Identity::parse(write.actor()).map_err(|e| {
+            tonic::Status::invalid_argument(format!("the forwarded write's actor: {e}"))
+        })?;
+        let caller = Caller {
+            identity: Some(identity),
+        };
+        self.inner
+            .sm
+            .with_roles(|b| super::access::require(b, &caller, need, action))?;
+        match &write {
+            Write::Command(cmd) => {
+                validate(cmd, (self.inner.clock)(), &self.inner.limits).map_err(WriteError::from)?
+            }
+            Write::Roles(change) => super::access::operator_identity(
+                caller
+                    .identity
+                    .as_ref()
+                    .map_or("", |i| i.trust_domain.as_str()),
+                &change.identity,
+            )
+            .map(|_| ())
+            .map_err(tonic::Status::invalid_argument)?,
+        }
+        match self.propose(write).await {
             Ok(r) => Ok(r),
             Err(Propose::Failed(e)) => Err(e.into()),
             Err(Propose::NotLeader(_)) => Err(tonic::Status::failed_precondition(
@@ -157,7 +266,7 @@ impl Writer {
         &self,
         leader: NodeId,
         node: &Node,
-        cmd: &Command,
+        cmd: &Write,
     ) -> Result<Response, WriteError> {
         let fail = |reason: String| WriteError::Forward {
             leader,
@@ -165,7 +274,7 @@ impl Writer {
             reason,
         };
         let mut client = self
-            .leader_client(&node.addr)
+            .leader_client(leader, &node.addr)
             .map_err(|e| fail(e.to_string()))?;
         let reply = client
             .forward(pb::ForwardRequest {
@@ -190,16 +299,24 @@ impl Writer {
 
     fn leader_client(
         &self,
+        leader: NodeId,
         addr: &str,
-    ) -> Result<RaftInternalClient<Channel>, tonic::transport::Error> {
+    ) -> Result<RaftInternalClient<Channel>, WriteError> {
         let mut leaders = self.inner.leaders.lock().expect("leader clients lock");
-        if let Some(c) = leaders.get(addr) {
+        // A channel is bound to the node id it expects, so the cache is keyed by both.
+        let key = format!("{leader}@{addr}");
+        if let Some(c) = leaders.get(&key) {
             return Ok(c.clone());
         }
-        let client = RaftInternalClient::new(channel(addr, Duration::from_secs(1))?)
+        let channel = self
+            .inner
+            .dialer
+            .lazy(addr, Expect::Node(leader))
+            .map_err(|e| WriteError::Raft(e.to_string()))?;
+        let client = RaftInternalClient::new(channel)
             .max_decoding_message_size(super::raft::network::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(super::raft::network::MAX_MESSAGE_BYTES);
-        leaders.insert(addr.to_string(), client.clone());
+        leaders.insert(key, client.clone());
         Ok(client)
     }
 }
@@ -231,6 +348,7 @@ fn split(cmd: Command, max_bytes: usize) -> Vec<Command> {
             })
             .collect(),
         Command::Lift { meta, keys, rules } => {
+            let scope_bytes = |r: &recall_core::RuleScope| 16 + r.namespace.len() + r.value.len();
             let mut out: Vec<Command> = chunks(keys, max_bytes, key_bytes)
                 .into_iter()
                 .map(|keys| Command::Lift {
@@ -239,13 +357,21 @@ fn split(cmd: Command, max_bytes: usize) -> Vec<Command> {
                     rules: vec![],
                 })
                 .collect();
-            match out.first_mut() {
-                Some(Command::Lift { rules: r, .. }) => *r = rules,
-                _ => out.push(Command::Lift {
+            out.extend(
+                chunks(rules, max_bytes, scope_bytes)
+                    .into_iter()
+                    .map(|rules| Command::Lift {
+                        meta: meta.clone(),
+                        keys: vec![],
+                        rules,
+                    }),
+            );
+            if out.is_empty() {
+                out.push(Command::Lift {
                     meta,
                     keys: vec![],
-                    rules,
-                }),
+                    rules: vec![],
+                });
             }
             out
         }
@@ -289,6 +415,7 @@ mod tests {
                 meta: Meta {
                     at: recall_core::Timestamp(0),
                     actor: "t".into(),
+                    on_behalf_of: String::new(),
                     reason: "r".into(),
                 },
                 items,

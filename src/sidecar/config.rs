@@ -14,6 +14,9 @@ pub struct SidecarConfig {
     pub http_listen: String,
     /// Where the gRPC `recall.v1.Check` service listens, if it is served at all.
     pub grpc_listen: Option<String>,
+    /// Serve both check APIs over mutual TLS with these credentials; `None`: plaintext, for
+    /// loopback.
+    pub check_tls: Option<crate::transport::Security>,
 }
 
 /// A sidecar configuration that cannot work.
@@ -39,6 +42,7 @@ impl SidecarConfig {
             subscriber,
             http_listen: DEFAULT_HTTP_LISTEN.to_string(),
             grpc_listen: None,
+            check_tls: None,
         }
     }
 
@@ -86,7 +90,18 @@ mod tests {
     use super::*;
 
     fn config() -> SidecarConfig {
-        SidecarConfig::new(SubscriberConfig::new(vec!["127.0.0.1:7070".into()], "sc/1"))
+        let ca = crate::transport::pki::Ca::generate("test.local").unwrap();
+        let security = ca
+            .security(&crate::transport::Identity::subscriber(
+                "test.local",
+                "sc-1",
+            ))
+            .unwrap();
+        SidecarConfig::new(SubscriberConfig::new(
+            vec!["127.0.0.1:7070".into()],
+            "sc-1",
+            security,
+        ))
     }
 
     #[test]

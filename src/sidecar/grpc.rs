@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use crate::proto as pb;
@@ -66,17 +65,14 @@ impl Check for CheckService {
 pub async fn serve(
     subscriber: Arc<Subscriber>,
     listener: TcpListener,
+    tls: Option<crate::transport::Security>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let service = CheckServer::new(CheckService::new(subscriber))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+    let router = crate::transport::grpc_server().add_service(service);
+    crate::transport::serve_local_grpc(router, listener, tls, shutdown)
         .await
         .context("the gRPC server failed")
 }

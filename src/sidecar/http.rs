@@ -81,10 +81,10 @@ pub fn router(subscriber: Arc<Subscriber>) -> Router {
 pub async fn serve(
     subscriber: Arc<Subscriber>,
     listener: TcpListener,
+    tls: Option<crate::transport::Security>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(subscriber))
-        .with_graceful_shutdown(shutdown)
+    crate::transport::serve_http(router(subscriber), listener, tls, shutdown)
         .await
         .context("the HTTP server failed")
 }

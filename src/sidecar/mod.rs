@@ -64,6 +64,7 @@ impl RunningSidecar {
             subscriber.clone(),
             http_listener,
             grpc_listener,
+            config.check_tls,
             stopped,
         ));
         tracing::info!(
@@ -133,12 +134,18 @@ async fn serve(
     subscriber: Arc<Subscriber>,
     http_listener: TcpListener,
     grpc_listener: Option<TcpListener>,
+    tls: Option<crate::transport::Security>,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let http = http::serve(subscriber.clone(), http_listener, until(stopped.clone()));
+    let http = http::serve(
+        subscriber.clone(),
+        http_listener,
+        tls.clone(),
+        until(stopped.clone()),
+    );
     let grpc = async move {
         match grpc_listener {
-            Some(l) => grpc::serve(subscriber, l, until(stopped)).await,
+            Some(l) => grpc::serve(subscriber, l, tls, until(stopped)).await,
             None => Ok(()),
         }
     };

@@ -6,14 +6,18 @@ use std::time::Duration;
 use recall_filter::Mode;
 
 use super::StalePolicy;
+use crate::transport::Security;
 
 /// The configuration of an embedded subscriber or a sidecar.
 #[derive(Clone, Debug)]
 pub struct SubscriberConfig {
     /// Nodes of the cluster (`host:port`); any of them serves the stream.
     pub cluster: Vec<String>,
-    /// A stable id, unique in the fleet (operators see it in convergence reports).
+    /// A stable id, unique in the fleet (operators see it in convergence reports); it must be
+    /// the subscriber id of the certificate in `security`.
     pub id: String,
+    /// The subscriber's credentials (a `spiffe://DOMAIN/subscriber/ID` certificate).
+    pub security: Security,
     /// Full (exact) or lite (Bloom only) filters.
     pub mode: Mode,
     /// Where the state is persisted for warm restarts; `None` keeps it in memory only.
@@ -35,11 +39,12 @@ pub struct SubscriberConfig {
 }
 
 impl SubscriberConfig {
-    /// Defaults for following `cluster` as `id`.
-    pub fn new(cluster: Vec<String>, id: impl Into<String>) -> Self {
+    /// Defaults for following `cluster` as `id`, with `security`.
+    pub fn new(cluster: Vec<String>, id: impl Into<String>, security: Security) -> Self {
         Self {
             cluster,
             id: id.into(),
+            security,
             mode: Mode::Full,
             data_dir: None,
             staleness_bound: Duration::from_secs(10),
@@ -51,8 +56,35 @@ impl SubscriberConfig {
         }
     }
 
+    /// Defaults for following `cluster` as the subscriber `security`'s certificate names.
+    pub fn for_identity(cluster: Vec<String>, security: Security) -> anyhow::Result<Self> {
+        let id = match security.identity() {
+            Some(identity) => identity
+                .subscriber_id()
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the certificate names {identity}, not a subscriber \
+                         (spiffe://DOMAIN/subscriber/ID)"
+                    )
+                })?
+                .to_owned(),
+            None => "bench-subscriber".to_owned(),
+        };
+        Ok(Self::new(cluster, id, security))
+    }
+
     /// Refuses a configuration that cannot work, naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(identity) = self.security.identity()
+            && identity.subscriber_id() != Some(self.id.as_str())
+        {
+            anyhow::bail!(
+                "id: {:?} is not the subscriber the certificate names ({identity}); use the \
+                 certificate's id or a certificate issued for {:?}",
+                self.id,
+                self.id
+            );
+        }
         if self.cluster.is_empty() {
             anyhow::bail!("cluster: name at least one node (host:port)");
         }

@@ -184,11 +184,10 @@ impl Follower {
         addr: &str,
         stopped: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
-            .connect_timeout(Duration::from_secs(1))
-            .connect()
-            .await
-            .context("cannot connect")?;
+        let channel = crate::transport::Dialer::new(self.config.security.clone())
+            .with_connect_timeout(Duration::from_secs(1))
+            .connect(addr, crate::transport::Expect::AnyNode)
+            .await?;
         let mut client = SubscriptionClient::new(channel).max_decoding_message_size(64 << 20);
         let (up, up_rx) = mpsc::channel::<pb::SubscribeRequest>(64);
         let (version, digest, seed) = if self.force_snapshot {
@@ -218,7 +217,12 @@ impl Follower {
         let mut down = tokio::time::timeout(silence, client.subscribe(ReceiverStream::new(up_rx)))
             .await
             .with_context(|| format!("no answer to the subscription within {silence:?}"))?
-            .context("subscribe refused")?
+            .map_err(|s| {
+                anyhow::anyhow!(
+                    "subscribe refused: {}",
+                    crate::transport::errors::describe(&s)
+                )
+            })?
             .into_inner();
         self.shared.connects.fetch_add(1, Ordering::Relaxed);
         self.publish(Some(addr));

@@ -4,7 +4,11 @@
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use recall::subscriber::{Subscriber, SubscriberConfig};
-//! let sub = Subscriber::start(SubscriberConfig::new(vec!["127.0.0.1:7070".into()], "my-service/1"))
+//! use recall::transport::{Security, TlsFiles};
+//! // The CA bundle, and a certificate whose URI SAN is spiffe://DOMAIN/subscriber/ID.
+//! let files = TlsFiles::in_dir("recall-data/pki".as_ref(), "subscriber-my-service");
+//! let security = Security::tls(files, "recall.local")?;
+//! let sub = Subscriber::start(SubscriberConfig::for_identity(vec!["127.0.0.1:7070".into()], security)?)
 //!     .await?;
 //! sub.wait_synced(std::time::Duration::from_secs(5)).await?;
 //! let facts = recall_core::TokenFacts { iss: "https://login.example", jti: Some("abc"), ..Default::default() };

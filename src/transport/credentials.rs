@@ -136,7 +136,8 @@ pub struct Credentials {
     trust_domain: String,
     provider: Arc<CryptoProvider>,
     current: ArcSwap<Loaded>,
-    watch: Mutex<Watch>,
+    /// `None` for credentials given in memory (nothing to reload).
+    watch: Option<Mutex<Watch>>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -145,6 +146,25 @@ impl std::fmt::Debug for Credentials {
             .field("identity", &self.current.load().identity.to_string())
             .field("files", &self.files)
             .finish()
+    }
+}
+
+/// The PEM bytes of one load, with the paths their errors name.
+struct Pems<'a> {
+    files: &'a TlsFiles,
+    ca: Vec<u8>,
+    cert: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl<'a> Pems<'a> {
+    fn read(files: &'a TlsFiles) -> Result<Self, TlsError> {
+        Ok(Self {
+            ca: read("CA bundle", &files.ca)?,
+            cert: read("certificate", &files.cert)?,
+            key: read("private key", &files.key)?,
+            files,
+        })
     }
 }
 
@@ -164,9 +184,12 @@ fn content(what: &'static str, path: &Path, problem: impl Into<String>) -> TlsEr
     }
 }
 
-fn certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(what, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+fn certs(
+    what: &'static str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| content(what, path, format!("not PEM certificates ({e})")))?;
     if certs.is_empty() {
@@ -185,12 +208,13 @@ fn not_after(der: &[u8]) -> SystemTime {
 }
 
 fn load(
-    files: &TlsFiles,
+    pems: Pems<'_>,
     trust_domain: &str,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Loaded, TlsError> {
+    let files = pems.files;
     let mut roots = RootCertStore::empty();
-    for ca in certs("CA bundle", &files.ca)? {
+    for ca in certs("CA bundle", &files.ca, &pems.ca)? {
         roots.add(ca).map_err(|e| {
             content(
                 "CA bundle",
@@ -200,9 +224,8 @@ fn load(
         })?;
     }
     let roots = Arc::new(roots);
-    let chain = certs("certificate", &files.cert)?;
-    let key_pem = read("private key", &files.key)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+    let chain = certs("certificate", &files.cert, &pems.cert)?;
+    let key = PrivateKeyDer::from_pem_slice(&pems.key).map_err(|e| {
         content(
             "private key",
             &files.key,
@@ -253,9 +276,44 @@ fn load(
 impl Credentials {
     /// Loads `files` for an identity of `trust_domain`.
     pub fn load(files: TlsFiles, trust_domain: &str) -> Result<Arc<Self>, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let stamp = Stamp::of(&files);
-        let loaded = load(&files, trust_domain, &provider)?;
+        let pems = Pems::read(&files)?;
+        let watch = Some(Mutex::new(Watch {
+            checked: Instant::now(),
+            stamp,
+        }));
+        Self::build(pems, trust_domain, watch)
+    }
+
+    /// Credentials from PEM text held in memory (a secret store, a test): never reloaded.
+    pub fn from_pem(
+        ca: &str,
+        cert: &str,
+        key: &str,
+        trust_domain: &str,
+    ) -> Result<Arc<Self>, TlsError> {
+        let files = TlsFiles {
+            ca: "(CA given in memory)".into(),
+            cert: "(certificate given in memory)".into(),
+            key: "(key given in memory)".into(),
+        };
+        let pems = Pems {
+            files: &files,
+            ca: ca.as_bytes().to_vec(),
+            cert: cert.as_bytes().to_vec(),
+            key: key.as_bytes().to_vec(),
+        };
+        Self::build(pems, trust_domain, None)
+    }
+
+    fn build(
+        pems: Pems<'_>,
+        trust_domain: &str,
+        watch: Option<Mutex<Watch>>,
+    ) -> Result<Arc<Self>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let files = pems.files.clone();
+        let loaded = load(pems, trust_domain, &provider)?;
         if loaded.not_after < SystemTime::now() {
             tracing::warn!(cert = %files.cert.display(), "this certificate has expired: peers will refuse it");
         }
@@ -263,10 +321,7 @@ impl Credentials {
             trust_domain: trust_domain.into(),
             provider,
             current: ArcSwap::from_pointee(loaded),
-            watch: Mutex::new(Watch {
-                checked: Instant::now(),
-                stamp,
-            }),
+            watch,
             files,
         }))
     }
@@ -288,7 +343,10 @@ impl Credentials {
 
     /// Loads the files again if they changed since the last check (at most once a second).
     fn fresh(&self) -> Arc<Loaded> {
-        let mut watch = self.watch.lock().expect("credentials watch lock");
+        let Some(watch) = &self.watch else {
+            return self.current.load_full();
+        };
+        let mut watch = watch.lock().expect("credentials watch lock");
         if watch.checked.elapsed() >= RELOAD_CHECK {
             watch.checked = Instant::now();
             let stamp = Stamp::of(&self.files);
@@ -303,8 +361,13 @@ impl Credentials {
 
     /// Loads the files now; keeps the current credentials if the new ones are unusable.
     pub fn reload(&self) {
+        if self.watch.is_none() {
+            return;
+        }
         let old = self.current.load().identity.clone();
-        match load(&self.files, &self.trust_domain, &self.provider) {
+        let loaded =
+            Pems::read(&self.files).and_then(|p| load(p, &self.trust_domain, &self.provider));
+        match loaded {
             Ok(new) if new.identity == old => {
                 tracing::info!(identity = %old, cert = %self.files.cert.display(), "loaded rotated certificates");
                 self.current.store(Arc::new(new));

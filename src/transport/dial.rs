@@ -4,8 +4,11 @@
 
 use std::time::Duration;
 
+use std::pin::Pin;
+
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -16,6 +19,7 @@ use super::{Expect, Security};
 pub struct Dialer {
     security: Security,
     connect_timeout: Duration,
+    window: Option<u32>,
 }
 
 /// Why a channel could not be made.
@@ -40,7 +44,15 @@ impl Dialer {
         Self {
             security,
             connect_timeout: Duration::from_secs(2),
+            window: None,
         }
+    }
+
+    /// The same, with HTTP/2 flow-control windows (stream and connection) of `bytes`: a small
+    /// window keeps a slow reader's backlog at the sender.
+    pub fn with_window(mut self, bytes: u32) -> Self {
+        self.window = Some(bytes);
+        self
     }
 
     /// The same, with another connect timeout.
@@ -61,6 +73,8 @@ impl Dialer {
         // The scheme only frames HTTP/2 requests: TLS is done by the connector below.
         Ok(Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|_| DialError::Address(addr.into()))?
+            .initial_stream_window_size(self.window)
+            .initial_connection_window_size(self.window)
             .connect_timeout(self.connect_timeout)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(20))
@@ -121,9 +135,67 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// How long a dial waits for the server's first bytes after the TLS handshake.
+const FIRST_BYTES: Duration = Duration::from_secs(2);
+
+/// A stream whose first bytes were already read: they are served again first.
+struct Rewind<S> {
+    prefix: Vec<u8>,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        if !me.prefix.is_empty() {
+            let n = me.prefix.len().min(buf.remaining());
+            buf.put_slice(&me.prefix[..n]);
+            me.prefix.drain(..n);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut me.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
 /// A connected byte stream (TLS, or TCP on the plaintext benchmarks build).
-pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 async fn connect(security: &Security, addr: &str, expect: Expect) -> std::io::Result<Box<dyn Io>> {
     let tcp = TcpStream::connect(addr).await?;
@@ -139,10 +211,30 @@ async fn connect(security: &Security, addr: &str, expect: Expect) -> std::io::Re
             // The name is sent as SNI only; the server is checked by its SPIFFE identity.
             let name = ServerName::try_from(host.to_owned())
                 .unwrap_or_else(|_| ServerName::try_from("recall").expect("a valid name"));
-            let tls = tokio_rustls::TlsConnector::from(creds.client(expect))
+            let mut tls = tokio_rustls::TlsConnector::from(creds.client(expect))
                 .connect(name, tcp)
                 .await?;
-            Ok(Box::new(tls))
+            // In TLS 1.3 the server judges our certificate after our handshake is done: wait for
+            // its first bytes (an HTTP/2 server sends its SETTINGS at once) so that a refusal
+            // arrives as its alert, not as a broken pipe on our first request.
+            let mut first = vec![0u8; 4096];
+            let got = tokio::time::timeout(FIRST_BYTES, tls.read(&mut first)).await;
+            match got {
+                Ok(Ok(0)) => Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the node closed the connection after the TLS handshake (it refused our \
+                     certificate; its log says why)",
+                )),
+                Ok(Ok(n)) => {
+                    first.truncate(n);
+                    Ok(Box::new(Rewind {
+                        prefix: first,
+                        inner: tls,
+                    }))
+                }
+                Ok(Err(e)) => Err(e),
+                Err(_) => Ok(Box::new(tls)),
+            }
         }
         #[cfg(feature = "bench-plaintext")]
         Security::Plaintext => Ok(Box::new(tcp)),

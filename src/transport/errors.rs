@@ -9,7 +9,8 @@ pub fn explain_server(e: &std::io::Error) -> String {
     let e: &(dyn StdError + 'static) = e;
     match tls_error(e) {
         Some(TlsError::InvalidCertificate(c)) => match c {
-            CertificateError::UnknownIssuer => {
+            // A CA of the same name but another key shows as a bad signature.
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => {
                 "the client's certificate was not issued by this cluster's CA".into()
             }
             c if expired(c) => "the client's certificate has expired or is not yet valid".into(),
@@ -56,7 +57,7 @@ pub fn explain_client(e: &(dyn StdError + 'static)) -> Option<String> {
 
 fn client_sentence(t: &TlsError) -> String {
     match t {
-        TlsError::AlertReceived(AlertDescription::UnknownCA) => {
+        TlsError::AlertReceived(AlertDescription::UnknownCA | AlertDescription::DecryptError) => {
             "the node refused our certificate: it was not issued by the cluster's CA (check the \
              certificate and key you gave, or $RECALL_PKI)"
                 .into()
@@ -70,9 +71,9 @@ fn client_sentence(t: &TlsError) -> String {
             "the node requires a client certificate (mutual TLS)".into()
         }
         TlsError::AlertReceived(a) => format!("the node refused the TLS handshake ({a:?})"),
-        TlsError::InvalidCertificate(CertificateError::UnknownIssuer) => {
-            "the node's certificate was not issued by our CA (is --ca the cluster's CA?)".into()
-        }
+        TlsError::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => "the node's certificate was not issued by our CA (is --ca the cluster's CA?)".into(),
         TlsError::InvalidCertificate(c) if expired(c) => {
             "the node's certificate has expired (or is not yet valid)".into()
         }

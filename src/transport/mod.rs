@@ -106,6 +106,58 @@ pub async fn serve_grpc(
         .await
 }
 
+/// Serves a local API (the sidecar's gRPC check) on `listener`: with `tls`, mutual TLS as on
+/// every other port; without, plaintext (meant for loopback), TCP_NODELAY either way.
+pub async fn serve_local_grpc(
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    tls: Option<Security>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    match tls {
+        Some(security) => {
+            serve_grpc(
+                router,
+                listener,
+                security,
+                ListenerLimits::default(),
+                shutdown,
+            )
+            .await
+        }
+        None => {
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    }
+}
+
+/// Serves an axum app (the sidecar's HTTP check API) on `listener`, with mutual TLS when `tls`
+/// is given, else plaintext (meant for loopback).
+pub async fn serve_http(
+    app: axum::Router,
+    listener: TcpListener,
+    tls: Option<Security>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
+        Some(security) => {
+            let listener = HttpListener::new(listener, security, ListenerLimits::default())?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
 /// An axum listener over [`incoming`]: the sidecar's check API with TLS.
 pub struct HttpListener {
     rx: tokio_stream::wrappers::ReceiverStream<std::io::Result<incoming::Conn>>,

@@ -21,6 +21,9 @@ pub enum PkiError {
     /// rcgen refused.
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
+    /// Credentials made from issued certificates did not load.
+    #[error("{0}")]
+    Credentials(String),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -202,6 +205,19 @@ impl Ca {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
+    }
+
+    /// Mutual TLS credentials for `identity`, held in memory (tests, embedded use).
+    pub fn security(&self, identity: &Identity) -> Result<super::Security, PkiError> {
+        let issued = self.issue(identity, Validity::days(30))?;
+        let creds = super::Credentials::from_pem(
+            &self.cert_pem,
+            &issued.cert_pem,
+            &issued.key_pem,
+            &self.trust_domain,
+        )
+        .map_err(|e| PkiError::Credentials(e.to_string()))?;
+        Ok(super::Security::Tls(creds))
     }
 
     /// Issues a year-long certificate for `identity` and writes it in `dir` under its stem.

@@ -96,6 +96,10 @@ pub fn with_path(shape: Shape, error: &ValidationError) -> String {
         ) => {
             format!("rule.scope.value: {e}")
         }
+        // The request's `actor` is the "on behalf of" note of the command.
+        (_, ValidationError::TooLong { field, .. }) if *field == "on_behalf_of" => {
+            format!("actor: {error}")
+        }
         (_, ValidationError::Empty { field } | ValidationError::TooLong { field, .. }) => {
             format!("{field}: {error}")
         }

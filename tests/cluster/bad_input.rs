@@ -87,10 +87,15 @@ async fn malformed_and_oversized_writes_are_refused_and_apply_nothing() {
     let msg = refused(&mut client, oversized).await;
     assert!(msg.contains("over the limit of 10"), "{msg}");
 
-    let mut no_actor = revoke_range("anonymous", 0..1);
-    no_actor.actor.clear();
-    let msg = refused(&mut client, no_actor).await;
-    assert!(msg.contains("`actor` is empty"), "{msg}");
+    // The request's actor is only an "on behalf of" note (the actor of record is the caller's
+    // certificate), but it is still bounded.
+    let mut long_note = revoke_range("noted", 0..1);
+    long_note.actor = "x".repeat(300);
+    let msg = refused(&mut client, long_note).await;
+    assert!(
+        msg.starts_with("actor: ") && msg.contains("over the limit of 256"),
+        "{msg}"
+    );
 
     let empty = revoke(vec![]);
     let msg = refused(&mut client, empty).await;
@@ -234,8 +239,9 @@ async fn a_tampered_audit_record_is_named_by_verify() {
     }
     converged(&cluster, last).await;
     let records = audit_log(&mut cluster.client(3)).await;
-    assert_eq!(records.len(), 3);
-    let tampered = records[1].version;
+    // The first admin's binding, then the three revokes.
+    assert_eq!(records.len(), 4);
+    let tampered = records[2].version;
 
     cluster.stop(3).await;
     tamper(cluster.data_dir(3), tampered).await;
@@ -256,6 +262,6 @@ async fn a_tampered_audit_record_is_named_by_verify() {
     for id in [1, 2] {
         let verdict = audit_verify(&mut cluster.client(id)).await;
         assert!(verdict.ok, "node {id}: {}", verdict.detail);
-        assert_eq!(verdict.records_checked, 3);
+        assert_eq!(verdict.records_checked, 4);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::fixture::{Cluster, ISSUER, leader, status};
+use crate::fixture::{Cluster, ISSUER, leader, pki, status};
 
 /// What one run of the binary printed, and whether it succeeded.
 struct Run {
@@ -14,11 +14,13 @@ struct Run {
     stderr: String,
 }
 
-/// Runs `recall ARGS --cluster ADDR --actor ops` (the operator flags go last).
+/// Runs `recall ARGS --cluster ADDR --pki DIR` (the operator flags go last), as the admin.
 async fn recall(addr: &str, args: &[&str]) -> Run {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall"))
         .args(args)
         .args(["--cluster", addr])
+        .arg("--pki")
+        .arg(pki().dir.path())
         .env_remove("RECALL_CLUSTER")
         .output()
         .await
@@ -92,12 +94,20 @@ async fn operator_commands_write_and_read_the_cluster() {
     assert_eq!(status["leader"], 1, "{out}");
 
     let out = ok(&addr, &["audit", "verify"]).await;
-    assert!(out.starts_with("ok: 4 records verified"), "{out}");
+    // The first admin's binding, then the four writes.
+    assert!(out.starts_with("ok: 5 records verified"), "{out}");
     let out = ok(&addr, &["audit", "log"]).await;
-    assert_eq!(out.lines().count(), 4, "{out}");
+    assert_eq!(out.lines().count(), 5, "{out}");
     assert!(
-        out.lines()
-            .all(|l| l.contains("alice") && l.contains("INC-42")),
+        out.lines().next().unwrap().contains("to role admin"),
+        "{out}"
+    );
+    // The actor of record is the certificate's identity; --actor is the "on behalf of" note.
+    assert!(
+        out.lines().skip(1).all(
+            |l| l.contains("spiffe://recall.local/operator/admin for alice")
+                && l.contains("INC-42")
+        ),
         "{out}"
     );
 
@@ -170,4 +180,32 @@ async fn import_checks_every_line_first_and_is_idempotent() {
         "{out}"
     );
     assert_eq!(status(&mut cluster.client(1)).await.unwrap().entries, 3);
+}
+
+/// A node started without certificates refuses to start and says how to make them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_certificates_refuses_to_start_and_says_how_to_make_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall"))
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--peer-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--pki")
+        .arg(dir.path().join("no-pki-here"))
+        .env_remove("RECALL_PKI")
+        .output()
+        .await
+        .expect("runs the recall binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("recall pki init") && stderr.contains("node-1.pem"),
+        "{stderr}"
+    );
 }

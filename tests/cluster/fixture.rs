@@ -7,6 +7,10 @@
 //! - [`Nodes`], [`leader`], [`converged`], [`eventually`]: finding the leader and waiting for a
 //!   state under a deadline (polling, never a bare sleep), for either kind of cluster.
 //!
+//! Every link is mutual TLS: [`pki`] is one development PKI per test binary (files for the
+//! processes, in-memory credentials for the nodes in this process), and [`client`] connects as
+//! the cluster's first admin.
+//!
 //! Nodes run with a short heartbeat and election timeout, so elections take well under a
 //! second, unless a scenario sets its own. openraft 0.9 gives each AppendEntries one heartbeat
 //! interval to complete, so a scenario writing big entries needs a longer heartbeat or smaller
@@ -16,14 +20,17 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use recall::node::{NodeConfig, RunningNode, clock};
+use recall::node::{Listeners, NodeConfig, RunningNode, clock};
 use recall::proto as pb;
 use recall::proto::operator_client::OperatorClient;
+use recall::transport::pki::Ca;
+use recall::transport::{DEV_TRUST_DOMAIN, Dialer, Expect, Identity, Security};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// The Raft heartbeat of every test node.
 pub const HEARTBEAT: Duration = Duration::from_millis(50);
@@ -37,13 +44,60 @@ pub const ISSUER: &str = "https://idp.example";
 /// An operator API client of one node.
 pub type Client = OperatorClient<Channel>;
 
-/// A client of the node at `addr`, connecting lazily (and again after the node restarts).
+/// The development PKI of this test binary: a CA, and files for nodes 1 to 5 and the operator
+/// `admin` in a temporary directory (what `recall pki init` writes).
+pub struct TestPki {
+    /// The directory (`--pki`).
+    pub dir: TempDir,
+    /// The CA, to issue more.
+    pub ca: Ca,
+}
+
+/// The PKI, made on first use.
+pub fn pki() -> &'static TestPki {
+    static PKI: OnceLock<TestPki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ca = Ca::generate(DEV_TRUST_DOMAIN).expect("a CA");
+        ca.write(dir.path()).expect("writes the CA");
+        let ids = (1..=5)
+            .map(|n| Identity::node(DEV_TRUST_DOMAIN, n))
+            .chain([Identity::operator(DEV_TRUST_DOMAIN, "admin")]);
+        for id in ids {
+            ca.issue_into(dir.path(), &id).expect("issues");
+        }
+        TestPki { dir, ca }
+    })
+}
+
+/// In-memory credentials for `identity`, issued by [`pki`]'s CA.
+pub fn security(identity: &Identity) -> Security {
+    pki().ca.security(identity).expect("issues credentials")
+}
+
+/// The credentials of node `id`.
+pub fn node_security(id: u64) -> Security {
+    security(&Identity::node(DEV_TRUST_DOMAIN, id))
+}
+
+/// The credentials of operator `name`.
+pub fn operator(name: &str) -> Security {
+    security(&Identity::operator(DEV_TRUST_DOMAIN, name))
+}
+
+/// A client of the node at `addr` (its client port) as the first admin, connecting lazily (and
+/// again after the node restarts).
 pub fn client(addr: &str) -> Client {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("a valid address")
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(20))
-        .connect_lazy();
+    static ADMIN: OnceLock<Security> = OnceLock::new();
+    client_as(addr, ADMIN.get_or_init(|| operator("admin")).clone())
+}
+
+/// A client of the node at `addr` with `security`.
+pub fn client_as(addr: &str, security: Security) -> Client {
+    let channel = Dialer::new(security)
+        .with_connect_timeout(Duration::from_secs(1))
+        .lazy(addr, Expect::AnyNode)
+        .expect("a valid address");
     OperatorClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20)
@@ -220,7 +274,7 @@ pub async fn stored_snapshot_version(data_dir: &Path) -> Option<u64> {
     meta.last_log_id.map(|id| id.index)
 }
 
-/// The configuration of node `id` of a test cluster whose members are `peers`.
+/// The configuration of node `id` of a test cluster whose members are `peers` (peer addresses).
 pub fn node_config(id: u64, peers: &BTreeMap<u64, String>, data_dir: PathBuf) -> NodeConfig {
     NodeConfig {
         id,
@@ -236,6 +290,8 @@ pub fn node_config(id: u64, peers: &BTreeMap<u64, String>, data_dir: PathBuf) ->
 /// One node of a [`Cluster`].
 struct Member {
     config: NodeConfig,
+    /// The client port's address (the peer port's is `config.advertise`).
+    client_addr: String,
     client: Client,
     node: Option<RunningNode>,
 }
@@ -258,23 +314,33 @@ impl Cluster {
         let root = tempfile::tempdir().expect("a temporary directory");
         let mut listeners = BTreeMap::new();
         for id in 1..=n {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-            listeners.insert(id, listener);
+            let listeners_of = Listeners {
+                client: TcpListener::bind("127.0.0.1:0").await.expect("binds"),
+                peer: TcpListener::bind("127.0.0.1:0").await.expect("binds"),
+            };
+            listeners.insert(id, listeners_of);
         }
         let peers: BTreeMap<u64, String> = listeners
             .iter()
-            .map(|(id, l)| (*id, l.local_addr().expect("bound").to_string()))
+            .map(|(id, l)| (*id, l.peer.local_addr().expect("bound").to_string()))
             .collect();
         let mut members = BTreeMap::new();
-        for (id, listener) in listeners {
+        for (id, listeners) in listeners {
             let dir = root.path().join(format!("node-{id}"));
             let mut config = node_config(id, &peers, dir);
             tweak(&mut config);
-            let node = RunningNode::start(config.clone(), listener, clock::system())
-                .await
-                .unwrap_or_else(|e| panic!("node {id} starts: {e:#}"));
+            let client_addr = listeners.client.local_addr().expect("bound").to_string();
+            let node = RunningNode::start(
+                config.clone(),
+                listeners,
+                node_security(id),
+                clock::system(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("node {id} starts: {e:#}"));
             let member = Member {
-                client: client(&config.advertise),
+                client: client(&client_addr),
+                client_addr,
                 config,
                 node: Some(node),
             };
@@ -296,8 +362,13 @@ impl Cluster {
         self.members[&id].client.clone()
     }
 
-    /// Node `id`'s address (`127.0.0.1:PORT`).
+    /// Node `id`'s client port (`127.0.0.1:PORT`): operators and subscribers.
     pub fn addr(&self, id: u64) -> &str {
+        &self.members[&id].client_addr
+    }
+
+    /// Node `id`'s peer port (`127.0.0.1:PORT`): the address in the membership.
+    pub fn peer_addr(&self, id: u64) -> &str {
         &self.members[&id].config.advertise
     }
 
@@ -322,14 +393,21 @@ impl Cluster {
         let member = self.members.get_mut(&id).expect("a member");
         assert!(member.node.is_none(), "node {id} is stopped");
         let config = member.config.clone();
+        let client_addr = member.client_addr.clone();
         let what = format!("node {id} to restart");
         let node = eventually(&what, PATIENCE, || {
-            let config = config.clone();
+            let (config, client_addr) = (config.clone(), client_addr.clone());
             async move {
-                let listener = TcpListener::bind(&config.advertise)
-                    .await
-                    .map_err(|e| format!("binding {}: {e}", config.advertise))?;
-                RunningNode::start(config, listener, clock::system())
+                let bind = |addr: String| async move {
+                    TcpListener::bind(&addr)
+                        .await
+                        .map_err(|e| format!("binding {addr}: {e}"))
+                };
+                let listeners = Listeners {
+                    client: bind(client_addr).await?,
+                    peer: bind(config.advertise.clone()).await?,
+                };
+                RunningNode::start(config, listeners, node_security(id), clock::system())
                     .await
                     .map_err(|e| format!("{e:#}"))
             }
@@ -348,7 +426,10 @@ impl Nodes for Cluster {
 
 /// One `recall server` process of [`Procs`].
 struct Proc {
+    /// The client port.
     addr: String,
+    /// The peer port.
+    peer: String,
     dir: PathBuf,
     log: PathBuf,
     client: Client,
@@ -381,6 +462,7 @@ impl Procs {
                 let proc = Proc {
                     client: client(&addr),
                     addr,
+                    peer: format!("127.0.0.1:{}", free_port()),
                     dir: root.path().join(format!("node-{id}")),
                     log: root.path().join(format!("node-{id}.log")),
                     child: None,
@@ -390,7 +472,7 @@ impl Procs {
             .collect();
         let peers = members
             .iter()
-            .map(|(id, p)| format!("{id}={}", p.addr))
+            .map(|(id, p)| format!("{id}={}", p.peer))
             .collect::<Vec<_>>()
             .join(",");
         let mut flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
@@ -425,8 +507,11 @@ impl Procs {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_recall"));
         cmd.arg("server")
             .args(["--id", &id.to_string(), "--listen", &p.addr])
+            .args(["--peer-listen", &p.peer])
             .arg("--data-dir")
             .arg(&p.dir)
+            .arg("--pki")
+            .arg(pki().dir.path())
             .args(["--peers", &self.peers])
             .args(&self.flags)
             .env("RUST_LOG", "info,openraft=warn")

@@ -8,7 +8,11 @@ use std::time::Duration;
 use recall::subscriber::{Subscriber, SubscriberConfig};
 use recall_core::Kind;
 
-use crate::fixture::{Cluster, ISSUER, PATIENCE, converged, eventually, leader, revoke_range};
+use recall::transport::{DEV_TRUST_DOMAIN, Identity};
+
+use crate::fixture::{
+    Cluster, ISSUER, PATIENCE, converged, eventually, leader, revoke_range, security,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_loses_the_cluster_ends_its_streams_and_its_subscriber_goes_stale() {
@@ -23,7 +27,11 @@ async fn a_node_that_loses_the_cluster_ends_its_streams_and_its_subscriber_goes_
     converged(&cluster, reply.version).await;
 
     // A subscriber that can reach node 3 only.
-    let mut config = SubscriberConfig::new(vec![cluster.addr(3).to_string()], "svc/isolated");
+    let mut config = SubscriberConfig::new(
+        vec![cluster.addr(3).to_string()],
+        "svc-isolated",
+        security(&Identity::subscriber(DEV_TRUST_DOMAIN, "svc-isolated")),
+    );
     config.staleness_bound = Duration::from_secs(1);
     let sub = Subscriber::start(config).await.unwrap();
     sub.wait_version(reply.version, PATIENCE).await.unwrap();

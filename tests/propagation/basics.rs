@@ -14,7 +14,7 @@ const ISS: &str = "https://login.example";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_rule_and_lift_reach_the_subscriber() {
     let node = OneNode::start().await;
-    let sub = subscribe(node.subscriber_config("svc/1")).await;
+    let sub = subscribe(node.subscriber_config("svc-1")).await;
     let mut client = node.client().await;
     let facts = TokenFacts {
         iss: ISS,
@@ -87,7 +87,7 @@ async fn revoke_rule_and_lift_reach_the_subscriber() {
             .subscribers
             .list()
             .into_iter()
-            .find(|s| s.id == "svc/1")
+            .find(|s| s.id == "svc-1")
             .map(|s| s.applied);
         if acked >= Some(v) {
             break;

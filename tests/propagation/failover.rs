@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use recall::node::{RunningNode, clock};
-use recall::proto::operator_client::OperatorClient;
-use tokio::net::TcpListener;
 
-use crate::fixture::{fast_config, revoke, subscribe, token};
+use crate::fixture::{
+    admin_client, fast_config, listeners, node_security, revoke, subscribe, subscriber_security,
+    token,
+};
 
 struct Three {
     nodes: Vec<Option<RunningNode>>,
@@ -19,28 +20,29 @@ struct Three {
 
 impl Three {
     async fn start() -> Self {
-        let mut listeners = Vec::new();
+        let mut bound = Vec::new();
         let mut addrs = Vec::new();
+        let mut peers = Vec::new();
         for _ in 0..3 {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addrs.push(l.local_addr().unwrap().to_string());
-            listeners.push(l);
+            let l = listeners().await;
+            addrs.push(l.client.local_addr().unwrap().to_string());
+            peers.push(l.peer.local_addr().unwrap().to_string());
+            bound.push(l);
         }
-        let members: BTreeMap<u64, String> = addrs
+        let members: BTreeMap<u64, String> = peers
             .iter()
             .enumerate()
             .map(|(i, a)| (i as u64 + 1, a.clone()))
             .collect();
         let mut nodes = Vec::new();
         let mut dirs = Vec::new();
-        for (i, l) in listeners.into_iter().enumerate() {
+        for (i, l) in bound.into_iter().enumerate() {
             let dir = tempfile::tempdir().unwrap();
-            let mut c = fast_config(dir.path(), &addrs[i]);
+            let mut c = fast_config(dir.path(), &peers[i]);
             c.id = i as u64 + 1;
             c.initial_members = members.clone();
-            nodes.push(Some(
-                RunningNode::start(c, l, clock::system()).await.unwrap(),
-            ));
+            let node = RunningNode::start(c, l, node_security(i as u64 + 1), clock::system());
+            nodes.push(Some(node.await.unwrap()));
             dirs.push(dir);
         }
         let me = Self {
@@ -76,14 +78,16 @@ async fn followers_serve_the_same_state_and_survive_leader_failover() {
     let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     let mut subs = Vec::new();
     for &i in &followers {
-        let mut cfg =
-            recall::subscriber::SubscriberConfig::new(vec![c.addrs[i].clone()], format!("svc/{i}"));
+        let id = format!("svc-{i}");
+        let mut cfg = recall::subscriber::SubscriberConfig::new(
+            vec![c.addrs[i].clone()],
+            id.clone(),
+            subscriber_security(&id),
+        );
         cfg.backoff_min = Duration::from_millis(20);
         subs.push(subscribe(cfg).await);
     }
-    let mut client = OperatorClient::connect(format!("http://{}", c.addrs[leader]))
-        .await
-        .unwrap();
+    let mut client = admin_client(&c.addrs[leader]).await;
     let v = revoke(
         &mut client,
         (0..500)
@@ -114,9 +118,7 @@ async fn followers_serve_the_same_state_and_survive_leader_failover() {
         assert!(tokio::time::Instant::now() < deadline, "no new leader");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let mut client = OperatorClient::connect(format!("http://{}", c.addrs[new_leader]))
-        .await
-        .unwrap();
+    let mut client = admin_client(&c.addrs[new_leader]).await;
     let v = revoke(&mut client, vec![token("https://iss", "after-failover")]).await;
     for s in &subs {
         s.wait_version(v, Duration::from_secs(10)).await.unwrap();

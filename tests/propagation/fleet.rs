@@ -15,7 +15,7 @@ async fn every_sidecar_reports_the_revocation_and_the_wave_is_seen_landing() {
     let node = OneNode::start().await;
     let mut sidecars = Vec::new();
     for i in 0..4 {
-        let s = start_sidecar(node.subscriber_config(&format!("fleet/{i}"))).await;
+        let s = start_sidecar(node.subscriber_config(&format!("fleet-{i}"))).await;
         s.subscriber()
             .wait_synced(Duration::from_secs(10))
             .await

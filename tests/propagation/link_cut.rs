@@ -12,7 +12,7 @@ async fn cut_link_during_50k_revocations_converges_with_equal_digest() {
     let proxy = Proxy::start("subscriber→node", node.addr.parse().unwrap())
         .await
         .unwrap();
-    let mut config = node.subscriber_config("svc/cut");
+    let mut config = node.subscriber_config("svc-cut");
     config.cluster = vec![proxy.addr().to_string()];
     let sub = subscribe(config).await;
     let mut client = node.client().await;

@@ -149,7 +149,8 @@ async fn future_version_and_wrong_digest_are_resynced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_errors_are_refused_clearly() {
     let node = OneNode::start().await;
-    let err = Raw::open(&node.addr, hello("", 0, 0, 0))
+    let nobody = crate::fixture::subscriber_security("nobody");
+    let err = Raw::open_as(&node.addr, hello("", 0, 0, 0), nobody)
         .await
         .err()
         .expect("an empty id is refused");

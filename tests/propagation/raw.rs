@@ -17,11 +17,19 @@ pub struct Raw {
 impl Raw {
     pub async fn open(addr: &str, hello: pb::Hello) -> Result<Self, tonic::Status> {
         // Small HTTP/2 windows, so a slow reader's backlog stays at the node, not in buffers.
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .initial_stream_window_size(Some(64 * 1024))
-            .initial_connection_window_size(Some(64 * 1024))
-            .connect()
+        let security = crate::fixture::subscriber_security(&hello.subscriber_id);
+        Self::open_as(addr, hello, security).await
+    }
+
+    /// Opens a stream with `hello`, proving `security`'s identity.
+    pub async fn open_as(
+        addr: &str,
+        hello: pb::Hello,
+        security: recall::transport::Security,
+    ) -> Result<Self, tonic::Status> {
+        let channel = recall::transport::Dialer::new(security)
+            .with_window(64 * 1024)
+            .connect(addr, recall::transport::Expect::AnyNode)
             .await
             .unwrap();
         let mut client = SubscriptionClient::new(channel);

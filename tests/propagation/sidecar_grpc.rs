@@ -37,7 +37,7 @@ fn verdict(r: &pb::CheckReply) -> pb::Verdict {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_is_reported_revoked_over_grpc_single_and_batch() {
     let node = OneNode::start().await;
-    let sidecar = start_sidecar(node.subscriber_config("sc-grpc/1")).await;
+    let sidecar = start_sidecar(node.subscriber_config("sc-grpc-1")).await;
     sidecar
         .subscriber()
         .wait_synced(Duration::from_secs(10))
@@ -136,7 +136,7 @@ async fn revocation_is_reported_revoked_over_grpc_single_and_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_facts_are_refused_naming_the_field() {
     let node = OneNode::start().await;
-    let sidecar = start_sidecar(node.subscriber_config("sc-grpc-bad/1")).await;
+    let sidecar = start_sidecar(node.subscriber_config("sc-grpc-bad-1")).await;
     let mut grpc = check_client(&sidecar).await;
 
     let missing = grpc
@@ -191,8 +191,8 @@ async fn stale_verdicts_follow_the_policy_over_grpc() {
         c.policy = policy;
         c
     };
-    let closed = start_sidecar(config("sc-grpc-closed/1", StalePolicy::FailClosed)).await;
-    let open = start_sidecar(config("sc-grpc-open/1", StalePolicy::FailOpen)).await;
+    let closed = start_sidecar(config("sc-grpc-closed-1", StalePolicy::FailClosed)).await;
+    let open = start_sidecar(config("sc-grpc-open-1", StalePolicy::FailOpen)).await;
     for sc in [&closed, &open] {
         sc.subscriber()
             .wait_synced(Duration::from_secs(10))

@@ -7,7 +7,6 @@ use std::time::Duration;
 use recall::node::{RunningNode, clock};
 use recall::subscriber::StalePolicy;
 use serde_json::json;
-use tokio::net::TcpListener;
 
 use crate::fixture::{OneNode, fast_config, revoke, token};
 use crate::sidecar_fixture::{
@@ -22,7 +21,7 @@ const ISS: &str = "https://login.example";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_is_reported_revoked_over_http() {
     let node = OneNode::start().await;
-    let sidecar = start_sidecar(node.subscriber_config("sc-http/1")).await;
+    let sidecar = start_sidecar(node.subscriber_config("sc-http-1")).await;
     sidecar
         .subscriber()
         .wait_synced(Duration::from_secs(10))
@@ -55,7 +54,7 @@ async fn revocation_is_reported_revoked_over_http() {
 
     let (code, status) = get_json(url(&sidecar, "/v1/status", &[])).await;
     assert_eq!(code, 200, "{status}");
-    assert_eq!(status["id"], "sc-http/1");
+    assert_eq!(status["id"], "sc-http-1");
     assert_eq!(status["synced"], true);
     assert_eq!(status["entries"], 1);
     assert_eq!(
@@ -72,9 +71,14 @@ async fn revocation_is_reported_revoked_over_http() {
 async fn readyz_waits_for_the_first_full_sync() {
     // The node's address is reserved, but nothing serves it yet.
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let mut sub = recall::subscriber::SubscriberConfig::new(vec![addr.clone()], "sc-ready/1");
+    let listeners = crate::fixture::listeners().await;
+    let addr = listeners.client.local_addr().unwrap().to_string();
+    let peer = listeners.peer.local_addr().unwrap().to_string();
+    let mut sub = recall::subscriber::SubscriberConfig::new(
+        vec![addr.clone()],
+        "sc-ready-1",
+        crate::fixture::subscriber_security("sc-ready-1"),
+    );
     sub.backoff_min = Duration::from_millis(20);
     sub.backoff_max = Duration::from_millis(200);
     let sidecar = start_sidecar(sub).await;
@@ -92,9 +96,14 @@ async fn readyz_waits_for_the_first_full_sync() {
         "an unsynced fail-closed sidecar refuses: {early}"
     );
 
-    let node = RunningNode::start(fast_config(dir.path(), &addr), listener, clock::system())
-        .await
-        .unwrap();
+    let node = RunningNode::start(
+        fast_config(dir.path(), &peer),
+        listeners,
+        crate::fixture::node_security(1),
+        clock::system(),
+    )
+    .await
+    .unwrap();
     wait_until("/readyz is 200", Duration::from_secs(10), || async {
         get_text(url(&sidecar, "/readyz", &[])).await.0 == 200
     })
@@ -111,7 +120,7 @@ type BadQuery<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_queries_get_a_400_that_names_the_problem() {
     let node = OneNode::start().await;
-    let sidecar = start_sidecar(node.subscriber_config("sc-bad/1")).await;
+    let sidecar = start_sidecar(node.subscriber_config("sc-bad-1")).await;
     let long = "x".repeat(257);
     let cases: [BadQuery; 7] = [
         ("missing iss", &[("jti", "t-1")], "missing `iss`"),
@@ -173,8 +182,8 @@ async fn stale_answers_follow_the_policy_over_http() {
         c.policy = policy;
         c
     };
-    let closed = start_sidecar(config("sc-closed/1", StalePolicy::FailClosed)).await;
-    let open = start_sidecar(config("sc-open/1", StalePolicy::FailOpen)).await;
+    let closed = start_sidecar(config("sc-closed-1", StalePolicy::FailClosed)).await;
+    let open = start_sidecar(config("sc-open-1", StalePolicy::FailOpen)).await;
     let facts = [("iss", ISS), ("jti", "t-1")];
     for sc in [&closed, &open] {
         sc.subscriber()

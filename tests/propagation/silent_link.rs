@@ -15,7 +15,7 @@ async fn a_blackholed_stream_is_dropped_after_the_silence_timeout() {
     let proxy = Proxy::start("subscriber→node", node.addr.parse().unwrap())
         .await
         .unwrap();
-    let mut config = node.subscriber_config("svc/silent");
+    let mut config = node.subscriber_config("svc-silent");
     // The proxy first, the node itself second.
     config.cluster = vec![proxy.addr().to_string(), node.addr.clone()];
     config.silence_timeout = Duration::from_millis(600);

@@ -9,7 +9,7 @@ use crate::fixture::{OneNode, revoke, subscribe, token};
 async fn restart_resumes_with_deltas_only() {
     let node = OneNode::start().await;
     let data = tempfile::tempdir().unwrap();
-    let mut config = node.subscriber_config("svc/warm");
+    let mut config = node.subscriber_config("svc-warm");
     config.data_dir = Some(data.path().to_path_buf());
     config.persist_every = Duration::from_millis(50);
     let mut client = node.client().await;
@@ -44,7 +44,7 @@ async fn restart_resumes_with_deltas_only() {
 async fn behind_the_window_gets_a_snapshot() {
     let node = OneNode::start_with(|c| c.state_machine.max_deltas = 4).await;
     let data = tempfile::tempdir().unwrap();
-    let mut config = node.subscriber_config("svc/behind");
+    let mut config = node.subscriber_config("svc-behind");
     config.data_dir = Some(data.path().to_path_buf());
     let mut client = node.client().await;
     let sub = subscribe(config.clone()).await;

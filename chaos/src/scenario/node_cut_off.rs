@@ -1,8 +1,9 @@
-//! A follower node is cut off mid-recall: every connection into it (its peers' Raft traffic, the
-//! harness's clients) is blackholed, while its sidecars can still reach it. It no longer hears
-//! from the leader, so its state freezes; it must stop vouching for that state (end its streams)
-//! so its sidecars move to a node that is current instead of waiting for the heal. Evidence: the
-//! bytes its inbound proxy swallowed.
+//! A follower node is cut off mid-recall: every connection into it (its peers' Raft traffic on
+//! its peer port, the harness's clients on its client port) is blackholed, while its sidecars can
+//! still reach it. It no longer hears from the leader, so its state freezes; it must stop
+//! vouching for that state (end its streams) so its sidecars move to a node that is current
+//! instead of waiting for the heal. Evidence: the bytes its inbound proxies (peer and client)
+//! swallowed; the peer proxy's alone must be more than zero.
 
 use std::time::Duration;
 
@@ -26,29 +27,43 @@ pub async fn inject(ctx: &FaultCtx) -> anyhow::Result<Vec<FaultRecord>> {
         .iter()
         .find(|n| n.id != leader)
         .context("no follower")?;
-    let link = node.link();
-    let before = link.counters();
+    let links = node.inbound();
+    let before = links.each_ref().map(|l| l.counters());
     let at_ms = ctx.elapsed_ms();
-    link.blackhole(Blackhole::Both);
+    for l in &links {
+        l.blackhole(Blackhole::Both);
+    }
     ctx.progress.release();
     let hold = recall::node::contact::out_of_touch_after(a.timing.election_timeout) + ctx.hold;
     tokio::time::sleep(hold).await;
-    let during = link.counters();
-    link.heal();
-    let dropped =
-        (during.dropped_up - before.dropped_up) + (during.dropped_down - before.dropped_down);
+    let during = links.each_ref().map(|l| l.counters());
+    for l in &links {
+        l.heal();
+    }
+    let [peer, client] = [0, 1].map(|i| {
+        let (b, d) = (before[i], during[i]);
+        let dropped = (d.dropped_up - b.dropped_up) + (d.dropped_down - b.dropped_down);
+        (dropped, d.held - b.held)
+    });
     Ok(vec![FaultRecord {
         what: format!(
-            "blackhole every connection into node {} (a follower) for {} ms",
+            "blackhole every connection into node {} (a follower; peer and client ports) for {} ms",
             node.id,
             hold.as_millis()
         ),
         at_ms,
         healed_ms: Some(ctx.elapsed_ms()),
         proof: format!(
-            "its inbound proxy dropped {dropped} B and held {} new connection(s)",
-            during.held - before.held
+            "its inbound proxies dropped {} B and held {} new connection(s): peer port {} B, {} held; client port {} B, {} held",
+            peer.0 + client.0,
+            peer.1 + client.1,
+            peer.0,
+            peer.1,
+            client.0,
+            client.1
         ),
-        took_effect: dropped > 0,
+        // The leader's AppendEntries go to the peer port: if nothing was dropped there, the
+        // node was not cut off from the cluster.
+        took_effect: peer.0 > 0,
     }])
 }

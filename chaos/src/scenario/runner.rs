@@ -15,8 +15,9 @@ use tokio::time::Instant;
 use super::{FaultCtx, Scenario};
 use crate::authority::{Authority, RaftTiming, Writer};
 use crate::baseline::ms;
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, sidecar_ids};
 use crate::observe::{Observer, POLL, now_ms};
+use crate::pki::Pki;
 use crate::report::model::{Percentiles, SubscriberRun, SystemRun};
 use crate::verify::verify;
 use crate::workload::{ISSUER, Workload, WriteProgress, pipelined};
@@ -26,7 +27,7 @@ use crate::workload::{ISSUER, Workload, WriteProgress, pipelined};
 pub struct RecallSettings {
     /// The `recall` binary.
     pub recall_bin: PathBuf,
-    /// Where this run keeps data and logs.
+    /// Where this run keeps data, logs and its PKI (`DIR/pki`, made by the first scenario).
     pub dir: PathBuf,
     /// Sidecars.
     pub sidecars: usize,
@@ -90,15 +91,28 @@ pub async fn run(
     let dir = settings.dir.join(format!("recall-{}", scenario.name()));
     std::fs::create_dir_all(&dir)?;
     let mp = &settings.progress;
+    // One PKI for the whole run (every scenario's cluster trusts the same CA).
+    let pki = Pki::ensure(
+        &settings.dir.join("pki"),
+        3,
+        &sidecar_ids(settings.sidecars),
+    )
+    .context("the run's certificates")?;
     let authority = Arc::new(
-        Authority::start(&settings.recall_bin, &dir, settings.timing)
+        Authority::start(&settings.recall_bin, &dir, settings.timing, &pki)
             .await
             .context("starting the authority")?,
     );
     let fleet = Arc::new(
-        Fleet::start(&settings.recall_bin, &dir, &authority, settings.sidecars)
-            .await
-            .context("starting the sidecars")?,
+        Fleet::start(
+            &settings.recall_bin,
+            &dir,
+            &authority,
+            settings.sidecars,
+            &pki,
+        )
+        .await
+        .context("starting the sidecars")?,
     );
     let result = measure(settings, scenario, workload, plan, rng, &authority, &fleet).await;
     fleet.stop();

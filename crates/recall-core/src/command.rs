@@ -11,8 +11,10 @@ use crate::{RevocationKey, Rule, RuleScope, Timestamp};
 pub struct Meta {
     /// When the leader accepted the command.
     pub at: Timestamp,
-    /// Who asked for it (an operator, a service account).
+    /// Who asked for it: the authenticated identity of the caller (a SPIFFE ID).
     pub actor: String,
+    /// Whom the caller said it acted for (free text from the client; may be empty).
+    pub on_behalf_of: String,
     /// Why (free text; may be empty).
     pub reason: String,
 }

@@ -7,8 +7,10 @@ use crate::{Command, Kind, Meta, Revocation, RevocationKey, Rule, RuleScope, Tim
 
 /// The longest namespace or value, in bytes.
 pub const MAX_VALUE_LEN: usize = 256;
-/// The longest actor, in bytes.
-pub const MAX_ACTOR_LEN: usize = 256;
+/// The longest actor (an authenticated SPIFFE ID), in bytes.
+pub const MAX_ACTOR_LEN: usize = 512;
+/// The longest "on behalf of" note, in bytes.
+pub const MAX_ON_BEHALF_LEN: usize = 256;
 /// The longest reason, in bytes.
 pub const MAX_REASON_LEN: usize = 1024;
 /// The length of a lowercase hex SHA-256, the only accepted form of an `api_key` value.
@@ -187,6 +189,7 @@ pub fn validate_scope(scope: &RuleScope) -> Result<(), ValidationError> {
 
 fn validate_meta(meta: &Meta) -> Result<(), ValidationError> {
     text("actor", &meta.actor, MAX_ACTOR_LEN, true)?;
+    text("on_behalf_of", &meta.on_behalf_of, MAX_ON_BEHALF_LEN, false)?;
     text("reason", &meta.reason, MAX_REASON_LEN, false)
 }
 

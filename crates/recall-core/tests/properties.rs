@@ -140,7 +140,7 @@ proptest! {
         let (k, scope) = (key(lifted_key), scopes()[lifted_scope].clone());
         let mut with = build(&steps);
         let last = with.last().map_or(0, |(v, _)| *v);
-        let meta = Meta { at: Timestamp(BASE), actor: "prop".into(), reason: String::new() };
+        let meta = Meta { at: Timestamp(BASE), actor: "prop".into(), on_behalf_of: String::new(), reason: String::new() };
         let (keys, rules) = (vec![k.clone()], vec![scope.clone()]);
         with.push((last + 1, Command::Lift { meta, keys, rules }));
         let with = replay(&with);

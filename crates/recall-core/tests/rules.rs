@@ -21,6 +21,7 @@ fn meta() -> Meta {
     Meta {
         at: at(T),
         actor: "ops".into(),
+        on_behalf_of: String::new(),
         reason: String::new(),
     }
 }

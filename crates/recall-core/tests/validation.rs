@@ -14,6 +14,7 @@ fn meta() -> Meta {
     Meta {
         at: NOW,
         actor: "ops@example".into(),
+        on_behalf_of: String::new(),
         reason: "incident 42".into(),
     }
 }

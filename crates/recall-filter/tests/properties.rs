@@ -18,6 +18,7 @@ fn meta(at: i64) -> Meta {
     Meta {
         at: Timestamp(at),
         actor: "prop".into(),
+        on_behalf_of: String::new(),
         reason: "property test".into(),
     }
 }

@@ -15,21 +15,34 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::codec::{decode, encode};
 use super::{Node, NodeId, TypeConfig};
 use crate::proto::raft_internal_client::RaftInternalClient;
 use crate::proto::{self as pb};
 
-/// The largest gRPC message between nodes (a batch of log entries or a snapshot chunk).
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+/// The largest gRPC message between nodes that this build produces, for the default entry size:
+/// see [`message_limit`]. Clients use it; servers use the limit of their configuration.
+pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+
+/// The largest message the Raft service accepts for entries of about `chunk_bytes` and at most
+/// `entries` of them per AppendEntries: twice their total (the encoding's overhead is far less),
+/// or a snapshot chunk (openraft's default 3 MiB), whichever is larger, plus 1 MiB of framing.
+pub fn message_limit(chunk_bytes: usize, entries: u64) -> usize {
+    let appends = chunk_bytes
+        .saturating_mul(entries as usize)
+        .saturating_mul(2);
+    appends.max(3 << 20).saturating_add(1 << 20)
+}
 
 /// Makes a [`PeerClient`] per peer.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct GrpcNetwork {
-    /// How long to wait for a TCP connection to a peer.
-    pub connect_timeout: Option<Duration>,
+    /// How the node dials its peers (its node certificate).
+    pub dialer: crate::transport::Dialer,
+    /// The largest message sent or received.
+    pub max_message: usize,
 }
 
 /// The connection to one peer.
@@ -39,26 +52,20 @@ pub struct PeerClient {
     client: Result<RaftInternalClient<Channel>, String>,
 }
 
-/// Builds a lazily connecting client for `addr` (`host:port`).
-pub fn channel(addr: &str, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
-}
-
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
-        let timeout = self.connect_timeout.unwrap_or(Duration::from_millis(500));
-        let client = channel(&node.addr, timeout)
+        let max = self.max_message;
+        let client = self
+            .dialer
+            .clone()
+            .with_connect_timeout(Duration::from_millis(500))
+            .lazy(&node.addr, crate::transport::Expect::Node(target))
             .map(|ch| {
                 RaftInternalClient::new(ch)
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max)
             })
             .map_err(|e| format!("bad address {:?} for node {target}: {e}", node.addr));
         PeerClient {
@@ -99,7 +106,7 @@ impl PeerClient {
                     "node {} at {}: {}",
                     self.target,
                     self.node.addr,
-                    s.message()
+                    crate::transport::errors::describe(&s)
                 ))
             }
             _ => RPCError::Network(NetworkError::new(&s)),

@@ -1,13 +1,17 @@
-//! The server side of the internal Raft RPC: decodes what peers send, hands it to openraft, and
-//! accepts writes forwarded by followers.
+//! The server side of the internal Raft RPC, on the peer port: only node identities of the
+//! current membership are served, and the node id inside a vote, AppendEntries or snapshot
+//! chunk must be the caller's own. Then it decodes what peers send, hands it to openraft,
+//! accepts writes forwarded by followers, and reports this node's subscribers.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tonic::{Request, Response as TonicResponse, Status};
 
 use super::codec::{decode, encode};
-use super::{Raft, TypeConfig};
+use super::{NodeId, Raft, TypeConfig};
 use crate::node::contact::Contact;
+use crate::node::subscribe::Registry;
 use crate::node::writer::Writer;
 use crate::proto as pb;
 use crate::proto::raft_internal_server::RaftInternal;
@@ -17,17 +21,77 @@ pub struct RaftService {
     raft: Raft,
     writer: Writer,
     contact: Arc<Contact>,
+    registry: Arc<Registry>,
+    configured: BTreeSet<NodeId>,
 }
 
 impl RaftService {
     /// Serves `raft`, and forwarded writes through `writer`; every AppendEntries openraft
-    /// accepts is recorded in `contact`.
-    pub fn new(raft: Raft, writer: Writer, contact: Arc<Contact>) -> Self {
+    /// accepts is recorded in `contact`. `configured` are the initial members from the node's
+    /// configuration, accepted until the node learns a membership (empty: any node of the trust
+    /// domain, for a node waiting to be added).
+    pub fn new(
+        raft: Raft,
+        writer: Writer,
+        contact: Arc<Contact>,
+        registry: Arc<Registry>,
+        configured: BTreeSet<NodeId>,
+    ) -> Self {
         Self {
             raft,
             writer,
             contact,
+            registry,
+            configured,
         }
+    }
+
+    /// The caller's node id, refused unless it is a member. `None` only on the plaintext
+    /// benchmark build.
+    fn member<T>(&self, req: &Request<T>, rpc: &str) -> Result<Option<NodeId>, Status> {
+        let peer = crate::transport::peer(req)?;
+        let Some(identity) = &peer.identity else {
+            return Ok(None);
+        };
+        let Some(id) = identity.node_id() else {
+            tracing::warn!(peer = %peer.addr, %identity, rpc, "refused a non-node identity on the peer port");
+            return Err(Status::permission_denied(format!(
+                "the peer port serves authority nodes only; {identity} is not a node identity \
+                 (operators and subscribers use the client port)"
+            )));
+        };
+        let members: BTreeSet<NodeId> = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            m.membership_config.nodes().map(|(id, _)| *id).collect()
+        };
+        let allowed = if !members.is_empty() {
+            &members
+        } else {
+            &self.configured
+        };
+        if allowed.is_empty() || allowed.contains(&id) {
+            return Ok(Some(id));
+        }
+        tracing::warn!(peer = %peer.addr, %identity, rpc, "refused a node that is not a member");
+        Err(Status::permission_denied(format!(
+            "{identity} is not a member of this cluster (members: {allowed:?}); add it with \
+             `recall cluster add-learner` first"
+        )))
+    }
+}
+
+/// Refuses a Raft message whose node id is not the caller's.
+fn same_node(caller: Option<NodeId>, inside: Option<NodeId>, what: &str) -> Result<(), Status> {
+    match caller {
+        Some(c) if inside != Some(c) => {
+            tracing::warn!(caller = c, inside = ?inside, what, "refused a Raft message for another node");
+            Err(Status::permission_denied(format!(
+                "{what} names node {} but the caller's certificate is node {c}",
+                inside.map_or_else(|| "none".into(), |i| i.to_string())
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -47,8 +111,14 @@ impl RaftInternal for RaftService {
         &self,
         req: Request<pb::AppendEntriesRequest>,
     ) -> Result<TonicResponse<pb::AppendEntriesReply>, Status> {
+        let caller = self.member(&req, "AppendEntries")?;
         let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> =
             decode("append-entries request", &req.into_inner().payload)?;
+        same_node(
+            caller,
+            rpc.vote.leader_id().voted_for(),
+            "the AppendEntries vote",
+        )?;
         use pb::append_entries_reply::Outcome;
         let result = self.raft.append_entries(rpc).await;
         if matches!(&result, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)))
@@ -69,8 +139,10 @@ impl RaftInternal for RaftService {
         &self,
         req: Request<pb::VoteRequest>,
     ) -> Result<TonicResponse<pb::VoteReply>, Status> {
+        let caller = self.member(&req, "Vote")?;
         let rpc: openraft::raft::VoteRequest<u64> =
             decode("vote request", &req.into_inner().payload)?;
+        same_node(caller, rpc.vote.leader_id().voted_for(), "the vote request")?;
         use pb::vote_reply::Outcome;
         let outcome = match outcome(self.raft.vote(rpc).await) {
             (Some(p), _) => Outcome::Payload(p),
@@ -85,9 +157,15 @@ impl RaftInternal for RaftService {
         &self,
         req: Request<pb::InstallSnapshotRequest>,
     ) -> Result<TonicResponse<pb::InstallSnapshotReply>, Status> {
+        let caller = self.member(&req, "InstallSnapshot")?;
         let req = req.into_inner();
         let mut rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> =
             decode("install-snapshot request", &req.payload)?;
+        same_node(
+            caller,
+            rpc.vote.leader_id().voted_for(),
+            "the snapshot's vote",
+        )?;
         rpc.data = req.data;
         use pb::install_snapshot_reply::Outcome;
         let outcome = match outcome(self.raft.install_snapshot(rpc).await) {
@@ -103,10 +181,35 @@ impl RaftInternal for RaftService {
         &self,
         req: Request<pb::ForwardRequest>,
     ) -> Result<TonicResponse<pb::ForwardReply>, Status> {
-        let cmd: recall_core::Command = decode("forwarded command", &req.into_inner().payload)?;
-        let reply = self.writer.accept_forwarded(cmd).await?;
+        let from = self.member(&req, "Forward")?.unwrap_or(0);
+        let write: crate::node::writer::Write =
+            decode("forwarded write", &req.into_inner().payload)?;
+        let reply = self.writer.accept_forwarded(from, write).await?;
         Ok(TonicResponse::new(pb::ForwardReply {
             outcome: Some(pb::forward_reply::Outcome::Payload(encode(&reply))),
+        }))
+    }
+
+    async fn subscribers(
+        &self,
+        req: Request<pb::SubscribersRequest>,
+    ) -> Result<TonicResponse<pb::SubscribersReply>, Status> {
+        self.member(&req, "Subscribers")?;
+        let subscribers = self
+            .registry
+            .list()
+            .into_iter()
+            .map(|s| pb::SubscriberLag {
+                subscriber_id: s.id,
+                node_id: String::new(),
+                applied_version: s.applied,
+                behind: 0,
+                last_ack_ms: s.last_ack.as_millis(),
+            })
+            .collect();
+        Ok(TonicResponse::new(pb::SubscribersReply {
+            node_id: self.raft.metrics().borrow().id,
+            subscribers,
         }))
     }
 }

@@ -144,6 +144,8 @@ pub struct SnapshotData {
     pub audit: Vec<AuditRecord>,
     /// Whether an `Init` request has fixed the fingerprint seed.
     pub seeded: bool,
+    /// The role bindings.
+    pub roles: crate::node::access::Bindings,
 }
 
 /// Encodes a snapshot: postcard, then the BLAKE3 of the postcard bytes.
@@ -172,6 +174,7 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotData, StateMachineError> {
 pub(super) struct Restored {
     pub(super) set: RevocationSet,
     pub(super) seeded: bool,
+    pub(super) roles: crate::node::access::Bindings,
     pub(super) head: AuditHead,
     pub(super) audit: Vec<AuditRecord>,
 }
@@ -198,6 +201,7 @@ pub(super) fn restore(meta: &Meta, bytes: &[u8]) -> Result<Restored, StateMachin
     Ok(Restored {
         set,
         seeded: data.seeded,
+        roles: data.roles,
         head,
         audit: data.audit,
     })
@@ -240,7 +244,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let gate = self.inner.gate.lock().await;
         let inner = Arc::clone(&self.inner);
         // A copy of the state under the read lock (on the blocking pool: it is O(set size)).
-        let (set, seeded, last_log_id, last_membership) = self
+        let (set, seeded, roles, last_log_id, last_membership) = self
             .inner
             .db
             .run(move |_| {
@@ -248,6 +252,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 Ok((
                     st.set.clone(),
                     st.seeded,
+                    st.roles.clone(),
                     st.last_applied,
                     st.membership.clone(),
                 ))
@@ -263,7 +268,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 let version = last_log_id.map_or(0, |id| id.index);
                 let audit = db.audit_range(0, version, usize::MAX)?;
                 let set = set.snapshot();
-                let data = encode(&SnapshotData { set, audit, seeded })?;
+                let data = encode(&SnapshotData {
+                    set,
+                    audit,
+                    seeded,
+                    roles,
+                })?;
                 let meta = Meta {
                     snapshot_id: snapshot_id(last_log_id.as_ref(), &data),
                     last_log_id,

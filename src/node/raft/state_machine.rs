@@ -24,6 +24,7 @@ use tokio::sync::{Mutex, watch};
 
 use super::snapshot::{self, Meta, StateDb, sto};
 use super::{Node, NodeId, Request, Response, TypeConfig};
+use crate::node::access::{Bindings, Role};
 use crate::node::audit::{AuditHead, AuditRecord, Broken, Verified};
 
 pub use super::snapshot::{FILE_NAME, SnapshotBuilder, StateMachineError};
@@ -109,6 +110,7 @@ pub(super) struct State {
     pub(super) seeded: bool,
     pub(super) last_applied: Option<LogId<NodeId>>,
     pub(super) membership: StoredMembership<NodeId, Node>,
+    pub(super) roles: Bindings,
     head: AuditHead,
     window: Window,
 }
@@ -192,17 +194,38 @@ impl State {
                 self.advance(index)?;
                 self.membership = StoredMembership::new(Some(entry.log_id), m);
             }
-            EntryPayload::Normal(Request::Init { seed }) => {
-                self.init(index, seed, &mut response)?
+            EntryPayload::Normal(Request::Init { seed, admins, at }) => {
+                if self.init(index, seed, &mut response)? && self.roles.is_empty() {
+                    let admins: Vec<String> = admins
+                        .into_iter()
+                        .filter(|a| crate::transport::Identity::parse(a).is_ok())
+                        .collect();
+                    if !admins.is_empty() {
+                        for a in &admins {
+                            self.roles.insert(a.clone(), Role::Admin);
+                        }
+                        self.record(
+                            AuditRecord::of_bootstrap(&self.head.hash, index, at, &admins),
+                            records,
+                        );
+                    }
+                }
+            }
+            EntryPayload::Normal(Request::Roles(change)) => {
+                self.advance(index)?;
+                match change.role {
+                    Some(r) => self.roles.insert(change.identity.clone(), r),
+                    None => self.roles.remove(&change.identity),
+                };
+                response.added = 1;
+                self.record(
+                    AuditRecord::of_roles(&self.head.hash, index, &change),
+                    records,
+                );
             }
             EntryPayload::Normal(Request::Command(cmd)) => {
                 let applied = self.set.apply(index, &cmd)?;
-                let record = AuditRecord::next(&self.head.hash, index, &cmd);
-                self.head = AuditHead {
-                    version: index,
-                    hash: record.hash,
-                };
-                records.push(record);
+                self.record(AuditRecord::next(&self.head.hash, index, &cmd), records);
                 if let Some(delta) = applied.delta {
                     self.window.push(delta);
                 }
@@ -216,14 +239,24 @@ impl State {
         Ok(response)
     }
 
+    /// Extends the audit chain with `record`.
+    fn record(&mut self, record: AuditRecord, records: &mut Vec<AuditRecord>) {
+        self.head = AuditHead {
+            version: record.version,
+            hash: record.hash,
+        };
+        records.push(record);
+    }
+
     /// Fixes the seed if nothing was revoked yet and no seed was fixed: the response counts the
-    /// seed as `added`. Otherwise the request changes nothing and counts as `already_present`.
+    /// seed as `added`, and the result is true. Otherwise the request changes nothing and counts
+    /// as `already_present`.
     fn init(
         &mut self,
         index: u64,
         seed: FingerprintSeed,
         response: &mut Response,
-    ) -> Result<(), OutOfOrder> {
+    ) -> Result<bool, OutOfOrder> {
         if !self.seeded && self.set.last_change() == 0 {
             let version = self.set.version();
             self.set = RevocationSet::new(seed);
@@ -232,15 +265,19 @@ impl State {
             }
             self.seeded = true;
             response.added = 1;
+            self.advance(index)?;
+            Ok(true)
         } else {
             response.already_present = 1;
+            self.advance(index)?;
+            Ok(false)
         }
-        self.advance(index)
     }
 
     pub(super) fn restore(&mut self, meta: &Meta, restored: snapshot::Restored) {
         self.set = restored.set;
         self.seeded = restored.seeded;
+        self.roles = restored.roles;
         self.head = restored.head;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -313,6 +350,7 @@ impl StateMachine {
             seeded: false,
             last_applied: None,
             membership: StoredMembership::default(),
+            roles: Bindings::new(),
             head: AuditHead::default(),
             window: Window {
                 deltas: VecDeque::new(),
@@ -353,6 +391,16 @@ impl StateMachine {
     /// Whether an `Init` request has fixed the fingerprint seed.
     pub fn seeded(&self) -> bool {
         self.inner.read().seeded
+    }
+
+    /// The role bindings as applied.
+    pub fn roles(&self) -> Bindings {
+        self.inner.read().roles.clone()
+    }
+
+    /// Runs `f` on the role bindings as applied.
+    pub fn with_roles<R>(&self, f: impl FnOnce(&Bindings) -> R) -> R {
+        f(&self.inner.read().roles)
     }
 
     /// The end of the audit chain as applied (it may be ahead of what is on disk).

@@ -6,6 +6,8 @@ use std::io::Cursor;
 use recall_core::{Command, FingerprintSeed};
 use serde::{Deserialize, Serialize};
 
+use crate::node::access::RoleChange;
+
 /// A node id.
 pub type NodeId = u64;
 
@@ -30,9 +32,16 @@ pub enum Request {
     Init {
         /// The seed chosen by the proposing leader.
         seed: FingerprintSeed,
+        /// The first admins of the cluster (identity URIs from the leader's configuration),
+        /// bound when this `Init` is the one that fixes the seed.
+        admins: Vec<String>,
+        /// The proposing leader's time (recorded with the admins' binding).
+        at: recall_core::Timestamp,
     },
     /// A validated command, stamped with the leader's time.
     Command(Command),
+    /// A change of one role binding, by an admin.
+    Roles(RoleChange),
 }
 
 /// What applying one entry did, as the operator sees it.

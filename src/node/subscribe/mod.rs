@@ -40,6 +40,10 @@ pub struct StreamConfig {
     pub catch_up_wait: Duration,
     /// The most subscribers one node serves.
     pub max_subscribers: usize,
+    /// How long a new stream may take to send its Hello.
+    pub hello_timeout: Duration,
+    /// How long a message may wait for room in a subscriber's queue before the stream ends.
+    pub send_timeout: Duration,
 }
 
 impl Default for StreamConfig {
@@ -50,6 +54,8 @@ impl Default for StreamConfig {
             heartbeat: Duration::from_millis(500),
             catch_up_wait: Duration::from_secs(2),
             max_subscribers: 10_000,
+            hello_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -102,8 +108,17 @@ impl Subscription for SubscribeService {
         &self,
         req: Request<Streaming<pb::SubscribeRequest>>,
     ) -> Result<Response<Out>, Status> {
+        let peer = crate::transport::peer(&req)?.clone();
         let mut incoming = req.into_inner();
-        let hello = match incoming.message().await? {
+        let first = tokio::time::timeout(self.config.hello_timeout, incoming.message())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "no Hello within {:?} of opening the stream",
+                    self.config.hello_timeout
+                ))
+            })?;
+        let hello = match first? {
             Some(pb::SubscribeRequest {
                 body: Some(pb::subscribe_request::Body::Hello(h)),
             }) => h,
@@ -128,10 +143,15 @@ impl Subscription for SubscribeService {
                 "hello.mode must be at most 32 bytes",
             ));
         }
-        if self.registry.len() >= self.config.max_subscribers {
-            return Err(Status::resource_exhausted(format!(
-                "this node already serves {} subscribers; connect to another node",
-                self.config.max_subscribers
+        if let Some(identity) = &peer.identity
+            && identity.subscriber_id() != Some(hello.subscriber_id.as_str())
+        {
+            tracing::warn!(peer = %peer.addr, %identity, claimed = %hello.subscriber_id,
+                "refused a stream for another subscriber id");
+            return Err(Status::permission_denied(format!(
+                "hello.subscriber_id {:?} is not the subscriber your certificate names ({identity}); \
+                 a subscriber subscribes as itself, spiffe://DOMAIN/subscriber/ID",
+                hello.subscriber_id
             )));
         }
         if !self.sm.seeded() {

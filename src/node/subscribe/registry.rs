@@ -29,6 +29,14 @@ struct Entry {
     replaced: watch::Sender<bool>,
 }
 
+/// A node already serves as many subscribers as it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this node already serves {max} subscribers; connect to another node")]
+pub struct Full {
+    /// The limit.
+    pub max: usize,
+}
+
 /// The live subscribers of one node.
 #[derive(Default)]
 pub struct Registry {
@@ -46,9 +54,20 @@ pub struct Registration {
 
 impl Registry {
     /// Registers a stream for `id`, replacing (and ending) an older stream with the same id.
-    pub fn register(self: &Arc<Self>, id: &str, mode: &str, now: Timestamp) -> Registration {
+    /// A new id is refused when `max` subscribers are live already: the check and the insert
+    /// happen under one lock, so concurrent streams cannot overshoot it.
+    pub fn register(
+        self: &Arc<Self>,
+        id: &str,
+        mode: &str,
+        now: Timestamp,
+        max: usize,
+    ) -> Result<Registration, Full> {
         let mut guard = self.inner.lock().expect("registry lock");
         let (next, map) = &mut *guard;
+        if !map.contains_key(id) && map.len() >= max {
+            return Err(Full { max });
+        }
         *next += 1;
         let stream = *next;
         let (tx, rx) = watch::channel(false);
@@ -66,12 +85,12 @@ impl Registry {
         if let Some(old) = map.insert(id.to_string(), entry) {
             let _ = old.replaced.send(true);
         }
-        Registration {
+        Ok(Registration {
             registry: Arc::clone(self),
             id: id.to_string(),
             stream,
             replaced: rx,
-        }
+        })
     }
 
     /// The live subscribers.

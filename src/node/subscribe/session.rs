@@ -62,10 +62,15 @@ impl Session {
 
     async fn serve(&mut self, mut incoming: Streaming<pb::SubscribeRequest>) -> End {
         let now = (self.svc.clock)();
-        let reg = self
-            .svc
-            .registry
-            .register(&self.hello.subscriber_id, &self.hello.mode, now);
+        let reg = match self.svc.registry.register(
+            &self.hello.subscriber_id,
+            &self.hello.mode,
+            now,
+            self.svc.config.max_subscribers,
+        ) {
+            Ok(r) => r,
+            Err(full) => return End::Status(Status::resource_exhausted(full.to_string())),
+        };
         let mut replaced = reg.replaced.clone();
         let mut stopped = self.svc.stopped.clone();
         let mut applied = self.svc.sm.subscribe();
@@ -278,7 +283,17 @@ impl Session {
         Ok(())
     }
 
+    /// Queues `m`; a subscriber that has not made room within the send deadline is not reading
+    /// and its stream ends (it reconnects and resumes from what it applied).
     async fn send(&self, m: pb::SubscribeResponse) -> Result<(), End> {
-        self.tx.send(Ok(m)).await.map_err(|_| End::Gone)
+        let deadline = self.svc.config.send_timeout;
+        match tokio::time::timeout(deadline, self.tx.send(Ok(m))).await {
+            Ok(r) => r.map_err(|_| End::Gone),
+            Err(_) => {
+                tracing::info!(subscriber = %self.hello.subscriber_id, ?deadline,
+                    "subscriber did not read for the send deadline: ending its stream");
+                Err(End::Gone)
+            }
+        }
     }
 }

@@ -114,6 +114,7 @@ fn meta(now: Timestamp) -> Meta {
     Meta {
         at: now,
         actor: "prop".into(),
+        on_behalf_of: String::new(),
         reason: String::new(),
     }
 }

@@ -1,0 +1,45 @@
+//! A subscriber subscribes as itself only: a stream whose Hello names another subscriber's id
+//! than the certificate's is refused, and the real subscriber's stream goes on undisturbed (its
+//! node never sees the impostor's acks).
+
+use std::time::Duration;
+
+use crate::fixture::{OneNode, revoke, subscribe, subscriber_security, token};
+use crate::raw::{Raw, hello};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_with_another_subscribers_id_is_refused_and_the_real_one_survives() {
+    let node = OneNode::start().await;
+    let real = subscribe(node.subscriber_config("payments")).await;
+    let connects = real.status().connects;
+
+    let err = Raw::open_as(
+        &node.addr,
+        hello("payments", 0, 0, 0),
+        subscriber_security("mallory"),
+    )
+    .await
+    .err()
+    .expect("the impostor is refused");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert!(
+        err.message()
+            .contains("spiffe://recall.local/subscriber/mallory")
+            && err.message().contains("\"payments\""),
+        "{}",
+        err.message()
+    );
+
+    let mut client = node.client().await;
+    let v = revoke(&mut client, vec![token("https://iss", "after-impostor")]).await;
+    real.wait_version(v, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        real.status().connects,
+        connects,
+        "the real stream never broke"
+    );
+    let seen = node.node.subscribers.list();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!((seen[0].id.as_str(), seen[0].applied), ("payments", v));
+    real.shutdown().await;
+}
