@@ -1,41 +1,44 @@
 //! The durable Raft log of an authority node: one redb file, `raft-log.redb`, holding the log
 //! entries and the vote, committed and last-purged log ids.
 //!
-//! Every write that openraft relies on (append, vote, truncate, purge) is one redb transaction
-//! committed with immediate durability (fsync) before openraft hears that it is done. redb is
-//! blocking, so each transaction runs on tokio's blocking pool. This module never interprets what
-//! an entry carries: the state machine does.
+//! Every write goes through one flusher thread ([`super::log_flush`]) that group-commits: all the
+//! writes queued since its last transaction are committed together, durably (one fsync), before
+//! openraft hears that any of them is done, in the order openraft made them. `append` returns as
+//! soon as its entries are queued and readable (they are served from memory until they are on
+//! disk); its callback completes after the fsync, as openraft's storage-v2 contract allows. Reads
+//! run on tokio's blocking pool. This module never interprets what an entry carries: the state
+//! machine does.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
     AnyError, Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError,
     StorageIOError, Vote,
 };
-use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
-};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::log_flush::{Done, Flusher, Job, Op, Overlay};
 use super::{NodeId, TypeConfig};
 
 /// The name of the log's file inside the directory given to [`LogStore::open`].
 pub const FILE_NAME: &str = "raft-log.redb";
 
 /// Log index → postcard-encoded `Entry<TypeConfig>`.
-const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
+pub(super) const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
 /// Name → postcard-encoded value, under the keys below.
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
-const LAST_PURGED: &str = "last_purged";
+pub(super) const LAST_PURGED: &str = "last_purged";
 
 /// Why the Raft log could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +81,9 @@ pub enum LogStoreError {
     /// The blocking task running a redb transaction panicked or was cancelled.
     #[error("the Raft log I/O task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The flusher failed to commit (the message is redb's), or it has stopped.
+    #[error("the Raft log could not be written: {0}")]
+    Flush(String),
 }
 
 /// Lets `?` lift redb's per-operation errors into [`LogStoreError::Redb`].
@@ -98,11 +104,21 @@ from_redb!(
     redb::SetDurabilityError
 );
 
-/// The durable Raft log. Cloning is cheap and shares the one database; openraft's log reader is
-/// such a clone.
-#[derive(Clone, Debug)]
+/// The durable Raft log. Cloning is cheap and shares the one database and its flusher;
+/// openraft's log reader is such a clone.
+#[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    overlay: Arc<Mutex<Overlay>>,
+    flusher: Arc<Flusher>,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("commits", &self.commits())
+            .finish_non_exhaustive()
+    }
 }
 
 impl LogStore {
@@ -127,7 +143,36 @@ impl LogStore {
             redb::Error::DatabaseAlreadyOpen => LogStoreError::Locked { path },
             source => LogStoreError::Open { path, source },
         })?;
-        Ok(Self { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let overlay = Arc::new(Mutex::new(Overlay::default()));
+        let flusher = Arc::new(Flusher::start(db.clone(), overlay.clone()));
+        Ok(Self {
+            db,
+            overlay,
+            flusher,
+        })
+    }
+
+    /// How many transactions (fsyncs, but for committed-id-only ones) the log has committed:
+    /// fewer than the writes when concurrent writes shared them.
+    pub fn commits(&self) -> u64 {
+        self.flusher.commits.load(Ordering::Relaxed)
+    }
+
+    /// Queues `op`; `done` hears when it is on disk.
+    fn queue(&self, op: Op, done: Done) -> Result<(), LogStoreError> {
+        self.flusher
+            .push(Job { op, done })
+            .map_err(|_| LogStoreError::Flush("the flusher has stopped".into()))
+    }
+
+    /// Queues `op` and waits until it is on disk.
+    async fn queue_and_wait(&self, op: Op) -> Result<(), LogStoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue(op, Done::Reply(tx))?;
+        rx.await
+            .map_err(|_| LogStoreError::Flush("the flusher has stopped".into()))?
+            .map_err(LogStoreError::Flush)
     }
 
     /// Runs `f` against the database on tokio's blocking pool.
@@ -140,34 +185,24 @@ impl LogStore {
         tokio::task::spawn_blocking(move || f(&db)).await?
     }
 
-    /// Runs `f` in one write transaction committed with `durability`; an error aborts it.
-    async fn write<F>(&self, durability: Durability, f: F) -> Result<(), LogStoreError>
-    where
-        F: FnOnce(&WriteTransaction) -> Result<(), LogStoreError> + Send + 'static,
-    {
-        self.run(move |db| {
-            let mut txn = db.begin_write()?;
-            txn.set_durability(durability)?;
-            f(&txn)?;
-            txn.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Stores `value` under `key` in the meta table, committed with `durability`.
+    /// Stores `value` under `key` in the meta table; waits until it is durable when `durable`.
     async fn put_meta<T: Serialize>(
         &self,
         key: &'static str,
         value: &T,
-        durability: Durability,
+        durable: bool,
     ) -> Result<(), LogStoreError> {
-        let bytes = encode(key, value)?;
-        self.write(durability, move |txn| {
-            txn.open_table(META)?.insert(key, bytes.as_slice())?;
-            Ok(())
-        })
-        .await
+        let value = encode(key, value)?;
+        let op = Op::Meta {
+            key,
+            value,
+            durable,
+        };
+        if durable {
+            self.queue_and_wait(op).await
+        } else {
+            self.queue(op, Done::Nobody)
+        }
     }
 
     /// Reads the value stored under `key` in the meta table.
@@ -230,18 +265,40 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let Some((start, end)) = half_open(&range) else {
             return Ok(Vec::new());
         };
-        self.run(move |db| {
-            let txn = db.begin_read()?;
-            let table = txn.open_table(LOGS)?;
-            let rows = match end {
-                Some(end) => table.range(start..end)?,
-                None => table.range(start..)?,
-            };
-            rows.map(|row| decode("log entry", row?.1.value()))
+        let in_range = move |i: &u64| *i >= start && end.is_none_or(|e| *i < e);
+        // Entries still queued are served from memory; the rest from the file. An entry queued
+        // after this snapshot of the overlay was queued after the read began.
+        let queued: BTreeMap<u64, Entry<TypeConfig>> = {
+            let o = self.overlay.lock().expect("overlay lock");
+            o.entries
+                .iter()
+                .filter(|(i, _)| in_range(i))
+                .map(|(i, (_, e))| (*i, e.clone()))
                 .collect()
-        })
-        .await
-        .map_err(sto(ErrorSubject::Logs, ErrorVerb::Read))
+        };
+        let first_queued = queued.keys().next().copied();
+        let db_end = match (end, first_queued) {
+            (Some(e), Some(q)) => Some(e.min(q)),
+            (e, q) => e.or(q),
+        };
+        let mut out: Vec<Entry<TypeConfig>> = if db_end.is_some_and(|e| e <= start) {
+            Vec::new()
+        } else {
+            self.run(move |db| {
+                let txn = db.begin_read()?;
+                let table = txn.open_table(LOGS)?;
+                let rows = match db_end {
+                    Some(end) => table.range(start..end)?,
+                    None => table.range(start..)?,
+                };
+                rows.map(|row| decode("log entry", row?.1.value()))
+                    .collect()
+            })
+            .await
+            .map_err(sto(ErrorSubject::Logs, ErrorVerb::Read))?
+        };
+        out.extend(queued.into_values());
+        Ok(out)
     }
 }
 
@@ -261,9 +318,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             })
             .await
             .map_err(sto(ErrorSubject::Logs, ErrorVerb::Read))?;
+        let queued_last = {
+            let o = self.overlay.lock().expect("overlay lock");
+            o.entries.last_key_value().map(|(_, (_, e))| e.log_id)
+        };
         Ok(LogState {
             last_purged_log_id: purged,
-            last_log_id: last.or(purged),
+            last_log_id: queued_last.or(last).or(purged),
         })
     }
 
@@ -272,7 +333,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.put_meta(VOTE, vote, Durability::Immediate)
+        self.put_meta(VOTE, vote, true)
             .await
             .map_err(sto(ErrorSubject::Vote, ErrorVerb::Write))
     }
@@ -283,13 +344,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(sto(ErrorSubject::Vote, ErrorVerb::Read))
     }
 
-    /// Saved without an fsync of its own: the next durable write (or a clean close) carries it.
+    /// Queued without waiting and without an fsync of its own: the next durable write (or a
+    /// clean close) carries it.
     /// A committed id that is lost in a crash is only older, which openraft tolerates.
     async fn save_committed(
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
-        self.put_meta(COMMITTED, &committed, Durability::None)
+        self.put_meta(COMMITTED, &committed, false)
             .await
             .map_err(sto(ErrorSubject::Store, ErrorVerb::Write))
     }
@@ -311,53 +373,45 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let rows = entries
-            .into_iter()
-            .map(|e| Ok((e.log_id.index, encode("log entry", &e)?)))
+            .iter()
+            .map(|e| Ok((e.log_id.index, encode("log entry", e)?)))
             .collect::<Result<Vec<_>, LogStoreError>>()
             .map_err(sto(ErrorSubject::Logs, ErrorVerb::Write))?;
-        let res = self
-            .write(Durability::Immediate, move |txn| {
-                let mut table = txn.open_table(LOGS)?;
-                for (index, bytes) in &rows {
-                    table.insert(index, bytes.as_slice())?;
-                }
-                Ok(())
-            })
-            .await;
-        // The transaction has committed (and fsynced) or failed: only now may openraft know.
-        match res {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(io::Error::other(e.to_string())));
-                Err(sto(ErrorSubject::Logs, ErrorVerb::Write)(e))
-            }
+        // Readable now (from memory), durable when the flusher's transaction commits: only then
+        // does the callback tell openraft.
+        let mut o = self.overlay.lock().expect("overlay lock");
+        o.next_seq += 1;
+        let seq = o.next_seq;
+        for e in entries {
+            o.entries.insert(e.log_id.index, (seq, e));
         }
+        self.queue(Op::Append { rows, seq }, Done::Flushed(callback))
+            .map_err(sto(ErrorSubject::Logs, ErrorVerb::Write))
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.write(Durability::Immediate, move |txn| {
-            txn.open_table(LOGS)?
-                .retain_in(log_id.index.., |_, _| false)?;
-            Ok(())
-        })
-        .await
-        .map_err(sto(ErrorSubject::Log(log_id), ErrorVerb::Delete))
+        {
+            let mut o = self.overlay.lock().expect("overlay lock");
+            o.entries.retain(|i, _| *i < log_id.index);
+        }
+        self.queue_and_wait(Op::Truncate(log_id.index))
+            .await
+            .map_err(sto(ErrorSubject::Log(log_id), ErrorVerb::Delete))
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let bytes = encode(LAST_PURGED, &log_id)
+        let purged = encode(LAST_PURGED, &log_id)
             .map_err(sto(ErrorSubject::Log(log_id), ErrorVerb::Write))?;
+        {
+            let mut o = self.overlay.lock().expect("overlay lock");
+            o.entries.retain(|i, _| *i > log_id.index);
+        }
         // The purged id and the deletion commit together: a crash leaves neither or both.
-        self.write(Durability::Immediate, move |txn| {
-            txn.open_table(META)?
-                .insert(LAST_PURGED, bytes.as_slice())?;
-            txn.open_table(LOGS)?
-                .retain_in(..=log_id.index, |_, _| false)?;
-            Ok(())
+        self.queue_and_wait(Op::Purge {
+            index: log_id.index,
+            purged,
         })
         .await
         .map_err(sto(ErrorSubject::Log(log_id), ErrorVerb::Delete))

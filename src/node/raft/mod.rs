@@ -2,6 +2,7 @@
 //! and the gRPC transport between nodes. Nothing here knows the operator API.
 
 pub mod codec;
+mod log_flush;
 pub mod log_store;
 pub mod network;
 pub mod service;
