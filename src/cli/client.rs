@@ -40,6 +40,63 @@ pub async fn connect_with(dialer: &Dialer, addr: &str) -> anyhow::Result<Operato
         .max_encoding_message_size(64 << 20))
 }
 
+/// Whether a failed write may be sent again, to the next node: the node was unreachable, is
+/// shutting down, lost its leader, or the call's outcome is unknown. Writes are idempotent, so
+/// a retry of one that did commit only counts its items as already present.
+fn retryable(s: &tonic::Status) -> bool {
+    use tonic::Code::*;
+    matches!(
+        s.code(),
+        Unavailable | Unknown | Cancelled | Aborted | DeadlineExceeded | ResourceExhausted
+    ) && !(s.code() == ResourceExhausted && s.metadata().get("retry-after-ms").is_none())
+}
+
+/// Runs a write against the cluster's nodes in turn: on a transport failure or a leader change
+/// it moves to the next node, with backoff (or the node's `retry-after-ms`), until
+/// `--retry-for` has passed. The error that remains says what happened on each try.
+pub async fn with_retries<T, F, Fut>(cluster: &ClusterArgs, mut call: F) -> anyhow::Result<T>
+where
+    F: FnMut(OperatorClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let dialer = dialer(cluster)?;
+    let deadline = std::time::Instant::now() + cluster.retry_for;
+    let mut backoff = std::time::Duration::from_millis(100);
+    let mut tries: Vec<String> = Vec::new();
+    for addr in cluster.cluster.iter().cycle() {
+        let (why, wait): (String, Option<std::time::Duration>) =
+            match connect_with(&dialer, addr).await {
+                Ok(client) => match call(client).await {
+                    Ok(v) => return Ok(v),
+                    Err(s) if retryable(&s) => {
+                        let wait = s
+                            .metadata()
+                            .get("retry-after-ms")
+                            .and_then(|v| v.to_str().ok()?.parse().ok())
+                            .map(std::time::Duration::from_millis);
+                        (format!("{addr}: {}", status_error(s)), wait)
+                    }
+                    Err(s) => return Err(status_error(s)),
+                },
+                Err(e) => (format!("{addr}: {e:#}"), None),
+            };
+        tries.push(why);
+        let pause = wait.unwrap_or(backoff);
+        if std::time::Instant::now() + pause >= deadline {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+    }
+    bail!(
+        "the write did not go through within {:?} ({} tries: {}); writes are idempotent, so \
+         running the command again is safe",
+        cluster.retry_for,
+        tries.len(),
+        tries.join("; ")
+    )
+}
+
 /// The message of a failed call, without the gRPC framing; a TLS cause is named.
 pub fn status_error(s: tonic::Status) -> anyhow::Error {
     if s.code() == tonic::Code::Unimplemented && s.message().is_empty() {

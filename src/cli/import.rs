@@ -19,7 +19,7 @@ use recall_core::{Kind, Revocation, RevocationKey, Timestamp};
 use serde::Deserialize;
 
 use super::ClusterArgs;
-use super::client::{connect, status_error};
+use super::client::{status_error, with_retries};
 use super::time;
 use super::write::{Why, print_convergence};
 use crate::proto as pb;
@@ -207,15 +207,31 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
             reason: reason.clone(),
         })
         .collect();
-    let progress = bar.clone();
-    let stream = futures::stream::iter(chunks).inspect(move |c| progress.inc(c.items.len() as u64));
-    let mut client = connect(&args.cluster).await?;
     let started = std::time::Instant::now();
-    let r = client
-        .import(stream)
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    // A node that fails mid-import (or a leader change) sends the whole import to the next
+    // node: what was committed is counted as already revoked there, never revoked twice.
+    let r = with_retries(&args.cluster, |mut client| {
+        let (chunks, progress) = (chunks.clone(), bar.clone());
+        if attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
+            progress.set_position(0);
+        }
+        async move {
+            let stream =
+                futures::stream::iter(chunks).inspect(move |c| progress.inc(c.items.len() as u64));
+            client.import(stream).await
+        }
+    })
+    .await?
+    .into_inner();
+    let tries = attempts.load(std::sync::atomic::Ordering::Relaxed);
+    if tries > 1 {
+        println!(
+            "the import was sent {tries} times (a node failed or the leader changed mid-way); \
+             lines committed by an earlier try are counted as already revoked below"
+        );
+    }
+
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     println!(
@@ -228,6 +244,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         r.version
     );
     if let Some(timeout) = args.wait.wait_converged {
+        let mut client = super::client::connect(&args.cluster).await?;
         let c = wait_converged(&mut client, r.version, timeout).await?;
         print_convergence(&c)?;
     }

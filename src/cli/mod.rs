@@ -46,6 +46,10 @@ pub struct ClusterArgs {
         value_name = "NAME"
     )]
     pub operator: String,
+    /// How long a write keeps trying the cluster's nodes in turn (transport failures, leader
+    /// changes), e.g. 30s.
+    #[arg(long, env = "RECALL_RETRY_FOR", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub retry_for: std::time::Duration,
     /// Certificates.
     #[command(flatten)]
     pub tls: TlsArgs,

@@ -3,7 +3,7 @@
 use recall_core::{Kind, ScopeKind};
 
 use super::ClusterArgs;
-use super::client::{connect, status_error};
+use super::client::with_retries;
 use super::time;
 use crate::proto as pb;
 use crate::wire;
@@ -166,11 +166,11 @@ pub async fn revoke(a: RevokeArgs) -> anyhow::Result<()> {
         reason: a.why.reason,
         wait: a.wait.to_wire(),
     };
-    let r = connect(&a.cluster)
-        .await?
-        .revoke(req)
-        .await
-        .map_err(status_error)?;
+    let r = with_retries(&a.cluster, |mut c| {
+        let req = req.clone();
+        async move { c.revoke(req).await }
+    })
+    .await?;
     print_write("revoked", r.get_ref())
 }
 
@@ -188,11 +188,11 @@ pub async fn rule(a: RuleArgs) -> anyhow::Result<()> {
         reason: a.why.reason,
         wait: a.wait.to_wire(),
     };
-    let r = connect(&a.cluster)
-        .await?
-        .add_rule(req)
-        .await
-        .map_err(status_error)?;
+    let r = with_retries(&a.cluster, |mut c| {
+        let req = req.clone();
+        async move { c.add_rule(req).await }
+    })
+    .await?;
     print_write("rule", r.get_ref())
 }
 
@@ -225,10 +225,10 @@ pub async fn lift(a: LiftArgs) -> anyhow::Result<()> {
         reason: a.why.reason,
         wait: a.wait.to_wire(),
     };
-    let r = connect(&a.cluster)
-        .await?
-        .lift(req)
-        .await
-        .map_err(status_error)?;
+    let r = with_retries(&a.cluster, |mut c| {
+        let req = req.clone();
+        async move { c.lift(req).await }
+    })
+    .await?;
     print_write("lifted", r.get_ref())
 }

@@ -532,6 +532,11 @@ impl Procs {
         self.members[&id].client.clone()
     }
 
+    /// Node `id`'s client port.
+    pub fn addr(&self, id: u64) -> &str {
+        &self.members[&id].addr
+    }
+
     /// Kills node `id` with SIGKILL (no chance to flush or close anything) and reaps it.
     pub fn kill(&mut self, id: u64) {
         let p = self.members.get_mut(&id).expect("a member");

@@ -157,3 +157,78 @@ async fn check_every_node(nodes: &impl Nodes, outcome: &Outcome) {
         assert_eq!(s.entries, TOTAL as u64, "node {id} holds exactly every key");
     }
 }
+
+/// `recall import` through a list of nodes survives a SIGKILL of the node it streams to: it
+/// sends the import again to the next node (writes are idempotent) and succeeds without a
+/// re-run, and the cluster holds every line exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_import_survives_the_death_of_its_node() {
+    const LINES: usize = 50_000;
+    let mut procs = Procs::start(3, &[]);
+    let l = leader(&procs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("revoked.csv");
+    let mut csv = String::from("kind,namespace,value,expires_at\n");
+    for i in 0..LINES {
+        csv.push_str(&format!("token,{},cli-{i},\n", crate::fixture::ISSUER));
+    }
+    std::fs::write(&file, csv).unwrap();
+    // The leader first, so the stream dies with it.
+    let order: Vec<u64> = std::iter::once(l)
+        .chain(procs.ids().into_iter().filter(|i| *i != l))
+        .collect();
+    let cluster = order
+        .iter()
+        .map(|i| procs.addr(*i).to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let import = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall"))
+        .arg("import")
+        .arg(&file)
+        .args(["--quiet", "--cluster", &cluster, "--pki"])
+        .arg(crate::fixture::pki().dir.path())
+        .env_remove("RECALL_CLUSTER")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs recall import");
+    // Kill the node once the import is under way (its first entries are committed).
+    let c = procs.client(l);
+    crate::fixture::eventually("the import to start committing", PATIENCE, || {
+        let mut c = c.clone();
+        async move {
+            let s = crate::fixture::status(&mut c)
+                .await
+                .map_err(|e| e.to_string())?;
+            (s.entries > 0)
+                .then_some(())
+                .ok_or("nothing yet".to_string())
+        }
+    })
+    .await;
+    drop(c);
+    procs.kill(l);
+    let out = tokio::time::timeout(Duration::from_secs(120), import.wait_with_output())
+        .await
+        .expect("the import ends")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        procs.logs()
+    );
+    assert!(
+        stdout.contains(&format!("imported {LINES} lines")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the import was sent 2 times"),
+        "the node died mid-import and the import went to the next one: {stdout}"
+    );
+    let states = converged(&procs, 1).await;
+    for (id, s) in &states {
+        assert_eq!(s.entries as usize, LINES, "node {id} holds every line once");
+    }
+}
