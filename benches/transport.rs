@@ -10,24 +10,33 @@
 //!
 //! 1. import throughput: one Import client stream of fresh revocations in chunks, to the leader
 //!    (revocations/s, and CPU seconds of the whole process per 100k revocations);
-//! 2. single-revocation latency: one-key Revoke calls one after the other, to the leader and
-//!    (forwarded) to a follower, p50 and p99;
+//! 2. single-revocation latency: one-key Revoke calls one after the other, to the leader, p50
+//!    and p99 (not to a follower: the plaintext build cannot forward writes, see below);
 //! 3. one revocation applied at 10 subscribers (embedded `Subscriber`s, the core of a sidecar,
 //!    attached round-robin to the three nodes): from sending the Revoke until every subscriber
 //!    has applied its version, and until the Revoke's reply when it asks to wait for convergence
 //!    (`wait`), p50 and p99;
 //!
-//! and, for information, a new operator connection (TCP and, with TLS, the handshake) with its
-//! first call. Then it prints the medians, p99s and mTLS/plaintext ratios (target: within 10%).
+//! and, for information, a Status round trip (`local_only`) on an open connection, and a new
+//! operator connection (TCP and, with TLS, the handshake) with its first call. Then it prints
+//! the medians, p99s and mTLS/plaintext ratios (target: within 10%): percentiles of every
+//! sample of a transport, with each cluster's own and the ratio of their medians in the notes
+//! (one slow cluster moves a pooled p99 a lot).
+//!
+//! Writes sent to a follower are not measured: on the plaintext build the leader refuses every
+//! forwarded write (it parses the write's actor as a SPIFFE ID, and a caller without identity
+//! has none), and the follower retries until its write timeout. The peer links' TLS is still in
+//! every measurement: a commit needs a follower's AppendEntries reply, and most of the
+//! subscribers are attached to followers.
 //!
 //! Run: `cargo bench --bench transport --features bench-plaintext` (results in BENCHMARKS.md).
 //! Environment (defaults in brackets): `RECALL_BENCH_ROUNDS` rounds, each one mTLS and one
-//! plaintext cluster [4]; `RECALL_BENCH_IMPORT` revocations per import run [200000];
+//! plaintext cluster [6]; `RECALL_BENCH_IMPORT` revocations per import run [200000];
 //! `RECALL_BENCH_CHUNK` items per Import chunk [1000]; `RECALL_BENCH_IMPORT_RUNS` import runs
 //! per cluster [2]; `RECALL_BENCH_LATENCY` sequential revocations to the leader per cluster
-//! [400] (half as many to a follower); `RECALL_BENCH_WAVES` revocations waited for at the
-//! subscribers per cluster [100]; `RECALL_BENCH_SIDECARS` subscribers [10];
-//! `RECALL_BENCH_CONNECTS` new connections timed per cluster [50]; `RECALL_BENCH_LOG=<filter>`
+//! [400]; `RECALL_BENCH_WAVES` revocations waited for at the subscribers per cluster [100];
+//! `RECALL_BENCH_SIDECARS` subscribers [10]; `RECALL_BENCH_RTT` Status round trips per cluster
+//! [500]; `RECALL_BENCH_CONNECTS` new connections per cluster [50]; `RECALL_BENCH_LOG=<filter>`
 //! prints the nodes' tracing to stderr.
 
 mod common;
@@ -64,12 +73,13 @@ struct Settings {
     waves: usize,
     sidecars: usize,
     connects: usize,
+    rtts: usize,
 }
 
 impl Settings {
     fn from_env() -> Self {
         Self {
-            rounds: env_usize("RECALL_BENCH_ROUNDS", 4).max(1),
+            rounds: env_usize("RECALL_BENCH_ROUNDS", 6).max(1),
             import_n: env_usize("RECALL_BENCH_IMPORT", 200_000).max(1),
             chunk: env_usize("RECALL_BENCH_CHUNK", 1_000).max(1),
             import_runs: env_usize("RECALL_BENCH_IMPORT_RUNS", 2).max(1),
@@ -77,6 +87,7 @@ impl Settings {
             waves: env_usize("RECALL_BENCH_WAVES", 100).max(1),
             sidecars: env_usize("RECALL_BENCH_SIDECARS", 10).max(1),
             connects: env_usize("RECALL_BENCH_CONNECTS", 50),
+            rtts: env_usize("RECALL_BENCH_RTT", 500),
         }
     }
 }
@@ -106,18 +117,18 @@ struct Results {
     import_cpu: Vec<f64>,
     /// Cores other processes used during the import runs.
     import_others: Vec<f64>,
+    /// Status (`local_only`) on an open connection.
+    rtt: Vec<Duration>,
     /// New connection + first Status.
     connect: Vec<Duration>,
     /// Sequential one-key Revoke to the leader, every sample.
     leader: Vec<Duration>,
-    /// The same to a follower.
-    follower: Vec<Duration>,
     /// Revoke sent → applied at every subscriber.
     applied: Vec<Duration>,
     /// Revoke sent → reply, with `wait` for convergence.
     converged: Vec<Duration>,
-    /// Per cluster: the p50 of each latency measure (leader, follower, applied, converged).
-    round_p50s: Vec<[Duration; 4]>,
+    /// Per cluster: the p50 and p99 of each latency measure (leader, applied, converged).
+    per_cluster: Vec<[[Duration; 2]; 3]>,
     /// Waves whose reply did not report every subscriber converged.
     not_converged: usize,
     /// Clusters that had an election after the first leader.
@@ -226,7 +237,7 @@ async fn measure(
     let dialer = creds.operator_dialer()?;
     let members = common::targets(nodes, &dialer)?;
     let started = Instant::now();
-    let (leader, follower, term) = common::roles(&members).await?;
+    let (leader, _, term) = common::roles(&members).await?;
     println!(
         "  leader node {} after {:.2} s (term {term})",
         leader.id,
@@ -235,7 +246,6 @@ async fn measure(
 
     // Warm every path up (the first write also fixes the cluster's fingerprint seed).
     sequential_latency(&leader, &format!("{tag}-warm-leader"), 50).await?;
-    sequential_latency(&follower, &format!("{tag}-warm-follower"), 20).await?;
     let mut client = leader.connect().await?;
     import_stream(
         &mut client,
@@ -244,26 +254,35 @@ async fn measure(
     .await?;
     common::wait_applied(&members, &leader).await?;
 
-    // A new connection and its first call.
+    // For information: a round trip on an open connection, and a new connection's first one.
+    let status = pb::StatusRequest {
+        local_only: true,
+        ..Default::default()
+    };
+    let mut rtts = Vec::with_capacity(s.rtts);
+    for i in 0..s.rtts + 50 {
+        let t = Instant::now();
+        client.status(status).await?;
+        if i >= 50 {
+            rtts.push(t.elapsed());
+        }
+    }
     let mut connects = Vec::with_capacity(s.connects);
     for _ in 0..s.connects {
         let t = Instant::now();
-        let mut c = leader.connect().await?;
-        c.status(pb::StatusRequest {
-            local_only: true,
-            ..Default::default()
-        })
-        .await?;
+        leader.connect().await?.status(status).await?;
         connects.push(t.elapsed());
     }
+    rtts.sort_unstable();
     connects.sort_unstable();
-    if !connects.is_empty() {
-        println!(
-            "  new connection + first Status: p50 {}, p99 {}",
-            ms(percentile(&connects, 0.5)),
-            ms(percentile(&connects, 0.99))
-        );
-    }
+    println!(
+        "  Status round trip: p50 {}, p99 {}; new connection + first Status: p50 {}, p99 {}",
+        ms(percentile(&rtts, 0.5)),
+        ms(percentile(&rtts, 0.99)),
+        ms(percentile(&connects, 0.5)),
+        ms(percentile(&connects, 0.99))
+    );
+    out.rtt.extend(rtts);
     out.connect.extend(connects);
 
     // 1. Import throughput.
@@ -314,22 +333,11 @@ async fn measure(
     let (lat_leader, failed) =
         sequential_latency(&leader, &format!("{tag}-latency-leader"), s.latency_n).await?;
     out.failures.add(failed);
-    common::wait_applied(&members, &leader).await?;
-    let (lat_follower, failed) = sequential_latency(
-        &follower,
-        &format!("{tag}-latency-follower"),
-        s.latency_n / 2,
-    )
-    .await?;
-    out.failures.add(failed);
     println!(
-        "  Revoke 1 key → leader ({}): p50 {}, p99 {}; → follower ({}): p50 {}, p99 {}",
+        "  Revoke 1 key → leader ({}): p50 {}, p99 {}",
         lat_leader.len(),
         ms(percentile(&lat_leader, 0.5)),
         ms(percentile(&lat_leader, 0.99)),
-        lat_follower.len(),
-        ms(percentile(&lat_follower, 0.5)),
-        ms(percentile(&lat_follower, 0.99)),
     );
 
     // 3. One revocation applied at every subscriber.
@@ -363,14 +371,10 @@ async fn measure(
         println!("  ELECTION during this cluster's run: term {term} → {end_term}");
         out.elections += 1;
     }
-    out.round_p50s.push([
-        percentile(&lat_leader, 0.5),
-        percentile(&lat_follower, 0.5),
-        percentile(&applied, 0.5),
-        percentile(&converged, 0.5),
-    ]);
+    let p50_p99 = |sorted: &[Duration]| [percentile(sorted, 0.5), percentile(sorted, 0.99)];
+    out.per_cluster
+        .push([p50_p99(&lat_leader), p50_p99(&applied), p50_p99(&converged)]);
     out.leader.extend(lat_leader);
-    out.follower.extend(lat_follower);
     out.applied.extend(applied);
     out.converged.extend(converged);
     Ok(())
@@ -532,14 +536,16 @@ fn sorted(mut v: Vec<Duration>) -> Vec<Duration> {
     v
 }
 
-/// The per-cluster p50s of measure `i`, in the order run.
-fn spread(r: &Results, i: usize) -> String {
-    let p50s: Vec<String> = r
-        .round_p50s
-        .iter()
-        .map(|p| format!("{:.2}", ms_f(p[i])))
-        .collect();
-    p50s.join(", ")
+/// Percentile `q` (0: p50, 1: p99) of measure `i` in each cluster, in the order run, in ms.
+fn per_cluster(r: &Results, i: usize, q: usize) -> Vec<f64> {
+    r.per_cluster.iter().map(|p| ms_f(p[i][q])).collect()
+}
+
+/// `per_cluster` as a list, and the median of it.
+fn spread(r: &Results, i: usize, q: usize) -> String {
+    let xs = per_cluster(r, i, q);
+    let list: Vec<String> = xs.iter().map(|x| format!("{x:.2}")).collect();
+    format!("{} (median {:.2})", list.join(", "), median(xs))
 }
 
 fn report(s: &Settings, tls: &Results, plain: &Results) {
@@ -586,22 +592,22 @@ fn report(s: &Settings, tls: &Results, plain: &Results) {
             Some(0),
         ),
         (
-            "latency: 1-key Revoke → follower (forwarded), sequential",
-            &plain.follower,
-            &tls.follower,
-            Some(1),
-        ),
-        (
             "1 revocation applied at all subscribers (sent → last applied)",
             &plain.applied,
             &tls.applied,
-            Some(2),
+            Some(1),
         ),
         (
             "1 revocation, Revoke with wait: sent → converged reply",
             &plain.converged,
             &tls.converged,
-            Some(3),
+            Some(2),
+        ),
+        (
+            "Status round trip on an open connection (no target)",
+            &plain.rtt,
+            &tls.rtt,
+            None,
         ),
         (
             "new operator connection + first Status (no target)",
@@ -612,12 +618,12 @@ fn report(s: &Settings, tls: &Results, plain: &Results) {
     ];
     for (what, p, t, i) in series {
         let (p, t) = (sorted(p.clone()), sorted(t.clone()));
-        let what = if i == Some(2) || i == Some(3) {
+        let what = if i == Some(1) || i == Some(2) {
             format!("{what}, {} subscribers", s.sidecars)
         } else {
             what.to_string()
         };
-        for (q, name, first) in [(0.5, "p50", true), (0.99, "p99", false)] {
+        for (q, name, k) in [(0.5, "p50", 0), (0.99, "p99", 1)] {
             rows.push(Row {
                 what: format!("{what}: {name}"),
                 plain: ms_f(percentile(&p, q)),
@@ -625,15 +631,23 @@ fn report(s: &Settings, tls: &Results, plain: &Results) {
                 unit: Unit::Ms,
                 target: i.is_some(),
                 note: match i {
-                    Some(i) if first => format!(
-                        "{} plaintext + {} mTLS samples; p50 per cluster: plaintext {}; mTLS {}",
-                        p.len(),
-                        t.len(),
-                        spread(plain, i),
-                        spread(tls, i)
-                    ),
-                    None if first => format!("{} + {} samples", p.len(), t.len()),
-                    _ => String::new(),
+                    Some(i) => {
+                        let (mp, mt) = (
+                            median(per_cluster(plain, i, k)),
+                            median(per_cluster(tls, i, k)),
+                        );
+                        format!(
+                            "{} plaintext + {} mTLS samples; {name} per cluster (ms): plaintext \
+                             {}; mTLS {}; ratio of the medians {:.3}",
+                            p.len(),
+                            t.len(),
+                            spread(plain, i, k),
+                            spread(tls, i, k),
+                            if mp > 0.0 { mt / mp } else { f64::NAN }
+                        )
+                    }
+                    None if k == 0 => format!("{} + {} samples", p.len(), t.len()),
+                    None => String::new(),
                 },
             });
         }

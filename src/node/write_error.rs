@@ -33,6 +33,10 @@ pub enum WriteError {
     /// Raft refused the write for another reason (shutting down, storage failure).
     #[error("the write failed: {0}")]
     Raft(String),
+    /// The leader refused a forwarded write for good (a role it lacks, an invalid command, a
+    /// rate limit): its status is passed on as it is, without retrying.
+    #[error("the leader refused the write: {}", .0.message())]
+    Refused(tonic::Status),
 }
 
 impl From<WriteError> for tonic::Status {
@@ -44,6 +48,7 @@ impl From<WriteError> for tonic::Status {
                 tonic::Status::unavailable(msg)
             }
             WriteError::Raft(_) => tonic::Status::internal(msg),
+            WriteError::Refused(s) => s,
         }
     }
 }

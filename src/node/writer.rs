@@ -149,6 +149,7 @@ impl Writer {
                     Err(Propose::NotLeader(Some((id, node)))) => {
                         match self.forward(id, &node, &cmd).await {
                             Ok(r) => return Ok(r),
+                            Err(e @ WriteError::Refused(_)) => return Err(e),
                             Err(e) => tracing::debug!(leader = id, error = %e, "forward failed"),
                         }
                     }
@@ -282,8 +283,10 @@ impl Writer {
             })
             .await
             .map_err(|s| match s.code() {
-                tonic::Code::InvalidArgument => WriteError::Raft(s.message().to_string()),
-                _ => fail(s.message().to_string()),
+                tonic::Code::InvalidArgument
+                | tonic::Code::PermissionDenied
+                | tonic::Code::ResourceExhausted => WriteError::Refused(s),
+                _ => fail(crate::transport::errors::describe(&s)),
             })?
             .into_inner();
         match reply.outcome {

@@ -1,7 +1,8 @@
 //! The peer port serves member nodes only, and only as themselves: an operator or subscriber
 //! certificate is refused, a node certificate whose id is not a member is refused, a vote or
-//! AppendEntries naming another node than the certificate's is refused, and a forwarded prune is
-//! refused (prunes are the leader's own duty). Nothing of it reaches openraft: the cluster keeps
+//! AppendEntries naming another node than the certificate's is refused, a forwarded prune is
+//! refused (prunes are the leader's own duty), and a forwarded write is checked against the role
+//! of the operator it carries. Nothing of it reaches openraft: the cluster keeps
 //! its leader and term.
 
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
@@ -98,6 +99,29 @@ async fn the_peer_port_serves_member_nodes_as_themselves_only() {
         .await,
         "a forwarded prune",
         "prunes and the seed come from the leader's own duties",
+    );
+
+    // A forwarded write carries its operator's identity, and the leader checks that identity's
+    // role itself.
+    let unbound = Write::Command(Command::Revoke {
+        meta: recall_core::Meta {
+            at: Timestamp(0),
+            actor: Identity::operator(d, "nobody").to_string(),
+            on_behalf_of: String::new(),
+            reason: String::new(),
+        },
+        items: vec![recall_core::Revocation {
+            key: recall_core::RevocationKey::new(recall_core::Kind::Token, "https://i", "t"),
+            expires_at: None,
+        }],
+    });
+    denied(
+        liar.forward(pb::ForwardRequest {
+            payload: encode(&unbound),
+        })
+        .await,
+        "a forwarded revoke by an operator without a role",
+        "needs the revoker role; spiffe://recall.local/operator/nobody has no role",
     );
 
     // None of it moved the cluster.
