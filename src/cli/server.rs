@@ -57,6 +57,13 @@ pub struct ServerArgs {
     /// The largest batch one request may carry. Default 100000.
     #[arg(long, env = "RECALL_MAX_BATCH")]
     max_batch: Option<usize>,
+    /// How many items (revoked keys, lifted keys, rules) one operator identity may write per
+    /// second on this node. Default 500000.
+    #[arg(long, env = "RECALL_WRITE_RATE")]
+    write_rate: Option<u64>,
+    /// The largest burst of items one identity may write at once. Default 1000000.
+    #[arg(long, env = "RECALL_WRITE_BURST")]
+    write_burst: Option<u64>,
     /// The first admins of a new cluster (operator names or SPIFFE IDs). Default: admin.
     #[arg(long, env = "RECALL_ADMINS", value_delimiter = ',')]
     admins: Vec<String>,
@@ -178,6 +185,12 @@ impl ServerArgs {
         };
         if let Some(b) = self.max_batch.or(file.max_batch) {
             config.limits.max_batch = b;
+        }
+        if let Some(r) = self.write_rate {
+            config.write_rate.items_per_second = r;
+        }
+        if let Some(b) = self.write_burst {
+            config.write_rate.burst = b;
         }
         let admins = if self.admins.is_empty() {
             file.admins.unwrap_or_default()

@@ -115,6 +115,9 @@ impl NodeConfig {
         if self.snapshot_after == 0 {
             return err("snapshot_after", "must be at least 1");
         }
+        if self.write_rate.items_per_second == 0 || self.write_rate.burst == 0 {
+            return err("write_rate", "the rate and the burst must be at least 1");
+        }
         self.state_machine.validate().map_err(|e| ConfigError {
             field: "state_machine",
             problem: e.to_string(),
