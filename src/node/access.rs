@@ -62,7 +62,57 @@ pub struct RoleChange {
     pub role: Option<Role>,
 }
 
+/// Why a role change is refused before it is proposed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoleChangeError {
+    /// A field is not valid (the message names it).
+    #[error("{0}")]
+    Invalid(String),
+    /// The change would leave the cluster without an admin.
+    #[error("{0} is the cluster's only admin: grant admin to another operator first")]
+    LastAdmin(String),
+}
+
 impl RoleChange {
+    /// The change of `identity` (an operator name or SPIFFE ID of `trust_domain`) to `role`
+    /// (a role name; empty removes the binding), checked against the current `bindings`: the
+    /// last admin cannot lose its role.
+    pub fn checked(
+        bindings: &Bindings,
+        trust_domain: &str,
+        meta: Meta,
+        identity: &str,
+        role: &str,
+    ) -> Result<Self, RoleChangeError> {
+        let identity = operator_identity(trust_domain, identity)
+            .map_err(|e| RoleChangeError::Invalid(format!("identity: {e}")))?
+            .to_string();
+        let role = match role {
+            "" => None,
+            r => Some(Role::parse(r).ok_or_else(|| {
+                RoleChangeError::Invalid(format!(
+                    "role: unknown role {r:?}; expected viewer, revoker, recaller or admin"
+                ))
+            })?),
+        };
+        let max = recall_core::validate::MAX_REASON_LEN;
+        if meta.reason.len() > max {
+            return Err(RoleChangeError::Invalid(format!(
+                "reason: at most {max} bytes"
+            )));
+        }
+        let admins = bindings.values().filter(|r| **r == Role::Admin).count();
+        if bindings.get(&identity) == Some(&Role::Admin) && role != Some(Role::Admin) && admins <= 1
+        {
+            return Err(RoleChangeError::LastAdmin(identity));
+        }
+        Ok(Self {
+            meta,
+            identity,
+            role,
+        })
+    }
+
     /// A one-line summary for the audit history.
     pub fn summary(&self) -> String {
         match self.role {

@@ -475,36 +475,21 @@ impl Operator for OperatorService {
         let caller = self.allow(&req, Role::Admin, "changing a role binding")?;
         self.rate.check(&caller.actor(), 1)?;
         let req = req.into_inner();
-        let identity = access::operator_identity(&self.trust_domain, &req.identity)
-            .map_err(|e| Status::invalid_argument(format!("identity: {e}")))?
-            .to_string();
-        let role = match req.role.as_str() {
-            "" => None,
-            r => Some(Role::parse(r).ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "role: unknown role {r:?}; expected viewer, revoker, recaller or admin"
-                ))
-            })?),
-        };
-        let bindings = self.sm.roles();
-        let admins = bindings.values().filter(|r| **r == Role::Admin).count();
-        if bindings.get(&identity) == Some(&Role::Admin) && role != Some(Role::Admin) && admins <= 1
-        {
-            return Err(Status::failed_precondition(format!(
-                "{identity} is the cluster's only admin: grant admin to another operator first"
-            )));
-        }
-        let change = RoleChange {
-            meta: meta(&caller, String::new(), req.reason),
-            identity,
-            role,
-        };
-        if change.meta.reason.len() > recall_core::validate::MAX_REASON_LEN {
-            return Err(Status::invalid_argument(format!(
-                "reason: at most {} bytes",
-                recall_core::validate::MAX_REASON_LEN
-            )));
-        }
+        let change = self
+            .sm
+            .with_roles(|b| {
+                RoleChange::checked(
+                    b,
+                    &self.trust_domain,
+                    meta(&caller, String::new(), req.reason),
+                    &req.identity,
+                    &req.role,
+                )
+            })
+            .map_err(|e| match e {
+                access::RoleChangeError::LastAdmin(_) => Status::failed_precondition(e.to_string()),
+                access::RoleChangeError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            })?;
         let r = self
             .writer
             .write_roles(change)

@@ -336,11 +336,6 @@ impl Credentials {
         &self.trust_domain
     }
 
-    /// The files.
-    pub fn files(&self) -> &TlsFiles {
-        &self.files
-    }
-
     /// Loads the files again if they changed since the last check (at most once a second).
     fn fresh(&self) -> Arc<Loaded> {
         let Some(watch) = &self.watch else {
