@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Installs the system packages recall's tests need (the chaos harness compares against real
-# Redis and etcd servers). Idempotent: does nothing when they are already present.
+# Installs the system packages recall's tests need: real Redis and etcd servers (the chaos
+# harness compares against them), nginx (the forward-auth test puts it in front of an upstream)
+# and wrk (the forward-auth benchmark). Idempotent: does nothing when they are already present.
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
-echo "installing ${need[*]} (needed by the chaos baselines)" >&2
+echo "installing ${need[*]} (needed by the tests and benchmarks)" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # The packages start system services; recall's tests start their own servers on loopback.
-for svc in redis-server etcd; do
+for svc in redis-server etcd nginx; do
   $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || $sudo service "$svc" stop >/dev/null 2>&1 || true
 done

@@ -6,5 +6,6 @@ pub mod node;
 pub mod proto;
 pub mod sidecar;
 pub mod subscriber;
+pub mod token;
 pub mod transport;
 pub mod wire;

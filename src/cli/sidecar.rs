@@ -85,6 +85,15 @@ pub struct SidecarArgs {
     /// present a certificate of the same CA). Default: plaintext, for loopback.
     #[arg(long, env = "RECALL_CHECK_TLS")]
     check_tls: bool,
+    /// The issuers whose bearer tokens the sidecar verifies (`/v1/auth`, `POST /v1/token`,
+    /// Envoy ext_authz): a TOML file with an `[[issuer]]` table each (issuer, audiences,
+    /// jwks_file or jwks_url, algorithms, leeway_s, max_lifetime_s, tenant_claim...).
+    #[arg(long, env = "RECALL_ISSUERS")]
+    issuers: Option<PathBuf>,
+    /// Pass every verified claim of an allowed request on, as `X-Recall-Claims` (base64url
+    /// JSON), besides the issuer, subject, client and tenant headers.
+    #[arg(long, env = "RECALL_PASS_CLAIMS")]
+    pass_claims: bool,
     /// Certificates.
     #[command(flatten)]
     tls: super::TlsArgs,
@@ -109,11 +118,17 @@ impl SidecarArgs {
             PolicyArg::FailClosed => StalePolicy::FailClosed,
             PolicyArg::FailOpen => StalePolicy::FailOpen,
         };
+        let issuers = match &self.issuers {
+            Some(path) => crate::token::IssuersFile::load(path).context("--issuers")?,
+            None => vec![],
+        };
         Ok(SidecarConfig {
             subscriber,
             http_listen: self.http,
             grpc_listen: self.grpc,
             check_tls: self.check_tls.then_some(security),
+            issuers,
+            pass_claims: self.pass_claims,
         })
     }
 }

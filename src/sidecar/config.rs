@@ -17,6 +17,12 @@ pub struct SidecarConfig {
     /// Serve both check APIs over mutual TLS with these credentials; `None`: plaintext, for
     /// loopback.
     pub check_tls: Option<crate::transport::Security>,
+    /// The issuers whose bearer tokens `/v1/auth`, `/v1/token` and ext_authz verify; empty:
+    /// those endpoints answer that none is configured.
+    pub issuers: Vec<crate::token::IssuerPolicy>,
+    /// Whether an allowed request carries all its verified claims on (`X-Recall-Claims`,
+    /// base64url JSON), besides issuer, subject, client and tenant.
+    pub pass_claims: bool,
 }
 
 /// A sidecar configuration that cannot work.
@@ -43,6 +49,8 @@ impl SidecarConfig {
             http_listen: DEFAULT_HTTP_LISTEN.to_string(),
             grpc_listen: None,
             check_tls: None,
+            issuers: vec![],
+            pass_claims: false,
         }
     }
 
@@ -59,6 +67,12 @@ impl SidecarConfig {
             });
         }
         address("http_listen", &self.http_listen)?;
+        for issuer in &self.issuers {
+            issuer.validate().map_err(|e| ConfigError::Field {
+                field: "issuers",
+                problem: format!("{e:#}"),
+            })?;
+        }
         if let Some(grpc) = &self.grpc_listen {
             address("grpc_listen", grpc)?;
             if grpc == &self.http_listen && !grpc.ends_with(":0") {

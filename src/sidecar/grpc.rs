@@ -1,6 +1,6 @@
-//! The gRPC face of a sidecar: `recall.v1.Check`, single and batch. Facts are converted in
-//! [`crate::wire`]; a batch is answered from one published state, so every reply has the same
-//! version.
+//! The gRPC face of a sidecar: `recall.v1.Check`, single and batch, and Envoy's ext_authz
+//! ([`super::ext_authz`]) on the same listener. Facts are converted in [`crate::wire`]; a batch
+//! is answered from one published state, so every reply has the same version.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,9 +13,12 @@ use crate::proto as pb;
 use crate::proto::check_server::{Check, CheckServer};
 use crate::subscriber::{Subscriber, answer};
 use crate::wire;
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 
 /// The largest request or reply: a full batch of facts with long values fits.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// The largest ext_authz request: Envoy sends the request's headers (and a body only if told to).
+const MAX_EXT_AUTHZ_BYTES: usize = 1 << 20;
 
 /// The `Check` service over an embedded subscriber.
 pub struct CheckService {
@@ -38,7 +41,7 @@ impl Check for CheckService {
         let request = request.into_inner();
         let facts = wire::facts_from_wire("facts", request.facts.as_ref())?;
         let answer = self.subscriber.check(&facts);
-        Ok(Response::new(wire::reply_to_wire(&answer, facts.iss)))
+        Ok(Response::new(wire::reply_to_wire(&answer, &facts)))
     }
 
     async fn check_batch(
@@ -54,7 +57,7 @@ impl Check for CheckService {
             .zip(&facts)
             .map(|(c, f)| {
                 let answer = answer::answer(c, sub.shared(), sub.config());
-                wire::reply_to_wire(&answer, f.iss)
+                wire::reply_to_wire(&answer, f)
             })
             .collect();
         Ok(Response::new(pb::CheckBatchReply { replies }))
@@ -63,15 +66,19 @@ impl Check for CheckService {
 
 /// Serves `Check` on `listener` until `shutdown` resolves.
 pub async fn serve(
-    subscriber: Arc<Subscriber>,
+    bearer: Arc<super::bearer::Bearer>,
     listener: TcpListener,
     tls: Option<crate::transport::Security>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let service = CheckServer::new(CheckService::new(subscriber))
+    let service = CheckServer::new(CheckService::new(bearer.subscriber.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let router = crate::transport::grpc_server().add_service(service);
+    let ext_authz = AuthorizationServer::new(super::ext_authz::ExtAuthz::new(bearer))
+        .max_decoding_message_size(MAX_EXT_AUTHZ_BYTES);
+    let router = crate::transport::grpc_server()
+        .add_service(service)
+        .add_service(ext_authz);
     crate::transport::serve_local_grpc(router, listener, tls, shutdown)
         .await
         .context("the gRPC server failed")

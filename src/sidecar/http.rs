@@ -1,6 +1,8 @@
-//! The HTTP face of a sidecar (axum): `GET /v1/check`, `/v1/status`, `/healthz`, `/readyz`.
-//! Handlers only translate: the answer comes from the embedded [`Subscriber`], bad input becomes
-//! a 400 with `{"error": "..."}` that says what to fix.
+//! The HTTP face of a sidecar (axum): `GET /v1/check` (a token's claims), `/v1/auth` and
+//! `POST /v1/token` (the bearer token itself, see [`super::forward_auth`]), `/v1/status`,
+//! `/healthz`, `/readyz`. Handlers only translate: the answer comes from the embedded
+//! [`Subscriber`] (and the verifier), bad input becomes a 400 with `{"error": "..."}` that says
+//! what to fix.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,16 +10,22 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Json;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get, post};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use super::query;
+use super::bearer::Bearer;
+use super::{forward_auth, query};
 use crate::subscriber::Subscriber;
+
+/// The largest request body (`POST /v1/token`): a token of the largest size any issuer allows
+/// fits many times over.
+const MAX_BODY_BYTES: usize = 64 << 10;
 
 /// The body of every error response.
 #[derive(Debug, Serialize)]
@@ -26,7 +34,8 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+/// An error response: `status` and `{"error": message}`.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
         Json(ErrorBody {
@@ -65,32 +74,35 @@ pub struct StatusBody {
     pub node: Option<String>,
 }
 
-/// The routes, answering from `subscriber`.
-pub fn router(subscriber: Arc<Subscriber>) -> Router {
+/// The routes, answering from `bearer` (its subscriber, and its verifier for tokens).
+pub fn router(bearer: Arc<Bearer>) -> Router {
     Router::new()
         .route("/v1/check", get(check))
+        .route("/v1/auth", any(forward_auth::auth))
+        .route("/v1/token", post(forward_auth::token))
         .route("/v1/status", get(status))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
-        .with_state(subscriber)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(bearer)
 }
 
 /// Serves the routes on `listener` until `shutdown` resolves, then lets requests in flight
 /// finish.
 pub async fn serve(
-    subscriber: Arc<Subscriber>,
+    bearer: Arc<Bearer>,
     listener: TcpListener,
     tls: Option<crate::transport::Security>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    crate::transport::serve_http(router(subscriber), listener, tls, shutdown)
+    crate::transport::serve_http(router(bearer), listener, tls, shutdown)
         .await
         .context("the HTTP server failed")
 }
 
 async fn check(
-    State(sub): State<Arc<Subscriber>>,
+    State(b): State<Arc<Bearer>>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
     let pairs = match query {
@@ -103,12 +115,13 @@ async fn check(
         }
     };
     match query::parse(&pairs) {
-        Ok(facts) => Json(sub.check(&facts)).into_response(),
+        Ok(facts) => Json(b.subscriber.check(&facts)).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
 
-async fn status(State(sub): State<Arc<Subscriber>>) -> Json<StatusBody> {
+async fn status(State(b): State<Arc<Bearer>>) -> Json<StatusBody> {
+    let sub: &Subscriber = &b.subscriber;
     let s = sub.status();
     Json(StatusBody {
         id: sub.config().id.clone(),
@@ -130,7 +143,8 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn readyz(State(sub): State<Arc<Subscriber>>) -> (StatusCode, String) {
+async fn readyz(State(b): State<Arc<Bearer>>) -> (StatusCode, String) {
+    let sub: &Subscriber = &b.subscriber;
     if sub.is_synced() {
         return (StatusCode::OK, "ready".into());
     }
@@ -149,6 +163,7 @@ async fn readyz(State(sub): State<Arc<Subscriber>>) -> (StatusCode, String) {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint: use GET /v1/check?iss=..., /v1/status, /healthz or /readyz",
+        "no such endpoint: use GET /v1/check?iss=..., /v1/auth (Authorization: Bearer), \
+         POST /v1/token, /v1/status, /healthz or /readyz",
     )
 }

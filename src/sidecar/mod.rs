@@ -5,13 +5,19 @@
 //! - [`config`]: what a sidecar is started with;
 //! - [`http`]: `GET /v1/check`, `/v1/status`, `/healthz`, `/readyz` (axum);
 //! - [`query`]: the check query string into a token's facts, with refusals that say what to fix;
-//! - [`grpc`]: the `recall.v1.Check` service, single and batch.
+//! - [`bearer`]: bearer tokens in, one verdict out (verification, then revocation);
+//! - [`forward_auth`]: `/v1/auth` for nginx, Traefik and Envoy HTTP ext_authz, `POST /v1/token`;
+//! - [`grpc`]: the `recall.v1.Check` service, single and batch;
+//! - [`ext_authz`]: Envoy's gRPC `Authorization/Check`, on the same listener.
 //!
 //! Nothing here parses flags, reads the environment or binds a port: the binary does, and passes
 //! a [`SidecarConfig`], bound listeners and a shutdown signal. No check waits on the network: an
 //! answer comes from the local filter, with its staleness and the policy applied.
 
+pub mod bearer;
 pub mod config;
+pub mod ext_authz;
+pub mod forward_auth;
 pub mod grpc;
 pub mod http;
 pub mod query;
@@ -29,6 +35,8 @@ use tokio::task::JoinHandle;
 pub use config::{ConfigError, SidecarConfig};
 
 use crate::subscriber::Subscriber;
+use crate::token::Verifier;
+use bearer::Bearer;
 
 /// How long shutdown waits for connection tasks to let go of the subscriber before it gives up
 /// persisting the state.
@@ -54,14 +62,28 @@ impl RunningSidecar {
         config.validate()?;
         let http_addr = http_listener.local_addr()?;
         let grpc_addr = grpc_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+        let verifier = if config.issuers.is_empty() {
+            None
+        } else {
+            Some(
+                Verifier::start(config.issuers.clone(), crate::node::clock::system())
+                    .await
+                    .context("loading the issuers")?,
+            )
+        };
         let subscriber = Arc::new(
             Subscriber::start(config.subscriber)
                 .await
                 .context("starting the subscriber")?,
         );
+        let bearer = Arc::new(Bearer {
+            subscriber: subscriber.clone(),
+            verifier,
+            pass_claims: config.pass_claims,
+        });
         let (stop, stopped) = watch::channel(false);
         let servers = tokio::spawn(serve(
-            subscriber.clone(),
+            bearer,
             http_listener,
             grpc_listener,
             config.check_tls,
@@ -131,21 +153,21 @@ pub async fn run(
 /// Serves HTTP and (if given a listener) gRPC until `stopped` turns true; the first failure ends
 /// both.
 async fn serve(
-    subscriber: Arc<Subscriber>,
+    bearer: Arc<Bearer>,
     http_listener: TcpListener,
     grpc_listener: Option<TcpListener>,
     tls: Option<crate::transport::Security>,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let http = http::serve(
-        subscriber.clone(),
+        bearer.clone(),
         http_listener,
         tls.clone(),
         until(stopped.clone()),
     );
     let grpc = async move {
         match grpc_listener {
-            Some(l) => grpc::serve(subscriber, l, tls, until(stopped)).await,
+            Some(l) => grpc::serve(bearer, l, tls, until(stopped)).await,
             None => Ok(()),
         }
     };

@@ -60,6 +60,15 @@ pub enum QueryError {
         /// What was given.
         given: String,
     },
+    /// An `iat` too large to be unix seconds.
+    #[error(
+        "`iat` is {given}, which is not unix seconds (it is after the year 2286: milliseconds?): \
+         give the token's `iat` claim in seconds"
+    )]
+    IatNotSeconds {
+        /// What was given.
+        given: i64,
+    },
     /// An `api_key` that is not a SHA-256 in lowercase hex (the value is never echoed).
     #[error("`api_key`: {0}")]
     ApiKey(ValidationError),
@@ -99,6 +108,9 @@ pub fn parse(pairs: &[(String, String)]) -> Result<TokenFacts<'_>, QueryError> {
             })
         })
         .transpose()?;
+    if let Some(given) = iat.filter(|s| !recall_core::plausible_iat(*s)) {
+        return Err(QueryError::IatNotSeconds { given });
+    }
     if let Some(hash) = api_key {
         validate_key(&RevocationKey::new(Kind::ApiKey, iss, hash)).map_err(QueryError::ApiKey)?;
     }
@@ -176,6 +188,18 @@ mod tests {
     fn iat_not_an_integer() {
         let e = err(&[("iss", "i"), ("iat", "1.5")]);
         assert!(e.to_string().contains("not an integer"), "{e}");
+    }
+
+    #[test]
+    fn millisecond_iat_is_refused() {
+        let e = err(&[("iss", "i"), ("iat", "1700000000000")]);
+        assert_eq!(
+            e,
+            QueryError::IatNotSeconds {
+                given: 1_700_000_000_000
+            }
+        );
+        assert!(e.to_string().contains("milliseconds?"), "{e}");
     }
 
     #[test]

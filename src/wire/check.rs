@@ -1,7 +1,7 @@
 //! The check API on the wire: a token's facts in, a check's answer out.
 
 use recall_core::validate::validate_key;
-use recall_core::{Kind, Match, RevocationKey, Status, TokenFacts};
+use recall_core::{Kind, Match, Namespace, RevocationKey, Status, TokenFacts};
 
 use super::WireError;
 use super::keys::{kind_to_wire, scope_kind_to_wire};
@@ -52,8 +52,23 @@ pub fn facts_from_wire<'a>(
         client: opt("client", &f.client)?,
         kid: opt("kid", &f.kid)?,
         api_key,
-        iat: f.iat,
+        iat: iat_from_wire(field, f.iat)?,
     })
+}
+
+/// An `iat` that is unix seconds; one that can only be milliseconds is refused, since it would
+/// put the token after every not-before rule.
+fn iat_from_wire(field: &str, iat: Option<i64>) -> Result<Option<i64>, WireError> {
+    match iat {
+        Some(s) if !recall_core::plausible_iat(s) => Err(WireError::new(
+            super::join(field, "iat"),
+            format!(
+                "{s} is not unix seconds (it is after the year 2286: milliseconds?); give the \
+                 token's `iat` claim in seconds"
+            ),
+        )),
+        other => Ok(other),
+    }
 }
 
 /// The facts of a whole batch, each named by its position; refuses a batch over
@@ -95,13 +110,17 @@ pub fn policy_to_wire(policy: StalePolicy) -> pb::StalePolicy {
     }
 }
 
-/// One match for the wire. The filter looks entries up under the token's issuer, so `iss` is
-/// the namespace an entry matched in.
-pub fn match_to_wire(m: &Match, iss: &str) -> pb::Match {
+/// One match for the token `facts` describe: an entry names the namespace it matched under
+/// (the token's issuer or its tenant).
+pub fn match_to_wire(m: &Match, facts: &TokenFacts<'_>) -> pb::Match {
     let of = match *m {
-        Match::Entry { kind, exact } => pb::r#match::Of::Entry(pb::EntryMatch {
+        Match::Entry { kind, under, exact } => pb::r#match::Of::Entry(pb::EntryMatch {
             kind: kind_to_wire(kind) as i32,
-            namespace: iss.to_string(),
+            namespace: match under {
+                Namespace::Issuer => facts.iss,
+                Namespace::Tenant => facts.tenant.unwrap_or_default(),
+            }
+            .to_string(),
             exact,
         }),
         Match::Rule { scope, not_before } => pb::r#match::Of::Rule(pb::RuleMatch {
@@ -112,15 +131,15 @@ pub fn match_to_wire(m: &Match, iss: &str) -> pb::Match {
     pb::Match { of: Some(of) }
 }
 
-/// The reply for one token whose issuer is `iss`. A subscriber that has never heard from a node
+/// The reply for the token `facts` describe. A subscriber that has never heard from a node
 /// has no staleness to report: it sends 0 with `stale` set (and version 0 before any sync).
-pub fn reply_to_wire(answer: &Answer, iss: &str) -> pb::CheckReply {
+pub fn reply_to_wire(answer: &Answer, facts: &TokenFacts<'_>) -> pb::CheckReply {
     pb::CheckReply {
         verdict: verdict_to_wire(answer) as i32,
         matches: answer
             .matches
             .iter()
-            .map(|m| match_to_wire(m, iss))
+            .map(|m| match_to_wire(m, facts))
             .collect(),
         version: answer.version,
         staleness_ms: answer.staleness_ms.unwrap_or(0),
@@ -164,6 +183,15 @@ mod tests {
         assert_eq!(f.jti, Some("t-1"));
         assert_eq!(f.iat, Some(1_700_000_000));
         assert_eq!(f.sub, None);
+    }
+
+    #[test]
+    fn millisecond_iat_is_refused() {
+        let mut w = wire_facts();
+        w.iat = Some(1_700_000_000_000);
+        let err = facts_from_wire("facts", Some(&w)).unwrap_err();
+        assert_eq!(err.field, "facts.iat");
+        assert!(err.to_string().contains("milliseconds?"), "{err}");
     }
 
     #[test]
@@ -251,6 +279,7 @@ mod tests {
         a.matches = vec![
             Match::Entry {
                 kind: Kind::Session,
+                under: Namespace::Tenant,
                 exact: true,
             },
             Match::Rule {
@@ -258,13 +287,18 @@ mod tests {
                 not_before: Timestamp(5_000),
             },
         ];
-        let r = reply_to_wire(&a, "iss");
+        let facts = TokenFacts {
+            iss: "iss",
+            tenant: Some("acme"),
+            ..TokenFacts::default()
+        };
+        let r = reply_to_wire(&a, &facts);
         assert_eq!(r.verdict, pb::Verdict::Revoked as i32);
         assert_eq!((r.version, r.staleness_ms, r.stale), (7, 12, false));
         assert_eq!(r.policy, pb::StalePolicy::FailClosed as i32);
         let entry = pb::r#match::Of::Entry(pb::EntryMatch {
             kind: pb::Kind::Session as i32,
-            namespace: "iss".into(),
+            namespace: "acme".into(),
             exact: true,
         });
         let rule = pb::r#match::Of::Rule(pb::RuleMatch {

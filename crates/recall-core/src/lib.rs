@@ -34,4 +34,6 @@ pub use set::{
 };
 pub use time::Timestamp;
 pub use validate::{Limits, MAX_VALUE_LEN, ValidationError, validate};
-pub use verdict::{Lookup, Match, Presence, Status, TokenFacts, Verdict};
+pub use verdict::{
+    Lookup, MAX_IAT_SECONDS, Match, Namespace, Presence, Status, TokenFacts, Verdict, plausible_iat,
+};

@@ -50,6 +50,27 @@ pub struct TokenFacts<'a> {
     pub iat: Option<i64>,
 }
 
+/// Which of a token's namespaces an entry matched under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Namespace {
+    /// The token's issuer (`iss`).
+    Issuer,
+    /// The token's tenant.
+    Tenant,
+}
+
+/// The latest `iat` taken as seconds: 10^10 s is the year 2286, while a time in milliseconds
+/// has been past 10^12 since 2001. A larger `iat` is a unit mistake, and accepting it would put
+/// the token after every not-before rule.
+pub const MAX_IAT_SECONDS: i64 = 10_000_000_000;
+
+/// Whether `iat` (unix seconds) is plausible: before [`MAX_IAT_SECONDS`]. An `iat` in
+/// milliseconds is not, and must be refused rather than compared with rules.
+pub const fn plausible_iat(iat: i64) -> bool {
+    iat < MAX_IAT_SECONDS
+}
+
 /// One reason a token is (or may be) revoked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -58,6 +79,8 @@ pub enum Match {
     Entry {
         /// Which fact matched.
         kind: Kind,
+        /// The namespace it matched under: the issuer, or the tenant.
+        under: Namespace,
         /// `false` for a lite-mode Bloom hit that needs confirming.
         exact: bool,
     },
@@ -113,15 +136,26 @@ impl Fingerprinter {
     /// Checks one key.
     pub fn check_key(&self, kind: Kind, namespace: &str, value: &str, at: &impl Lookup) -> Verdict {
         let mut v = Verdict::default();
-        entry(&mut v, at, kind, self.of(kind, namespace, value));
+        entry(
+            &mut v,
+            at,
+            kind,
+            Namespace::Issuer,
+            self.of(kind, namespace, value),
+        );
         v
     }
 
-    /// Checks every fact of a token against the entries and the rules.
+    /// Checks every fact of a token against the entries (under its issuer and, if it has one,
+    /// its tenant) and the rules.
     pub fn check_token(&self, facts: &TokenFacts<'_>, at: &impl Lookup) -> Verdict {
         let mut v = Verdict::default();
         // The issuer is the namespace of every fact: hash it once.
         let iss = self.namespace(facts.iss);
+        let tenant_ns = facts
+            .tenant
+            .filter(|t| *t != facts.iss)
+            .map(|t| self.namespace(t));
         let entries = [
             (Kind::Token, facts.jti),
             (Kind::Session, facts.sid),
@@ -132,7 +166,10 @@ impl Fingerprinter {
         ];
         for (kind, value) in entries {
             if let Some(value) = value {
-                entry(&mut v, at, kind, iss.of(kind, value));
+                entry(&mut v, at, kind, Namespace::Issuer, iss.of(kind, value));
+                if let Some(t) = &tenant_ns {
+                    entry(&mut v, at, kind, Namespace::Tenant, t.of(kind, value));
+                }
             }
         }
         if at.has_rules() {
@@ -167,10 +204,11 @@ impl Fingerprinter {
     }
 }
 
-fn entry(v: &mut Verdict, at: &impl Lookup, kind: Kind, fp: Fingerprint) {
-    match at.entry(fp) {
-        Presence::Absent => {}
-        Presence::Present => v.matches.push(Match::Entry { kind, exact: true }),
-        Presence::Possible => v.matches.push(Match::Entry { kind, exact: false }),
-    }
+fn entry(v: &mut Verdict, at: &impl Lookup, kind: Kind, under: Namespace, fp: Fingerprint) {
+    let exact = match at.entry(fp) {
+        Presence::Absent => return,
+        Presence::Present => true,
+        Presence::Possible => false,
+    };
+    v.matches.push(Match::Entry { kind, under, exact });
 }

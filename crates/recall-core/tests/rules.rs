@@ -3,7 +3,7 @@
 //! wrong), how a later rule replaces an earlier one, and the clock-skew allowance.
 
 use recall_core::{
-    Applied, Command, Digest, FingerprintSeed, Kind, Limits, Match, Meta, Revocation,
+    Applied, Command, Digest, FingerprintSeed, Kind, Limits, Match, Meta, Namespace, Revocation,
     RevocationKey, RevocationSet, Rule, RuleScope, ScopeKind, Status, Timestamp, TokenFacts,
     ValidationError, Verdict, validate,
 };
@@ -274,6 +274,7 @@ fn entries_and_rules_are_reported_together() {
     assert_eq!(v.matches.len(), 2, "{v:?}");
     assert!(v.matches.contains(&Match::Entry {
         kind: Kind::Token,
+        under: Namespace::Issuer,
         exact: true
     }));
     assert!(v.matches.contains(&rule_match(ScopeKind::Issuer, T)));

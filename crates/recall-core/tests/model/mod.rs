@@ -7,14 +7,16 @@ use std::collections::BTreeMap;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use recall_core::{
-    Command, Kind, Limits, Match, Meta, Revocation, RevocationKey, Rule, RuleScope, ScopeKind,
-    Timestamp, TokenFacts, issued_before, validate,
+    Command, Kind, Limits, Match, Meta, Namespace, Revocation, RevocationKey, Rule, RuleScope,
+    ScopeKind, Timestamp, TokenFacts, issued_before, validate,
 };
 
 /// The leader's clock at the start of every history, in unix milliseconds.
 pub const BASE: i64 = 1_700_000_000_000;
 const NAMESPACES: [&str; 2] = ["https://a.example", "https://b.example"];
 const TENANTS: [&str; 2] = ["acme", "globex"];
+/// Entries are revoked under issuers and under tenants.
+const KEY_NAMESPACES: [&str; 4] = ["https://a.example", "https://b.example", "acme", "globex"];
 const VALUES: [&str; 3] = ["v0", "v1", "v2"];
 /// API key values must be lowercase hex SHA-256s to be valid.
 const API_KEYS: [&str; 3] = [
@@ -33,17 +35,17 @@ fn value(kind: Kind, i: usize) -> &'static str {
 
 /// How many keys the pool holds.
 pub const fn keys() -> usize {
-    Kind::ALL.len() * NAMESPACES.len() * VALUES.len()
+    Kind::ALL.len() * KEY_NAMESPACES.len() * VALUES.len()
 }
 
 /// Key `i` of the pool.
 pub fn key(i: usize) -> RevocationKey {
     let kind = Kind::ALL[i % Kind::ALL.len()];
-    let ns = NAMESPACES[(i / Kind::ALL.len()) % NAMESPACES.len()];
+    let ns = KEY_NAMESPACES[(i / Kind::ALL.len()) % KEY_NAMESPACES.len()];
     RevocationKey::new(
         kind,
         ns,
-        value(kind, i / (Kind::ALL.len() * NAMESPACES.len())),
+        value(kind, i / (Kind::ALL.len() * KEY_NAMESPACES.len())),
     )
 }
 
@@ -205,7 +207,14 @@ pub fn token() -> impl Strategy<Value = Token> {
 }
 
 /// The facts of `t`, the keys its claims name and the rule scopes that could cover it.
-fn token_facts(t: &Token) -> (TokenFacts<'static>, Vec<RevocationKey>, Vec<RuleScope>) {
+#[allow(clippy::type_complexity)]
+fn token_facts(
+    t: &Token,
+) -> (
+    TokenFacts<'static>,
+    Vec<(RevocationKey, Namespace)>,
+    Vec<RuleScope>,
+) {
     let iss = NAMESPACES[t.iss];
     let claims: [Option<&'static str>; 6] =
         std::array::from_fn(|i| t.claims[i].map(|v| value(CLAIMS[i], v)));
@@ -221,11 +230,14 @@ fn token_facts(t: &Token) -> (TokenFacts<'static>, Vec<RevocationKey>, Vec<RuleS
         api_key,
         iat: t.iat.map(|s| BASE / 1000 + s),
     };
-    let keys = CLAIMS
-        .into_iter()
-        .zip(claims)
-        .filter_map(|(k, v)| Some(RevocationKey::new(k, iss, v?)))
-        .collect();
+    let mut keys = Vec::new();
+    for (k, v) in CLAIMS.into_iter().zip(claims) {
+        let Some(v) = v else { continue };
+        keys.push((RevocationKey::new(k, iss, v), Namespace::Issuer));
+        if let Some(t) = facts.tenant {
+            keys.push((RevocationKey::new(k, t, v), Namespace::Tenant));
+        }
+    }
     let mut rules = vec![RuleScope::new(ScopeKind::Issuer, iss, "")];
     rules.extend(
         facts
@@ -263,9 +275,10 @@ impl Model {
         let (facts, keys, scopes) = token_facts(t);
         let mut want: Vec<Match> = keys
             .into_iter()
-            .filter(|k| self.entries.contains_key(k))
-            .map(|k| Match::Entry {
+            .filter(|(k, _)| self.entries.contains_key(k))
+            .map(|(k, under)| Match::Entry {
                 kind: k.kind,
+                under,
                 exact: true,
             })
             .collect();
