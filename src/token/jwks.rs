@@ -273,7 +273,7 @@ async fn watch_file(who: String, path: PathBuf, mut seen: Stamp, current: Arc<Ar
 struct Refresh {
     issuer: String,
     url: String,
-    client: reqwest::Client,
+    client: HttpClient,
     current: Arc<ArcSwap<Current>>,
     wake: Arc<Notify>,
     fetches: watch::Sender<u64>,
@@ -319,33 +319,52 @@ impl Refresh {
     }
 }
 
-/// One fetch: the key set and the answer's `max-age`.
-async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<(KeySet, Option<Duration>)> {
-    let mut resp = client
-        .get(url)
+/// The HTTPS client of a URL source.
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Empty<bytes::Bytes>,
+>;
+
+/// One fetch: the key set and the answer's `max-age`. Redirects are not followed.
+async fn fetch(client: &HttpClient, url: &str) -> anyhow::Result<(KeySet, Option<Duration>)> {
+    use http_body_util::BodyExt;
+    use hyper::header;
+    let req = hyper::Request::get(url)
+        .header(header::ACCEPT, "application/jwk-set+json, application/json")
         .header(
-            reqwest::header::ACCEPT,
-            "application/jwk-set+json, application/json",
+            header::USER_AGENT,
+            concat!("recall/", env!("CARGO_PKG_VERSION")),
         )
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
-    let status = resp.status();
-    if !status.is_success() {
-        anyhow::bail!("the server answered {status}");
-    }
-    let max_age = resp
-        .headers()
-        .get(reqwest::header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok())
-        .and_then(max_age);
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        if body.len() + chunk.len() > MAX_JWKS_BYTES {
-            anyhow::bail!("the answer is over {MAX_JWKS_BYTES} bytes");
+        .body(http_body_util::Empty::new())?;
+    let work = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
+        let status = resp.status();
+        if status.is_redirection() {
+            anyhow::bail!("the server answered {status}: give the final URL as jwks_url");
         }
-        body.extend_from_slice(&chunk);
-    }
+        if !status.is_success() {
+            anyhow::bail!("the server answered {status}");
+        }
+        let max_age = resp
+            .headers()
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age);
+        let body = http_body_util::Limited::new(resp.into_body(), MAX_JWKS_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("reading the answer: {e} (the limit is {MAX_JWKS_BYTES} bytes)")
+            })?
+            .to_bytes();
+        anyhow::Ok((body, max_age))
+    };
+    let (body, max_age) = tokio::time::timeout(FETCH_TIMEOUT, work)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {FETCH_TIMEOUT:?}"))??;
     let (set, skipped) = KeySet::from_jwks(&body)?;
     for note in skipped {
         tracing::warn!(url, "JWKS {note}: left out");
@@ -356,10 +375,10 @@ async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<(KeySet, O
     Ok((set, max_age))
 }
 
-/// A reqwest error with its causes, one line.
-fn describe(e: &reqwest::Error) -> String {
+/// An error with its causes, one line.
+fn describe(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = e.source();
     while let Some(c) = source {
         s.push_str(": ");
         s.push_str(&c.to_string());
@@ -388,9 +407,9 @@ pub fn max_age(cache_control: &str) -> Option<Duration> {
     out
 }
 
-/// An HTTPS client trusting the system's roots and `ca` (PEM), TLS through rustls with ring,
-/// no redirects (give the final URL).
-fn http_client(ca: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+/// An HTTPS client trusting the system's roots and `ca` (PEM), TLS through rustls with ring
+/// (plain HTTP only reaches loopback: the policy refuses other `http://` URLs).
+fn http_client(ca: Option<&Path>) -> anyhow::Result<HttpClient> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
@@ -411,13 +430,15 @@ fn http_client(ca: Option<&Path>) -> anyhow::Result<reqwest::Client> {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(FETCH_TIMEOUT)
-        .connect_timeout(Duration::from_secs(5))
-        .user_agent(concat!("recall/", env!("CARGO_PKG_VERSION")))
-        .build()?)
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https),
+    )
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ async fn revocation_is_reported_revoked_over_http() {
     assert_eq!(after["status"], "revoked", "{after}");
     assert_eq!(
         after["matches"],
-        json!([{"type": "entry", "kind": "token", "exact": true}])
+        json!([{"type": "entry", "kind": "token", "under": "issuer", "exact": true}])
     );
     assert!(after["version"].as_u64().unwrap() >= v, "{after}");
     assert_eq!(after["stale"], false, "{after}");

@@ -1,0 +1,9 @@
+//! Tokens in, verdicts out: bearer tokens verified per issuer and checked for revocation in one
+//! verdict, at the faces proxies call (forward-auth behind a real nginx, Envoy's gRPC ext_authz).
+
+#[path = "../propagation/fixture.rs"]
+#[allow(dead_code)]
+mod fixture;
+mod keys;
+mod sidecar;
+mod verdicts;
