@@ -102,9 +102,9 @@ pub fn identity_headers(v: &TokenVerdict, pass_claims: bool) -> Vec<(&'static st
             out.push((name, header_safe(value)));
         }
     }
-    if pass_claims && let Some(claims) = &v.claims {
+    if pass_claims && let Some(verified) = &v.verified {
         use base64::Engine;
-        let json = serde_json::to_vec(claims).unwrap_or_default();
+        let json = serde_json::to_vec(&verified.claims).unwrap_or_default();
         out.push((
             "x-recall-claims",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json),

@@ -75,10 +75,8 @@ impl ExtAuthz {
             .as_ref()
             .zip(claims.get("iss").and_then(|v| v.as_str()))
             .and_then(|(v, iss)| v.tenant_claim(iss).map(str::to_string));
-        TokenVerdict::decide(
-            Verified::from_claims(claims, tenant_claim.as_deref()),
-            |f| self.bearer.subscriber.check(f),
-        )
+        let verified = Verified::from_claims(claims, tenant_claim.as_deref()).map(Arc::new);
+        TokenVerdict::decide(verified, |f| self.bearer.subscriber.check(f))
     }
 }
 

@@ -30,9 +30,19 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a check waits for the refetch an unknown `kid` caused.
 const REFETCH_WAIT: Duration = Duration::from_secs(3);
 
+/// Numbers every key set a store takes in, so a cached verification can tell it was made with
+/// keys that are no longer current.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The keys in use and when they were last fetched.
 struct Current {
     set: KeySet,
+    /// Which set this is (changes whenever the keys do).
+    generation: u64,
     /// When a URL source last answered; `None` for a file or a secret.
     fetched: Option<Instant>,
     /// The last fetch failure, for the message once keys are too old.
@@ -79,6 +89,7 @@ impl KeyStore {
             issuer: who.clone(),
             current: Arc::new(ArcSwap::from_pointee(Current {
                 set: KeySet::default(),
+                generation: next_generation(),
                 fetched: None,
                 error: None,
             })),
@@ -91,6 +102,7 @@ impl KeyStore {
             let (set, stamp) = read_file(who, path)?;
             store.current.store(Arc::new(Current {
                 set,
+                generation: next_generation(),
                 fetched: None,
                 error: None,
             }));
@@ -130,23 +142,40 @@ impl KeyStore {
         Ok(store)
     }
 
-    /// Runs `f` on the key that verifies `alg` for `kid`.
+    /// Runs `f` on the key that verifies `alg` for `kid`; also returns the generation of the
+    /// key set the key came from.
     pub fn with_key<T>(
         &self,
         alg: jsonwebtoken::Algorithm,
         kid: Option<&str>,
         f: impl FnOnce(&Key) -> T,
-    ) -> Result<T, Rejection> {
+    ) -> Result<(T, u64), Rejection> {
+        let current = self.current.load();
         if alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
             return match &self.hmac {
-                Some(k) => Ok(f(k)),
+                Some(k) => Ok((f(k), current.generation)),
                 None => Err(Rejection::new(
                     Reason::AlgorithmNotAllowed,
                     "no HMAC secret is configured",
                 )),
             };
         }
+        self.usable(&current)?;
+        current
+            .set
+            .select(alg, kid)
+            .map(|k| (f(k), current.generation))
+    }
+
+    /// The generation of the current key set while it may be used: a verification made with
+    /// it still stands. `None` once the keys changed since or are too old.
+    pub fn generation(&self) -> Option<u64> {
         let current = self.current.load();
+        self.usable(&current).ok().map(|()| current.generation)
+    }
+
+    /// Refuses keys of a URL source that were never fetched or are past `jwks_max_stale_s`.
+    fn usable(&self, current: &Current) -> Result<(), Rejection> {
         if self.url.is_some() {
             let too_old = match current.fetched {
                 None => Some("have never been fetched".to_string()),
@@ -165,7 +194,7 @@ impl KeyStore {
                 ));
             }
         }
-        current.set.select(alg, kid).map(f)
+        Ok(())
     }
 
     /// After an unknown `kid`: fetches the set again if the URL was not fetched for that reason
@@ -253,6 +282,7 @@ async fn watch_file(who: String, path: PathBuf, mut seen: Stamp, current: Arc<Ar
                     tracing::info!(issuer = %who, keys = set.keys.len(), "JWKS file reloaded");
                     current.store(Arc::new(Current {
                         set,
+                        generation: next_generation(),
                         fetched: None,
                         error: None,
                     }));
@@ -290,6 +320,7 @@ impl Refresh {
                     tracing::debug!(issuer = %self.issuer, keys = set.keys.len(), "JWKS fetched");
                     self.current.store(Arc::new(Current {
                         set,
+                        generation: next_generation(),
                         fetched: Some(Instant::now()),
                         error: None,
                     }));
@@ -302,6 +333,7 @@ impl Refresh {
                     let old = self.current.load();
                     self.current.store(Arc::new(Current {
                         set: old.set.clone(),
+                        generation: old.generation,
                         fetched: old.fetched,
                         error: Some(error),
                     }));

@@ -7,9 +7,11 @@
 //! - [`keys`]: a JWKS into keys that only verify their own algorithm and curve;
 //! - [`jwks`]: where keys come from (a file or an HTTPS URL) and how they stay fresh;
 //! - [`verify`]: the verification, in order, against an injected clock;
+//! - [`cache`]: verifications remembered while they hold (never the revocation check);
 //! - [`reason`]: the verdict codes;
 //! - [`verdict`]: verification and revocation as one verdict.
 
+pub mod cache;
 pub mod claims;
 pub mod jwks;
 pub mod keys;

@@ -3,7 +3,7 @@
 
 use recall_core::{Match, Namespace, Status, TokenFacts};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use std::sync::Arc;
 
 use super::reason::{Reason, Rejection};
 use super::verify::Verified;
@@ -36,9 +36,9 @@ pub struct TokenVerdict {
     /// The verified tenant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
-    /// The verified claims (for a proxy that passes them on; not in the JSON answer).
+    /// The verified token (for a proxy that passes its claims on; not in the JSON answer).
     #[serde(skip)]
-    pub claims: Option<Map<String, Value>>,
+    pub verified: Option<Arc<Verified>>,
 }
 
 impl TokenVerdict {
@@ -54,13 +54,13 @@ impl TokenVerdict {
             subject: None,
             client: None,
             tenant: None,
-            claims: None,
+            verified: None,
         }
     }
 
     /// The verdict on a verification result, checking a verified token with `check`.
     pub fn decide(
-        verified: Result<Verified, Rejection>,
+        verified: Result<Arc<Verified>, Rejection>,
         check: impl FnOnce(&TokenFacts<'_>) -> Answer,
     ) -> Self {
         let v = match verified {
@@ -87,11 +87,11 @@ impl TokenVerdict {
             matches: answer.matches,
             version: answer.version,
             stale: answer.stale,
-            issuer: Some(v.iss),
-            subject: v.sub,
-            client: v.client,
-            tenant: v.tenant,
-            claims: Some(v.claims),
+            issuer: Some(v.iss.clone()),
+            subject: v.sub.clone(),
+            client: v.client.clone(),
+            tenant: v.tenant.clone(),
+            verified: Some(v.clone()),
         }
     }
 }

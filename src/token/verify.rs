@@ -13,6 +13,7 @@ use jsonwebtoken::Algorithm;
 use recall_core::TokenFacts;
 use serde_json::{Map, Value};
 
+use super::cache::VerifiedCache;
 use super::claims::{self, Parsed};
 use super::jwks::KeyStore;
 use super::policy::IssuerPolicy;
@@ -99,11 +100,15 @@ struct Issuer {
     keys: KeyStore,
 }
 
+/// How many verifications are remembered (about 1 KiB each).
+pub const CACHE_CAPACITY: usize = 16 * 1024;
+
 /// Verifies bearer tokens of the configured issuers.
 pub struct Verifier {
     issuers: HashMap<String, Issuer>,
     clock: Clock,
     max_token_bytes: usize,
+    cache: VerifiedCache,
 }
 
 impl Verifier {
@@ -138,6 +143,7 @@ impl Verifier {
             issuers,
             clock,
             max_token_bytes,
+            cache: VerifiedCache::new(CACHE_CAPACITY),
         }))
     }
 
@@ -153,7 +159,7 @@ impl Verifier {
 
     /// Verifies `token`; a token naming an unknown `kid` of a URL source makes the keys be
     /// fetched again (at most once per `jwks_min_refresh_s`) and is checked once more.
-    pub async fn verify(&self, token: &str) -> Result<Verified, Rejection> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<Verified>, Rejection> {
         match self.verify_now(token) {
             Err(r) if r.reason == Reason::UnknownKey => {
                 let refetched = match self.issuer_of(token) {
@@ -170,8 +176,24 @@ impl Verifier {
         }
     }
 
-    /// Verifies `token` with the keys at hand, never waiting.
-    pub fn verify_now(&self, token: &str) -> Result<Verified, Rejection> {
+    /// Verifies `token` with the keys at hand, never waiting. A token verified before, with
+    /// keys still current, and not expired since, is not checked again.
+    pub fn verify_now(&self, token: &str) -> Result<Arc<Verified>, Rejection> {
+        let now = (self.clock)().as_millis().div_euclid(1000);
+        let generation = |iss: &str| self.issuers.get(iss)?.keys.generation();
+        if let Some(v) = self.cache.get(token, now, generation) {
+            return Ok(v);
+        }
+        let (verified, generation, until) = self.verify_uncached(token, now)?;
+        let verified = Arc::new(verified);
+        self.cache
+            .insert(token, verified.clone(), generation, until);
+        Ok(verified)
+    }
+
+    /// The whole verification, every time; also the key set generation used and the last
+    /// second the answer holds.
+    fn verify_uncached(&self, token: &str, now: i64) -> Result<(Verified, u64, i64), Rejection> {
         let parsed = claims::parse(token, self.max_token_bytes)?;
         let iss = claims::string(&parsed.claims, "iss")?
             .ok_or_else(|| Rejection::new(Reason::WrongIssuer, "the token has no `iss` claim"))?;
@@ -182,7 +204,9 @@ impl Verifier {
                 format!("no issuer {shown:?} is configured"),
             )
         })?;
-        issuer.verify(token, parsed, (self.clock)().as_millis().div_euclid(1000))
+        let (verified, generation) = issuer.verify(token, parsed, now)?;
+        let until = verified.exp + issuer.policy.leeway_s as i64 - 1;
+        Ok((verified, generation, until))
     }
 
     fn issuer_of(&self, token: &str) -> Option<&Issuer> {
@@ -193,7 +217,12 @@ impl Verifier {
 }
 
 impl Issuer {
-    fn verify(&self, token: &str, parsed: Parsed<'_>, now: i64) -> Result<Verified, Rejection> {
+    fn verify(
+        &self,
+        token: &str,
+        parsed: Parsed<'_>,
+        now: i64,
+    ) -> Result<(Verified, u64), Rejection> {
         let p = &self.policy;
         if token.len() > p.max_token_bytes {
             return Err(Rejection::new(
@@ -211,16 +240,16 @@ impl Issuer {
                 format!("{:?} is not allowed for this issuer", parsed.alg),
             ));
         }
-        let verified = self
-            .keys
-            .with_key(parsed.alg, parsed.kid.as_deref(), |key| {
-                jsonwebtoken::crypto::verify(
-                    parsed.signature,
-                    parsed.message.as_bytes(),
-                    &key.key,
-                    parsed.alg,
-                )
-            })?;
+        let (verified, generation) =
+            self.keys
+                .with_key(parsed.alg, parsed.kid.as_deref(), |key| {
+                    jsonwebtoken::crypto::verify(
+                        parsed.signature,
+                        parsed.message.as_bytes(),
+                        &key.key,
+                        parsed.alg,
+                    )
+                })?;
         match verified {
             Ok(true) => {}
             Ok(false) => {
@@ -236,7 +265,7 @@ impl Issuer {
                 ));
             }
         }
-        self.claims(parsed, now)
+        self.claims(parsed, now).map(|v| (v, generation))
     }
 
     /// The claim checks, on a token whose signature verified.

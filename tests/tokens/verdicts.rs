@@ -358,3 +358,26 @@ async fn policies_that_cannot_be_safe_are_refused_at_start() {
     let e = Verifier::start(twice, clock()).await.err().unwrap();
     assert!(format!("{e:#}").contains("configured twice"), "{e:#}");
 }
+
+#[tokio::test]
+async fn a_remembered_verification_ends_with_the_token() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let dir = TempDir::new().unwrap();
+    let k = SigningKey::es256("k");
+    let file = dir.path().join("jwks.json");
+    std::fs::write(&file, jwks(&[&k])).unwrap();
+    let now = Arc::new(AtomicI64::new(NOW));
+    let t = now.clone();
+    let clock: recall::node::clock::Clock =
+        Arc::new(move || recall_core::Timestamp::from_millis(t.load(Ordering::SeqCst) * 1000));
+    let mut p = IssuerPolicy::new(ISS, AUD, file);
+    p.leeway_s = 30;
+    let v = Verifier::start(vec![p], clock).await.unwrap();
+    let token = k.sign(&claims("t"));
+    v.verify(&token).await.unwrap();
+    v.verify(&token).await.unwrap();
+    now.store(NOW + 600 + 29, Ordering::SeqCst);
+    v.verify(&token).await.expect("within the leeway");
+    now.store(NOW + 600 + 30, Ordering::SeqCst);
+    assert_eq!(refused(&v, &token).await.0, Reason::Expired);
+}
