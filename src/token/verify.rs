@@ -112,8 +112,19 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// Checks every policy, loads each issuer's keys and starts keeping them fresh.
+    /// Checks every policy, loads each issuer's keys and starts keeping them fresh; remembers
+    /// up to [`CACHE_CAPACITY`] verifications.
     pub async fn start(policies: Vec<IssuerPolicy>, clock: Clock) -> anyhow::Result<Arc<Self>> {
+        Self::start_with_cache(policies, clock, CACHE_CAPACITY).await
+    }
+
+    /// As [`Verifier::start`], remembering up to `cache_capacity` verifications (0: none, every
+    /// token is verified in full).
+    pub async fn start_with_cache(
+        policies: Vec<IssuerPolicy>,
+        clock: Clock,
+        cache_capacity: usize,
+    ) -> anyhow::Result<Arc<Self>> {
         let mut issuers = HashMap::new();
         for policy in policies {
             policy.validate()?;
@@ -143,7 +154,7 @@ impl Verifier {
             issuers,
             clock,
             max_token_bytes,
-            cache: VerifiedCache::new(CACHE_CAPACITY),
+            cache: VerifiedCache::new(cache_capacity),
         }))
     }
 
