@@ -3,6 +3,7 @@
 //! nowhere else.
 
 mod client;
+mod convergence;
 mod dev;
 mod import;
 mod inspect;
