@@ -128,11 +128,38 @@ impl Contact {
     /// heard from no leader since it started, or it trails the commit index it knows by more
     /// than `max_lag` versions. `None` when it can.
     pub fn doubt(&self, raft: &Raft, applied: u64, max_lag: u64) -> Option<Doubt> {
-        if let Touch::Never(_) = self.touch(raft) {
-            return Some(Doubt::NoLeaderContact);
-        }
-        let committed = self.committed();
-        (committed > applied.saturating_add(max_lag))
-            .then_some(Doubt::BehindCommit { applied, committed })
+        let heard = matches!(self.touch(raft), Touch::Since(_));
+        doubt(heard, applied, self.committed(), max_lag)
+    }
+}
+
+/// Why a node that has (or has not) `heard` from a leader since it started, having applied
+/// `applied` and knowing `committed`, cannot vouch for its state.
+fn doubt(heard: bool, applied: u64, committed: u64, max_lag: u64) -> Option<Doubt> {
+    if !heard {
+        return Some(Doubt::NoLeaderContact);
+    }
+    (committed > applied.saturating_add(max_lag))
+        .then_some(Doubt::BehindCommit { applied, committed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_vouches_only_after_a_leader_reached_it_and_within_its_lag() {
+        assert_eq!(doubt(false, 10, 10, 100), Some(Doubt::NoLeaderContact));
+        assert_eq!(doubt(true, 10, 110, 100), None);
+        assert_eq!(
+            doubt(true, 10, 111, 100),
+            Some(Doubt::BehindCommit {
+                applied: 10,
+                committed: 111
+            })
+        );
+        // A commit index older than the state (learnt before a snapshot) is no doubt.
+        assert_eq!(doubt(true, 500, 3, 0), None);
+        assert_eq!(Doubt::NoLeaderContact.reason(), "no_leader_contact");
     }
 }

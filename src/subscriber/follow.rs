@@ -34,6 +34,9 @@ pub struct FollowState {
     pub version_at_ms: i64,
     /// Whether a node has vouched for the state since start (see [`super::Shared::synced`]).
     pub synced: bool,
+    /// Why the node followed now cannot vouch that its state is current (its heartbeats'
+    /// `stale_reason`, e.g. "no_leader_contact"); `None` when it can, or when not connected.
+    pub node_stale_reason: Option<String>,
 }
 
 /// Why a stream ended.
@@ -49,6 +52,9 @@ struct Follower {
     state: watch::Sender<FollowState>,
     /// The next Hello asks for a snapshot (after a digest mismatch).
     force_snapshot: bool,
+    /// Why the node followed now cannot vouch for its state (its last heartbeat's
+    /// `stale_reason`), if it cannot.
+    node_doubt: Option<String>,
     dirty: bool,
     /// The state being written in the background, if a write is under way.
     saving: Option<tokio::task::JoinHandle<(anyhow::Result<()>, Duration)>>,
@@ -71,6 +77,7 @@ pub async fn run(
         shared,
         state,
         force_snapshot: false,
+        node_doubt: None,
         dirty: false,
         saving: None,
         next_save: tokio::time::Instant::now(),
@@ -89,6 +96,7 @@ pub async fn run(
                 tracing::info!(node = %addr, error = %format!("{e:#}"), "stream ended; reconnecting")
             }
         }
+        f.node_doubt = None;
         f.publish(None);
         let progressed = f.shared.snapshots.load(Ordering::Relaxed)
             + f.shared.deltas.load(Ordering::Relaxed)
@@ -122,6 +130,7 @@ impl Follower {
                 node: node.map(str::to_string),
                 version_at_ms,
                 synced: self.shared.synced.load(Ordering::Relaxed),
+                node_stale_reason: node.and(self.node_doubt.clone()),
             };
             let changed = *state != next;
             *state = next;
@@ -272,8 +281,13 @@ impl Follower {
                 acked = self.handle(msg, &mut rx)?.or(acked);
             }
             acked = self.flush(&mut rx.ready)?.or(acked);
+            let (synced, doubt) = {
+                let state = self.state.borrow();
+                (state.synced, state.node_stale_reason.clone())
+            };
             if acked.is_none()
-                && self.state.borrow().synced != self.shared.synced.load(Ordering::Relaxed)
+                && (synced != self.shared.synced.load(Ordering::Relaxed)
+                    || doubt != self.node_doubt)
             {
                 self.publish(Some(addr));
             }
@@ -411,11 +425,11 @@ impl Follower {
                 }
                 if h.stale_reason.is_empty() {
                     self.vouched();
-                } else if rx.doubt.as_deref() != Some(h.stale_reason.as_str()) {
+                } else if self.node_doubt.as_deref() != Some(h.stale_reason.as_str()) {
                     tracing::warn!(reason = %h.stale_reason, version = h.applied_version,
                         "the node cannot vouch that its state is current: counting it as staleness");
                 }
-                rx.doubt = (!h.stale_reason.is_empty()).then(|| h.stale_reason.clone());
+                self.node_doubt = (!h.stale_reason.is_empty()).then(|| h.stale_reason.clone());
                 // The first heartbeat of a stream is acked even at the version resumed from,
                 // so the node counts this subscriber at once.
                 (self.filter.version() > before || !rx.acked).then_some(self.filter.version())
@@ -442,8 +456,6 @@ struct Received {
     ready: Vec<Delta>,
     /// Whether this stream has acked anything yet.
     acked: bool,
-    /// The `stale_reason` of the last heartbeat, when it had one.
-    doubt: Option<String>,
 }
 
 /// The most deltas applied as one change.

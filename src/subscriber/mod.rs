@@ -101,6 +101,9 @@ pub struct SubscriberStatus {
     pub connects: u64,
     /// The node it follows now, if connected.
     pub node: Option<String>,
+    /// Why that node cannot vouch that its state is current (e.g. "no_leader_contact"), if it
+    /// cannot: its heartbeats do not count as contact.
+    pub node_stale_reason: Option<String>,
 }
 
 impl Subscriber {
@@ -191,6 +194,7 @@ impl Subscriber {
             digest_mismatches: c(&self.shared.digest_mismatches),
             connects: c(&self.shared.connects),
             node: s.node,
+            node_stale_reason: s.node_stale_reason,
         }
     }
 

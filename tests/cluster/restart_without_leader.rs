@@ -63,6 +63,18 @@ async fn a_subscriber_of_a_node_no_leader_reached_since_its_restart_is_not_ready
     );
     let answer = sub.check_key(Kind::Token, ISSUER, "never-revoked");
     assert!(answer.stale && answer.revoked, "{answer:?}");
+    eventually(
+        "the subscriber to say why the node is not vouched for",
+        PATIENCE,
+        || async {
+            match sub.status().node_stale_reason.as_deref() {
+                Some("no_leader_contact") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert!(!sub.is_synced());
 
     for other in cluster.ids().into_iter().filter(|id| *id != n) {
         cluster.restart(other).await;
