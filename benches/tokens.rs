@@ -86,7 +86,8 @@ fn verify(c: &mut Criterion) {
     let mut g = c.benchmark_group("verify_es256");
     g.bench_function("baseline/jsonwebtoken_decode", |b| {
         b.iter(|| {
-            let t = jsonwebtoken::decode::<Map<String, Value>>(black_box(&token), &key, &validation);
+            let t =
+                jsonwebtoken::decode::<Map<String, Value>>(black_box(&token), &key, &validation);
             black_box(t.unwrap())
         })
     });

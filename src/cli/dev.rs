@@ -9,6 +9,7 @@ use anyhow::Context;
 use crate::node::{Listeners, NodeConfig, RunningNode, clock};
 use crate::sidecar::{RunningSidecar, SidecarConfig};
 use crate::subscriber::SubscriberConfig;
+use crate::token::dev_issuer::DevIssuer;
 use crate::transport::pki::{self, DevPki};
 use crate::transport::{Security, TlsFiles};
 
@@ -64,7 +65,15 @@ pub async fn run(a: DevArgs) -> anyhow::Result<()> {
 
     let mut sub = SubscriberConfig::new(vec![a.listen.clone()], "dev-sidecar", sidecar_security);
     sub.data_dir = Some(a.data_dir.join("sidecar"));
+    let issuer = DevIssuer::in_dir(&a.data_dir.join("dev-issuer"));
+    if issuer.ensure()? {
+        println!(
+            "made a development issuer in {} (ES256 key, JWKS, issuers.toml)",
+            a.data_dir.join("dev-issuer").display()
+        );
+    }
     let mut sidecar_config = SidecarConfig::new(sub);
+    sidecar_config.issuers = vec![issuer.policy()];
     sidecar_config.http_listen = a.http.clone();
     sidecar_config.grpc_listen = Some(a.grpc.clone());
     let http = tokio::net::TcpListener::bind(&a.http)
@@ -87,6 +96,7 @@ pub async fn run(a: DevArgs) -> anyhow::Result<()> {
          {dir}/sidecar).\n\n\
          revoke a token:     recall revoke --cluster {c} --kind token --ns https://login.example jti-123 --wait-converged\n\
          check it:           curl 'http://{h}/v1/check?iss=https://login.example&jti=jti-123'\n\
+         a whole token:      T=$(recall token mint --sub alice --jti jti-123); curl -i -H \"Authorization: Bearer $T\" http://{h}/v1/auth\n\
          log a user out:     recall rule --cluster {c} --scope subject --ns https://login.example --value alice\n\
          see the cluster:    recall status --cluster {c}\n\
          grant a role:       recall roles grant alice revoker --cluster {c}\n\

@@ -20,8 +20,9 @@ use serde::Deserialize;
 
 use super::ClusterArgs;
 use super::client::{status_error, with_retries};
+use super::convergence::print_convergence;
 use super::time;
-use super::write::{Why, print_convergence};
+use super::write::Why;
 use crate::proto as pb;
 use crate::wire;
 
@@ -251,7 +252,8 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls the cluster's convergence towards `version` until every live subscriber has it.
+/// Polls the cluster's convergence towards `version` until every member answers and every live
+/// subscriber has it.
 async fn wait_converged(
     client: &mut crate::proto::operator_client::OperatorClient<tonic::transport::Channel>,
     version: u64,

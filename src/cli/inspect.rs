@@ -89,6 +89,7 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<()> {
             "committed_version": s.committed_version, "applied_version": s.applied_version,
             "last_change_version": s.last_change_version, "digest": format!("{:016x}", s.digest),
             "entries": s.entries, "rules": s.rules, "members": members,
+            "convergence": s.convergence.as_ref().map(super::convergence::json),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -117,16 +118,7 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(c) = &s.convergence {
-        println!(
-            "subscribers: {} live, {} at version {} or later",
-            c.subscribers_total, c.subscribers_applied, c.target_version
-        );
-        for l in c.laggards.iter().take(20) {
-            println!(
-                "  lagging: {} (via node {}) at version {}, {} behind",
-                l.subscriber_id, l.node_id, l.applied_version, l.behind
-            );
-        }
+        super::convergence::print_status(c);
     }
     Ok(())
 }

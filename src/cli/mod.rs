@@ -3,6 +3,7 @@
 //! nowhere else.
 
 mod client;
+mod convergence;
 mod dev;
 mod import;
 mod inspect;
@@ -12,6 +13,7 @@ mod server;
 mod sidecar;
 mod time;
 mod tls;
+mod token;
 mod write;
 
 pub use tls::TlsArgs;
@@ -85,6 +87,9 @@ enum Cmd {
     /// Certificates: a development CA and identities.
     #[command(subcommand)]
     Pki(pki::PkiCmd),
+    /// Tokens of the development issuer, to try the sidecar's bearer-token checks.
+    #[command(subcommand)]
+    Token(token::TokenCmd),
 }
 
 impl Cli {
@@ -103,6 +108,7 @@ impl Cli {
             Cmd::Cluster(c) => inspect::cluster(c).await,
             Cmd::Roles(c) => roles::run(c).await,
             Cmd::Pki(c) => pki::run(c),
+            Cmd::Token(c) => token::run(c),
         }
     }
 }

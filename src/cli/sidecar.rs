@@ -24,7 +24,7 @@ enum ModeArg {
 enum PolicyArg {
     /// Deny: a stale answer says revoked.
     FailClosed,
-    /// Allow what the local filter allows, flagged stale.
+    /// Allow what the local filter allows, flagged stale (before the first sync it still denies).
     FailOpen,
 }
 
@@ -61,12 +61,12 @@ pub struct SidecarArgs {
     /// full: exact answers; lite: Bloom filters only, hits answer `possibly_revoked`.
     #[arg(long, env = "RECALL_SIDECAR_MODE", value_enum, default_value = "full")]
     mode: ModeArg,
-    /// Past this many milliseconds without hearing from a node, answers are marked stale and the
-    /// policy decides them.
+    /// Past this many milliseconds without a node vouching for the state (a heartbeat from a node
+    /// in touch with its leader), answers are marked stale and the policy decides them.
     #[arg(long, env = "RECALL_STALENESS_BOUND_MS", default_value_t = 10_000)]
     staleness_bound_ms: u64,
     /// What a stale answer does: fail-closed refuses every token, fail-open keeps the local
-    /// answer (flagged stale).
+    /// answer (flagged stale) once the sidecar has synced; before that it refuses too.
     #[arg(
         long,
         env = "RECALL_STALE_POLICY",

@@ -4,6 +4,7 @@ use recall_core::{Kind, ScopeKind};
 
 use super::ClusterArgs;
 use super::client::with_retries;
+use super::convergence::print_convergence;
 use super::time;
 use crate::proto as pb;
 use crate::wire;
@@ -23,8 +24,9 @@ pub struct Why {
 /// `--wait-converged[=TIMEOUT]`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Wait {
-    /// Return only when every live subscriber has applied the write (or after TIMEOUT, default
-    /// 10s), and print the measured time to consistency.
+    /// Return only when every member has answered and every live subscriber has applied the
+    /// write (or after TIMEOUT, default 10s), and print the measured time to consistency. A
+    /// member that does not answer is named, and the write is then reported as not converged.
     #[arg(long, num_args = 0..=1, default_missing_value = "10s", value_parser = humantime::parse_duration, value_name = "TIMEOUT")]
     pub wait_converged: Option<std::time::Duration>,
 }
@@ -36,30 +38,6 @@ impl Wait {
             timeout_ms: u32::try_from(d.as_millis()).unwrap_or(u32::MAX),
         })
     }
-}
-
-/// Prints a convergence report; an error if it did not converge.
-pub fn print_convergence(c: &pb::Convergence) -> anyhow::Result<()> {
-    if c.converged {
-        println!(
-            "converged: {}/{} live subscribers applied version {} in {} ms",
-            c.subscribers_applied, c.subscribers_total, c.target_version, c.elapsed_ms
-        );
-        return Ok(());
-    }
-    for l in c.laggards.iter().take(20) {
-        println!(
-            "  lagging: {} (via node {}) at version {}, {} behind",
-            l.subscriber_id, l.node_id, l.applied_version, l.behind
-        );
-    }
-    anyhow::bail!(
-        "not converged after {} ms: {}/{} live subscribers applied version {}",
-        c.elapsed_ms,
-        c.subscribers_applied,
-        c.subscribers_total,
-        c.target_version
-    )
 }
 
 /// `recall revoke`.

@@ -1,9 +1,14 @@
-//! Whether this node is in touch with a leader. A node cut off from the cluster still holds a
-//! state, but it no longer grows: subscribers it serves must not take its heartbeats as fresh.
-//! A follower is in touch while a leader's AppendEntries (heartbeats included) keep arriving; a
-//! leader while a quorum keeps acknowledging it (a single-voter cluster always is).
+//! Whether this node is in touch with a leader, and the commit index it knows. A node cut off
+//! from the cluster still holds a state, but it no longer grows: subscribers it serves must not
+//! take its heartbeats as fresh. A follower is in touch while a leader's AppendEntries
+//! (heartbeats included) keep arriving; a leader while a quorum keeps acknowledging it (a
+//! single-voter cluster always is). A node that has not heard from a leader since it started
+//! (restarted from an old disk while cut off, say) cannot vouch for its state at all, and a node
+//! whose applied version trails the commit index it knows is replaying a backlog: both say so
+//! in their heartbeats ([`Doubt`]), so their subscribers count it as staleness.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::raft::Raft;
@@ -16,51 +21,145 @@ pub fn out_of_touch_after(election_timeout: Duration) -> Duration {
     election_timeout * 10
 }
 
-/// When this node last heard from a leader, and how long a silence it tolerates.
+/// Why a node cannot vouch that its state is current.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Doubt {
+    /// It has heard from no leader since it started.
+    NoLeaderContact,
+    /// Its applied version trails the commit index it knows by more than the bound.
+    BehindCommit {
+        /// Its applied version.
+        applied: u64,
+        /// The commit index it knows.
+        committed: u64,
+    },
+}
+
+impl Doubt {
+    /// The reason heartbeats carry (`Heartbeat.stale_reason`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Doubt::NoLeaderContact => "no_leader_contact",
+            Doubt::BehindCommit { .. } => "behind_commit",
+        }
+    }
+}
+
+/// How this node stands with a leader now.
+enum Touch {
+    /// Heard from a leader (or leads, acknowledged) this long ago.
+    Since(Duration),
+    /// Not since it started, this long ago.
+    Never(Duration),
+}
+
+/// When this node last heard from a leader, the commit index it knows, and how long a silence
+/// it tolerates.
 pub struct Contact {
-    last: Mutex<Instant>,
+    /// `None` until a leader reaches this node (or it leads) after it started.
+    last: Mutex<Option<Instant>>,
+    started: Instant,
     limit: Duration,
+    /// The highest commit index known: a leader's `leader_commit` on a follower, and whatever
+    /// the Raft log is told is committed (the leader's own commits); shared with the log store.
+    committed: Arc<AtomicU64>,
 }
 
 impl Contact {
     /// A contact record that tolerates `limit` of silence (counted from now, so a node that
-    /// has just started gets one `limit` to be reached).
-    pub fn new(limit: Duration) -> Self {
+    /// has just started gets one `limit` to be reached before its streams end), learning
+    /// commits through `committed` too.
+    pub fn new(limit: Duration, committed: Arc<AtomicU64>) -> Self {
         Self {
-            last: Mutex::new(Instant::now()),
+            last: Mutex::new(None),
+            started: Instant::now(),
             limit,
+            committed,
         }
     }
 
-    /// Records that a leader reached this node.
-    pub fn heard(&self) {
-        *self.last.lock().expect("contact lock") = Instant::now();
+    /// Records that a leader reached this node, telling it `leader_commit`.
+    pub fn heard(&self, leader_commit: Option<u64>) {
+        *self.last.lock().expect("contact lock") = Some(Instant::now());
+        if let Some(c) = leader_commit {
+            self.committed.fetch_max(c, Ordering::Relaxed);
+        }
+    }
+
+    /// The highest commit index this node knows.
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
+    }
+
+    fn touch(&self, raft: &Raft) -> Touch {
+        let m = raft.metrics();
+        let m = m.borrow();
+        let mut last = self.last.lock().expect("contact lock");
+        let now = Instant::now();
+        if m.current_leader == Some(m.id) {
+            let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+            // No ack yet: just elected, the first quorum ack is on its way.
+            let since_ack = if voters == [m.id] {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(m.millis_since_quorum_ack.unwrap_or(0))
+            };
+            // A leader acked by a quorum is in touch now: should it step down, its silence
+            // counts from here, not from before it led.
+            if let Some(at) = now.checked_sub(since_ack) {
+                *last = Some(last.map_or(at, |l| l.max(at)));
+            }
+            return Touch::Since(since_ack);
+        }
+        match *last {
+            Some(at) => Touch::Since(now.saturating_duration_since(at)),
+            None => Touch::Never(now.saturating_duration_since(self.started)),
+        }
     }
 
     /// How long this node has been out of touch, when longer than the limit; `None` while in
-    /// touch.
+    /// touch (or, after a start, during the first `limit`).
     pub fn lost(&self, raft: &Raft) -> Option<Duration> {
-        let silence = {
-            let m = raft.metrics();
-            let m = m.borrow();
-            if m.current_leader == Some(m.id) {
-                let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-                if voters == [m.id] {
-                    return None;
-                }
-                // No ack yet: just elected, the first quorum ack is on its way.
-                let since_ack = Duration::from_millis(m.millis_since_quorum_ack.unwrap_or(0));
-                // A leader acked by a quorum is in touch now: should it step down, its silence
-                // counts from here, not from before it led.
-                let mut last = self.last.lock().expect("contact lock");
-                if let Some(at) = Instant::now().checked_sub(since_ack) {
-                    *last = (*last).max(at);
-                }
-                since_ack
-            } else {
-                self.last.lock().expect("contact lock").elapsed()
-            }
-        };
+        let (Touch::Since(silence) | Touch::Never(silence)) = self.touch(raft);
         (silence > self.limit).then_some(silence)
+    }
+
+    /// Why this node, having applied `applied`, cannot vouch that its state is current: it has
+    /// heard from no leader since it started, or it trails the commit index it knows by more
+    /// than `max_lag` versions. `None` when it can.
+    pub fn doubt(&self, raft: &Raft, applied: u64, max_lag: u64) -> Option<Doubt> {
+        let heard = matches!(self.touch(raft), Touch::Since(_));
+        doubt(heard, applied, self.committed(), max_lag)
+    }
+}
+
+/// Why a node that has (or has not) `heard` from a leader since it started, having applied
+/// `applied` and knowing `committed`, cannot vouch for its state.
+fn doubt(heard: bool, applied: u64, committed: u64, max_lag: u64) -> Option<Doubt> {
+    if !heard {
+        return Some(Doubt::NoLeaderContact);
+    }
+    (committed > applied.saturating_add(max_lag))
+        .then_some(Doubt::BehindCommit { applied, committed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_vouches_only_after_a_leader_reached_it_and_within_its_lag() {
+        assert_eq!(doubt(false, 10, 10, 100), Some(Doubt::NoLeaderContact));
+        assert_eq!(doubt(true, 10, 110, 100), None);
+        assert_eq!(
+            doubt(true, 10, 111, 100),
+            Some(Doubt::BehindCommit {
+                applied: 10,
+                committed: 111
+            })
+        );
+        // A commit index older than the state (learnt before a snapshot) is no doubt.
+        assert_eq!(doubt(true, 500, 3, 0), None);
+        assert_eq!(Doubt::NoLeaderContact.reason(), "no_leader_contact");
     }
 }

@@ -1,6 +1,10 @@
 //! Convergence: how many live subscribers, cluster-wide, have applied a version, and which lag.
 //! Each node knows the subscribers it serves; a cluster-wide view asks every member for its own
 //! (the peer port's `Subscribers`) and merges them, so the operator sees the recall wave land.
+//!
+//! A report never rounds up: a member that does not answer is named as silent, its subscribers
+//! are unknown (exactly the ones likely to lag), and the report is not "converged" while any
+//! member is silent.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +28,25 @@ pub struct Seen {
     pub node: u64,
     /// What that node knows.
     pub info: SubscriberInfo,
+}
+
+/// What the members reported.
+#[derive(Clone, Debug, Default)]
+pub struct Gathered {
+    /// The subscribers of the members that answered (this node's included).
+    pub subs: Vec<Seen>,
+    /// The members that did not answer in time, by id: their subscribers are unknown.
+    pub silent: Vec<u64>,
+}
+
+impl Gathered {
+    /// This node's subscribers only (nobody else was asked, so nobody is silent).
+    pub fn local(subs: Vec<Seen>) -> Self {
+        Self {
+            subs,
+            silent: Vec::new(),
+        }
+    }
 }
 
 /// Gathers subscribers from every member.
@@ -55,8 +78,9 @@ impl Convergence {
             .collect()
     }
 
-    /// Every member's subscribers (members that do not answer in time are skipped, and named).
-    pub async fn cluster(&self) -> (Vec<Seen>, Vec<u64>) {
+    /// Every member's subscribers, and the members that did not answer in time (whose
+    /// subscribers are therefore unknown).
+    pub async fn cluster(&self) -> Gathered {
         let m = self.raft.metrics().borrow().clone();
         let mut all = self.local();
         let mut silent = Vec::new();
@@ -85,9 +109,10 @@ impl Convergence {
                 }
             }
         }
-        let mut out: Vec<Seen> = by_id.into_values().collect();
-        out.sort_by(|a, b| a.info.id.cmp(&b.info.id));
-        (out, silent)
+        let mut subs: Vec<Seen> = by_id.into_values().collect();
+        subs.sort_by(|a, b| a.info.id.cmp(&b.info.id));
+        silent.sort_unstable();
+        Gathered { subs, silent }
     }
 
     async fn ask(&self, id: u64, addr: &str) -> Option<Vec<Seen>> {
@@ -129,8 +154,10 @@ impl Convergence {
     }
 }
 
-/// The convergence report of `subs` towards `target`.
-pub fn report(target: u64, subs: &[Seen], started: Instant) -> pb::Convergence {
+/// The convergence report of what was `gathered` towards `target`: converged only when every
+/// member answered and every subscriber they reported has applied `target`.
+pub fn report(target: u64, gathered: &Gathered, started: Instant) -> pb::Convergence {
+    let subs = &gathered.subs;
     let laggards: Vec<pb::SubscriberLag> = subs
         .iter()
         .filter(|s| s.info.applied < target)
@@ -143,16 +170,18 @@ pub fn report(target: u64, subs: &[Seen], started: Instant) -> pb::Convergence {
         })
         .collect();
     pb::Convergence {
-        converged: laggards.is_empty(),
+        converged: laggards.is_empty() && gathered.silent.is_empty(),
         target_version: target,
         subscribers_total: subs.len() as u32,
         subscribers_applied: (subs.len() - laggards.len()) as u32,
         elapsed_ms: started.elapsed().as_millis() as u64,
         laggards,
+        silent_nodes: gathered.silent.clone(),
     }
 }
 
-/// Waits until every live subscriber has applied `target`, or `timeout`; the last report.
+/// Waits until every member answers and every live subscriber has applied `target`, or
+/// `timeout`; the last report.
 pub async fn wait(
     conv: &Convergence,
     target: u64,
@@ -161,8 +190,8 @@ pub async fn wait(
 ) -> pb::Convergence {
     let deadline = Instant::now() + timeout;
     loop {
-        let (subs, _) = conv.cluster().await;
-        let r = report(target, &subs, started);
+        let gathered = conv.cluster().await;
+        let r = report(target, &gathered, started);
         if r.converged || Instant::now() >= deadline {
             return r;
         }

@@ -123,6 +123,7 @@ impl RunningNode {
             dialer: dialer.clone(),
             max_message: raft_limit,
         };
+        let known_commit = log.known_commit();
         let raft = Raft::new(config.id, raft_config, network, log, sm.clone())
             .await
             .context("starting Raft")?;
@@ -141,9 +142,10 @@ impl RunningNode {
 
         let registry = Arc::new(subscribe::Registry::default());
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let contact = Arc::new(contact::Contact::new(contact::out_of_touch_after(
-            config.election_timeout,
-        )));
+        let contact = Arc::new(contact::Contact::new(
+            contact::out_of_touch_after(config.election_timeout),
+            known_commit,
+        ));
         let convergence = Arc::new(convergence::Convergence::new(
             raft.clone(),
             registry.clone(),
@@ -179,6 +181,7 @@ impl RunningNode {
                 sm.clone(),
                 writer.clone(),
                 convergence,
+                contact.clone(),
                 config.write_rate,
                 trust_domain,
             );

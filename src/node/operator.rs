@@ -27,6 +27,7 @@ pub struct OperatorService {
     sm: StateMachine,
     writer: Writer,
     convergence: std::sync::Arc<super::convergence::Convergence>,
+    contact: std::sync::Arc<super::contact::Contact>,
     rate: RateLimiter,
     trust_domain: String,
 }
@@ -38,6 +39,7 @@ impl OperatorService {
         sm: StateMachine,
         writer: Writer,
         convergence: std::sync::Arc<super::convergence::Convergence>,
+        contact: std::sync::Arc<super::contact::Contact>,
         rate: WriteRate,
         trust_domain: String,
     ) -> Self {
@@ -46,6 +48,7 @@ impl OperatorService {
             sm,
             writer,
             convergence,
+            contact,
             rate: RateLimiter::new(rate),
             trust_domain,
         }
@@ -326,12 +329,12 @@ impl Operator for OperatorService {
         let m = self.raft.metrics().borrow().clone();
         let applied = self.sm.applied();
         let target = req.version.unwrap_or(applied.version);
-        let subs = if req.local_only {
-            self.convergence.local()
+        let gathered = if req.local_only {
+            super::convergence::Gathered::local(self.convergence.local())
         } else {
-            self.convergence.cluster().await.0
+            self.convergence.cluster().await
         };
-        let convergence = super::convergence::report(target, &subs, std::time::Instant::now());
+        let convergence = super::convergence::report(target, &gathered, std::time::Instant::now());
         let (entries, rules) = self
             .sm
             .with_set(|s| (s.len() as u64, s.rule_count() as u64));
@@ -339,11 +342,7 @@ impl Operator for OperatorService {
             node_id: m.id,
             leader_id: m.current_leader,
             term: m.current_term,
-            committed_version: m
-                .last_applied
-                .map(|l| l.index)
-                .unwrap_or(0)
-                .max(applied.version),
+            committed_version: self.contact.committed().max(applied.version),
             applied_version: applied.version,
             last_change_version: applied.last_change,
             digest: applied.digest.0,

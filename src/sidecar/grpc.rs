@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 
 use crate::proto as pb;
 use crate::proto::check_server::{Check, CheckServer};
-use crate::subscriber::{Subscriber, answer};
+use crate::subscriber::Subscriber;
 use crate::wire;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 
@@ -56,7 +56,7 @@ impl Check for CheckService {
             .into_iter()
             .zip(&facts)
             .map(|(c, f)| {
-                let answer = answer::answer(c, sub.shared(), sub.config());
+                let answer = sub.answer(c);
                 wire::reply_to_wire(&answer, f)
             })
             .collect();

@@ -72,6 +72,9 @@ pub struct StatusBody {
     pub connects: u64,
     /// The node it follows now, if connected.
     pub node: Option<String>,
+    /// Why that node cannot vouch that its state is current, if it cannot (its heartbeats then
+    /// do not count as contact): "no_leader_contact" or "behind_commit".
+    pub node_stale_reason: Option<String>,
 }
 
 /// The routes, answering from `bearer` (its subscriber, and its verifier for tokens).
@@ -136,6 +139,7 @@ async fn status(State(b): State<Arc<Bearer>>) -> Json<StatusBody> {
         digest_mismatches: s.digest_mismatches,
         connects: s.connects,
         node: s.node,
+        node_stale_reason: s.node_stale_reason,
     })
 }
 
@@ -154,7 +158,14 @@ async fn readyz(State(b): State<Arc<Bearer>>) -> (StatusCode, String) {
             "not ready: no node of the cluster ({}) has answered yet",
             sub.config().cluster.join(", ")
         ),
-        (Some(node), _) => format!("not ready: connected to {node}, first sync in progress"),
+        (Some(node), _) => match &s.node_stale_reason {
+            Some(why) => format!(
+                "not ready: connected to {node}, which cannot vouch that its state is current \
+                 ({why}); it turns ready once that node hears from its leader and catches up, \
+                 or list more nodes in --cluster"
+            ),
+            None => format!("not ready: connected to {node}, first sync in progress"),
+        },
         (None, n) => format!("not ready: {n} connection(s) ended before the first full sync"),
     };
     (StatusCode::SERVICE_UNAVAILABLE, reason)

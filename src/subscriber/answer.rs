@@ -2,12 +2,14 @@
 //! that is, and what the staleness policy made of it.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use recall_core::{Status, Verdict};
 use recall_filter::Checked;
 use serde::Serialize;
+use tokio::time::Instant;
 
-use super::{Shared, SubscriberConfig};
+use super::Shared;
 
 /// What to do when the subscriber has lost contact for longer than its bound.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -16,7 +18,8 @@ pub enum StalePolicy {
     /// Deny: a stale answer says revoked (the safe default).
     #[default]
     FailClosed,
-    /// Allow what the local filter allows, flagged stale.
+    /// Allow what the local filter allows, flagged stale; a subscriber that has never synced
+    /// still denies (it holds nothing a node vouched for).
     FailOpen,
 }
 
@@ -31,9 +34,10 @@ pub struct Answer {
     pub matches: Vec<recall_core::Match>,
     /// The version the filter answered at.
     pub version: u64,
-    /// Whether the subscriber is past its staleness bound (or has never synced).
+    /// Whether the subscriber is past its staleness bound, knows its state differs from the
+    /// authority's, or has never synced.
     pub stale: bool,
-    /// Milliseconds since the last contact with a node (`None`: never).
+    /// Milliseconds since a node last vouched for the state (`None`: never).
     pub staleness_ms: Option<u64>,
     /// The policy applied.
     pub policy: StalePolicy,
@@ -46,18 +50,27 @@ impl Answer {
     }
 }
 
-/// Applies staleness and policy to a filter's answer.
-pub fn answer(checked: Checked, shared: &Shared, config: &SubscriberConfig) -> Answer {
-    let last = shared.last_contact_ms.load(Ordering::Relaxed);
-    let now = (crate::node::clock::system())().as_millis();
-    let staleness_ms = (last > 0).then(|| u64::try_from(now - last).unwrap_or(0));
+/// Applies staleness and policy to a filter's answer at `now` (monotonic). An answer is stale
+/// when no node has vouched for the state within `bound`, when the state is known to differ from
+/// the authority's (a digest mismatch, until the resync lands), or before the first sync. A
+/// subscriber that has never synced holds nothing a node vouched for, so it denies under either
+/// policy: fail-open allows only what a vouched-for state allows.
+pub fn answer(
+    checked: Checked,
+    shared: &Shared,
+    bound: Duration,
+    policy: StalePolicy,
+    now: Instant,
+) -> Answer {
+    let since = shared.contact.since(now);
+    let staleness_ms = since.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let synced = shared.synced.load(Ordering::Relaxed);
-    let stale =
-        !synced || staleness_ms.is_none_or(|s| s > config.staleness_bound.as_millis() as u64);
+    let diverged = shared.diverged.load(Ordering::Relaxed);
+    let stale = !synced || diverged || since.is_none_or(|s| s > bound);
     let Verdict { matches } = checked.verdict.clone();
     let status = checked.verdict.status();
     let found = status != Status::Allowed;
-    let revoked = found || (stale && config.policy == StalePolicy::FailClosed);
+    let revoked = found || (stale && (policy == StalePolicy::FailClosed || !synced));
     if stale {
         shared.stale_answers.fetch_add(1, Ordering::Relaxed);
     }
@@ -68,6 +81,94 @@ pub fn answer(checked: Checked, shared: &Shared, config: &SubscriberConfig) -> A
         version: checked.version,
         stale,
         staleness_ms,
-        policy: config.policy,
+        policy,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOUND: Duration = Duration::from_secs(10);
+
+    fn allowed() -> Checked {
+        Checked {
+            verdict: Verdict::default(),
+            version: 3,
+        }
+    }
+
+    fn synced(at: Instant) -> Shared {
+        let shared = Shared::default();
+        shared.contact.record(at);
+        shared.synced.store(true, Ordering::Relaxed);
+        shared
+    }
+
+    #[test]
+    fn a_fail_open_subscriber_that_never_synced_denies() {
+        let shared = Shared::default();
+        let a = answer(
+            allowed(),
+            &shared,
+            BOUND,
+            StalePolicy::FailOpen,
+            Instant::now(),
+        );
+        assert!(a.stale && a.revoked, "{a:?}");
+        assert_eq!(a.staleness_ms, None);
+    }
+
+    #[test]
+    fn a_fail_open_subscriber_past_its_bound_allows_flagged_stale() {
+        let t0 = Instant::now();
+        let shared = synced(t0);
+        let later = t0 + BOUND + Duration::from_millis(1);
+        let a = answer(allowed(), &shared, BOUND, StalePolicy::FailOpen, later);
+        assert!(a.stale && !a.revoked, "{a:?}");
+        let a = answer(allowed(), &shared, BOUND, StalePolicy::FailClosed, later);
+        assert!(a.stale && a.revoked, "{a:?}");
+    }
+
+    #[test]
+    fn a_digest_mismatch_is_stale_until_the_resync_lands() {
+        let t0 = Instant::now();
+        let shared = synced(t0);
+        assert!(!answer(allowed(), &shared, BOUND, StalePolicy::FailClosed, t0).stale);
+        shared.diverged.store(true, Ordering::Relaxed);
+        let a = answer(allowed(), &shared, BOUND, StalePolicy::FailClosed, t0);
+        assert!(a.stale && a.revoked, "{a:?}");
+        shared.diverged.store(false, Ordering::Relaxed);
+        assert!(!answer(allowed(), &shared, BOUND, StalePolicy::FailClosed, t0).stale);
+    }
+
+    /// Staleness follows the monotonic clock (paused here, advanced by hand), not the wall
+    /// clock: stepping the system clock back cannot make a silent subscriber look fresh.
+    #[tokio::test(start_paused = true)]
+    async fn staleness_follows_the_monotonic_clock() {
+        let shared = synced(Instant::now());
+        let fresh = |shared: &Shared| {
+            !answer(
+                allowed(),
+                shared,
+                BOUND,
+                StalePolicy::FailClosed,
+                Instant::now(),
+            )
+            .stale
+        };
+        assert!(fresh(&shared));
+        tokio::time::advance(BOUND).await;
+        assert!(fresh(&shared), "exactly at the bound is still fresh");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let a = answer(
+            allowed(),
+            &shared,
+            BOUND,
+            StalePolicy::FailClosed,
+            Instant::now(),
+        );
+        assert!(a.stale && a.revoked, "{a:?}");
+        assert_eq!(a.staleness_ms, Some(10_001));
     }
 }

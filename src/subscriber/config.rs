@@ -22,7 +22,7 @@ pub struct SubscriberConfig {
     pub mode: Mode,
     /// Where the state is persisted for warm restarts; `None` keeps it in memory only.
     pub data_dir: Option<PathBuf>,
-    /// Past this long without contact, answers are stale.
+    /// Past this long (monotonic clock) without a node vouching for the state, answers are stale.
     pub staleness_bound: Duration,
     /// What a stale answer does.
     pub policy: StalePolicy,

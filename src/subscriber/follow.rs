@@ -1,6 +1,7 @@
 //! Following the cluster: one stream at a time to any node, resuming from the applied version,
 //! reconnecting with jittered backoff; every message applied in order or the stream abandoned,
-//! never guessed past.
+//! never guessed past. Only a heartbeat in which the node vouches for its state (no
+//! `stale_reason`) counts as contact for the staleness bound and makes the subscriber synced.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,6 +32,11 @@ pub struct FollowState {
     pub node: Option<String>,
     /// When `version` was applied (Unix milliseconds, this host's clock); 0 before any.
     pub version_at_ms: i64,
+    /// Whether a node has vouched for the state since start (see [`super::Shared::synced`]).
+    pub synced: bool,
+    /// Why the node followed now cannot vouch that its state is current (its heartbeats'
+    /// `stale_reason`, e.g. "no_leader_contact"); `None` when it can, or when not connected.
+    pub node_stale_reason: Option<String>,
 }
 
 /// Why a stream ended.
@@ -46,6 +52,9 @@ struct Follower {
     state: watch::Sender<FollowState>,
     /// The next Hello asks for a snapshot (after a digest mismatch).
     force_snapshot: bool,
+    /// Why the node followed now cannot vouch for its state (its last heartbeat's
+    /// `stale_reason`), if it cannot.
+    node_doubt: Option<String>,
     dirty: bool,
     /// The state being written in the background, if a write is under way.
     saving: Option<tokio::task::JoinHandle<(anyhow::Result<()>, Duration)>>,
@@ -68,6 +77,7 @@ pub async fn run(
         shared,
         state,
         force_snapshot: false,
+        node_doubt: None,
         dirty: false,
         saving: None,
         next_save: tokio::time::Instant::now(),
@@ -86,6 +96,7 @@ pub async fn run(
                 tracing::info!(node = %addr, error = %format!("{e:#}"), "stream ended; reconnecting")
             }
         }
+        f.node_doubt = None;
         f.publish(None);
         let progressed = f.shared.snapshots.load(Ordering::Relaxed)
             + f.shared.deltas.load(Ordering::Relaxed)
@@ -118,6 +129,8 @@ impl Follower {
                 entries: s.entries,
                 node: node.map(str::to_string),
                 version_at_ms,
+                synced: self.shared.synced.load(Ordering::Relaxed),
+                node_stale_reason: node.and(self.node_doubt.clone()),
             };
             let changed = *state != next;
             *state = next;
@@ -125,9 +138,20 @@ impl Follower {
         });
     }
 
-    fn contact(&self) {
-        let now = (crate::node::clock::system())().as_millis();
-        self.shared.last_contact_ms.store(now, Ordering::Relaxed);
+    /// A node vouched for its state and ours matches it: fresh, and synced.
+    fn vouched(&self) {
+        self.shared.contact.record(tokio::time::Instant::now());
+        self.shared.synced.store(true, Ordering::Relaxed);
+    }
+
+    /// Our state is known to differ from the authority's: answers are stale, and the next
+    /// stream starts from a snapshot.
+    fn diverged(&mut self) {
+        self.shared
+            .digest_mismatches
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.diverged.store(true, Ordering::Relaxed);
+        self.force_snapshot = true;
     }
 
     /// Starts writing the state in the background when it changed and the last write is done
@@ -244,7 +268,6 @@ impl Follower {
                 bail!("the node ended the stream")
             };
             heard = tokio::time::Instant::now();
-            self.contact();
             let mut acked = self.handle(msg, &mut rx)?;
             // Deltas already here are applied together: one rebuild of the touched shards
             // instead of one per delta, so a subscriber that fell behind catches up fast.
@@ -258,6 +281,16 @@ impl Follower {
                 acked = self.handle(msg, &mut rx)?.or(acked);
             }
             acked = self.flush(&mut rx.ready)?.or(acked);
+            let (synced, doubt) = {
+                let state = self.state.borrow();
+                (state.synced, state.node_stale_reason.clone())
+            };
+            if acked.is_none()
+                && (synced != self.shared.synced.load(Ordering::Relaxed)
+                    || doubt != self.node_doubt)
+            {
+                self.publish(Some(addr));
+            }
             if let Some(version) = acked {
                 self.dirty = true;
                 self.publish(Some(addr));
@@ -269,6 +302,7 @@ impl Follower {
                 let _ = up.try_send(pb::SubscribeRequest {
                     body: Some(pb::subscribe_request::Body::Ack(ack)),
                 });
+                rx.acked = true;
             }
         }
     }
@@ -281,11 +315,8 @@ impl Follower {
         match self.filter.apply_many(ready) {
             Ok(()) => {}
             Err(e @ FilterError::DigestMismatch { .. }) => {
-                self.shared
-                    .digest_mismatches
-                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "the filter diverged from the authority; resyncing");
-                self.force_snapshot = true;
+                self.diverged();
                 bail!(e);
             }
             Err(e) => bail!(e),
@@ -293,7 +324,6 @@ impl Follower {
         self.shared
             .deltas
             .fetch_add(ready.len() as u64, Ordering::Relaxed);
-        self.shared.synced.store(true, Ordering::Relaxed);
         ready.clear();
         Ok(Some(last))
     }
@@ -354,7 +384,7 @@ impl Follower {
                 }
                 l.finish(&mut self.filter).context("snapshot refused")?;
                 self.shared.snapshots.fetch_add(1, Ordering::Relaxed);
-                self.shared.synced.store(true, Ordering::Relaxed);
+                self.shared.diverged.store(false, Ordering::Relaxed);
                 self.force_snapshot = false;
                 Some(e.version)
             }
@@ -387,17 +417,22 @@ impl Follower {
                 if self.filter.digest().0 != h.digest
                     && self.filter.last_change() == h.last_change_version
                 {
-                    self.shared
-                        .digest_mismatches
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.force_snapshot = true;
+                    self.diverged();
                     bail!(
                         "digest differs from the node's at version {}; resyncing",
                         h.applied_version
                     );
                 }
-                self.shared.synced.store(true, Ordering::Relaxed);
-                (self.filter.version() > before).then_some(self.filter.version())
+                if h.stale_reason.is_empty() {
+                    self.vouched();
+                } else if self.node_doubt.as_deref() != Some(h.stale_reason.as_str()) {
+                    tracing::warn!(reason = %h.stale_reason, version = h.applied_version,
+                        "the node cannot vouch that its state is current: counting it as staleness");
+                }
+                self.node_doubt = (!h.stale_reason.is_empty()).then(|| h.stale_reason.clone());
+                // The first heartbeat of a stream is acked even at the version resumed from,
+                // so the node counts this subscriber at once.
+                (self.filter.version() > before || !rx.acked).then_some(self.filter.version())
             }
             Body::Resync(r) => {
                 tracing::warn!(reason = %r.reason, "the node resyncs this subscriber");
@@ -419,6 +454,8 @@ struct Received {
     parts: Vec<pb::Delta>,
     /// Complete deltas waiting to be applied together.
     ready: Vec<Delta>,
+    /// Whether this stream has acked anything yet.
+    acked: bool,
 }
 
 /// The most deltas applied as one change.

@@ -18,15 +18,17 @@
 //!
 //! - [`follow`]: the stream client (Hello, snapshot, deltas, heartbeats, acks, reconnects);
 //! - [`persist`]: the state on disk for warm restarts;
-//! - [`answer`]: a check's answer with its staleness and the policy applied.
+//! - [`answer`]: a check's answer with its staleness and the policy applied;
+//! - [`contact`]: when a node last vouched for the state, on a monotonic clock.
 
 pub mod answer;
 pub mod config;
+pub mod contact;
 pub mod follow;
 pub mod persist;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -41,11 +43,15 @@ pub use config::SubscriberConfig;
 /// Counters and the last contact, shared by the follow task and the readers.
 #[derive(Debug, Default)]
 pub struct Shared {
-    /// Unix ms of the last message from a node; 0 before any.
-    pub last_contact_ms: AtomicI64,
-    /// Whether a full sync has completed since start (warm-started state counts once a node
-    /// confirmed it).
+    /// The last heartbeat in which a node vouched for its state (monotonic clock).
+    pub contact: contact::LastContact,
+    /// Whether a node has vouched for this subscriber's state since start: a sync completed
+    /// and a heartbeat without a `stale_reason` confirmed it (warm-started state counts once a
+    /// node confirmed it).
     pub synced: AtomicBool,
+    /// Whether the state is known to differ from the authority's (a digest mismatch): answers
+    /// are stale until the resync's snapshot lands.
+    pub diverged: AtomicBool,
     /// Snapshots applied.
     pub snapshots: AtomicU64,
     /// Deltas applied.
@@ -95,6 +101,9 @@ pub struct SubscriberStatus {
     pub connects: u64,
     /// The node it follows now, if connected.
     pub node: Option<String>,
+    /// Why that node cannot vouch that its state is current (e.g. "no_leader_contact"), if it
+    /// cannot: its heartbeats do not count as contact.
+    pub node_stale_reason: Option<String>,
 }
 
 impl Subscriber {
@@ -144,14 +153,24 @@ impl Subscriber {
 
     /// Checks a token's facts against the local filter.
     pub fn check(&self, facts: &TokenFacts<'_>) -> Answer {
-        let checked = self.reader.check_token(facts);
-        answer::answer(checked, &self.shared, &self.config)
+        self.answer(self.reader.check_token(facts))
     }
 
     /// Checks one key.
     pub fn check_key(&self, kind: Kind, namespace: &str, value: &str) -> Answer {
-        let checked = self.reader.check_key(kind, namespace, value);
-        answer::answer(checked, &self.shared, &self.config)
+        self.answer(self.reader.check_key(kind, namespace, value))
+    }
+
+    /// The answer to a check its [`Subscriber::reader`] made: staleness (now) and policy applied.
+    pub fn answer(&self, checked: recall_filter::Checked) -> Answer {
+        let (bound, policy) = (self.config.staleness_bound, self.config.policy);
+        answer::answer(
+            checked,
+            &self.shared,
+            bound,
+            policy,
+            tokio::time::Instant::now(),
+        )
     }
 
     /// A reader for checks on other threads (no staleness information).
@@ -175,6 +194,7 @@ impl Subscriber {
             digest_mismatches: c(&self.shared.digest_mismatches),
             connects: c(&self.shared.connects),
             node: s.node,
+            node_stale_reason: s.node_stale_reason,
         }
     }
 
@@ -183,13 +203,13 @@ impl Subscriber {
         self.wait_version(0, timeout).await
     }
 
-    /// Waits until the subscriber has applied `version` (and synced at least once).
+    /// Waits until the subscriber has applied `version` (and a node has vouched for its state at
+    /// least once).
     pub async fn wait_version(&self, version: u64, timeout: Duration) -> anyhow::Result<()> {
         let mut state = self.state.clone();
-        let shared = self.shared.clone();
         tokio::time::timeout(
             timeout,
-            state.wait_for(|s| s.version >= version && shared.synced.load(Ordering::Relaxed)),
+            state.wait_for(|s| s.version >= version && s.synced),
         )
         .await
         .map(|r| r.map(|_| ()))

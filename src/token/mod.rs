@@ -9,10 +9,12 @@
 //! - [`verify`]: the verification, in order, against an injected clock;
 //! - [`cache`]: verifications remembered while they hold (never the revocation check);
 //! - [`reason`]: the verdict codes;
-//! - [`verdict`]: verification and revocation as one verdict.
+//! - [`verdict`]: verification and revocation as one verdict;
+//! - [`dev_issuer`]: a development issuer for `recall dev` and `recall token mint`.
 
 pub mod cache;
 pub mod claims;
+pub mod dev_issuer;
 pub mod jwks;
 pub mod keys;
 pub mod policy;

@@ -94,6 +94,11 @@ impl Issued {
     }
 }
 
+/// Writes a secret (mode 0600) through a temporary file and a rename.
+pub fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
+    write(path, text, true)
+}
+
 /// Writes through a temporary file and a rename, so a reader never sees half a file (a
 /// certificate rotated under a running node must not be read mid-write).
 fn write(path: &Path, text: &str, secret: bool) -> Result<(), PkiError> {

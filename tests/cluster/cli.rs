@@ -8,14 +8,14 @@ use std::path::Path;
 use crate::fixture::{Cluster, ISSUER, leader, pki, status};
 
 /// What one run of the binary printed, and whether it succeeded.
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// Runs `recall ARGS --cluster ADDR --pki DIR` (the operator flags go last), as the admin.
-async fn recall(addr: &str, args: &[&str]) -> Run {
+pub async fn recall(addr: &str, args: &[&str]) -> Run {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall"))
         .args(args)
         .args(["--cluster", addr])

@@ -3,7 +3,8 @@
 //!
 //! - [`Cluster`]: nodes in this process (`RunningNode::start` on pre-bound listeners), stopped
 //!   and restarted on the same data directory and port;
-//! - [`Procs`]: `recall server` processes, killed with SIGKILL and restarted the same way;
+//! - [`Procs`]: `recall server` processes, killed with SIGKILL and restarted the same way, or
+//!   frozen with SIGSTOP and thawed;
 //! - [`Nodes`], [`leader`], [`converged`], [`eventually`]: finding the leader and waiting for a
 //!   state under a deadline (polling, never a bare sleep), for either kind of cluster.
 //!
@@ -548,6 +549,27 @@ impl Procs {
     /// Starts node `id` again on its data directory and port.
     pub fn restart(&mut self, id: u64) {
         self.spawn(id, &[]);
+    }
+
+    /// Freezes node `id` with SIGSTOP: it keeps its sockets open (connections are still
+    /// accepted by the kernel) but answers nothing, like a node stuck in a long pause.
+    pub fn pause(&self, id: u64) {
+        self.signal(id, "-STOP");
+    }
+
+    /// Lets node `id` run again after [`Procs::pause`] (SIGCONT).
+    pub fn resume(&self, id: u64) {
+        self.signal(id, "-CONT");
+    }
+
+    fn signal(&self, id: u64, signal: &str) {
+        let child = self.members[&id].child.as_ref();
+        let pid = child.unwrap_or_else(|| panic!("node {id} is running")).id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("runs kill");
+        assert!(status.success(), "kill {signal} {pid} (node {id}) failed");
     }
 
     /// Starts node `id` again with extra environment variables (e.g. `RUST_LOG`).

@@ -12,6 +12,8 @@ mod leader_failover_import;
 mod peer_port;
 mod refused_links;
 mod restart;
+mod restart_without_leader;
 mod roles;
 mod rotation;
 mod sigkill_catch_up;
+mod silent_node;

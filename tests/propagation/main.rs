@@ -5,6 +5,7 @@ mod basics;
 mod failover;
 mod fixture;
 mod fleet;
+mod forged_ack;
 mod hello_deadline;
 mod impostor;
 mod link_cut;

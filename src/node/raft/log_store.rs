@@ -14,7 +14,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -111,6 +111,8 @@ pub struct LogStore {
     db: Arc<Database>,
     overlay: Arc<Mutex<Overlay>>,
     flusher: Arc<Flusher>,
+    /// The highest index openraft has told the log is committed (since this process started).
+    committed: Arc<AtomicU64>,
 }
 
 impl Debug for LogStore {
@@ -150,7 +152,14 @@ impl LogStore {
             db,
             overlay,
             flusher,
+            committed: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// The highest index committed as this node learns it (on a leader, its own commits), for
+    /// the heartbeats that tell subscribers how far behind the node is.
+    pub fn known_commit(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.committed)
     }
 
     /// How many transactions (fsyncs, but for committed-id-only ones) the log has committed:
@@ -351,6 +360,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
+        if let Some(c) = &committed {
+            self.committed.fetch_max(c.index, Ordering::Relaxed);
+        }
         self.put_meta(COMMITTED, &committed, false)
             .await
             .map_err(sto(ErrorSubject::Store, ErrorVerb::Write))

@@ -5,9 +5,11 @@
 //! retained window is resynced with a snapshot; nothing is ever skipped.
 //!
 //! - [`registry`]: the live subscribers and their acked versions (convergence);
+//! - [`acks`]: which acks count (versions sent on the stream, with the node's digest);
 //! - [`session`]: one stream;
 //! - [`encode`]: deltas and snapshots as messages of bounded size.
 
+pub mod acks;
 pub mod encode;
 pub mod registry;
 pub mod session;
@@ -44,6 +46,9 @@ pub struct StreamConfig {
     pub hello_timeout: Duration,
     /// How long a message may wait for room in a subscriber's queue before the stream ends.
     pub send_timeout: Duration,
+    /// How many versions the node's applied state may trail the commit index it knows before
+    /// its heartbeats stop vouching for it (`stale_reason` "behind_commit").
+    pub max_lag: u64,
 }
 
 impl Default for StreamConfig {
@@ -56,6 +61,7 @@ impl Default for StreamConfig {
             max_subscribers: 10_000,
             hello_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(30),
+            max_lag: 1_000,
         }
     }
 }

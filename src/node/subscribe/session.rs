@@ -1,14 +1,16 @@
 //! One subscriber stream: where it starts (deltas or a snapshot, and why), then deltas in order,
-//! heartbeats, and acks checked against the digest the node sent at each version.
+//! heartbeats, and acks counted only for versions sent on the stream, with the node's digest.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use recall_core::{Delta, Digest, FingerprintSeed};
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
+use super::acks::{AckCheck, Sent};
+use super::registry::Registration;
 use super::{SubscribeService, encode};
+use crate::node::contact::Doubt;
 use crate::node::raft::DeltasAfter;
 use crate::proto as pb;
 use crate::proto::subscribe_response::Body;
@@ -30,8 +32,11 @@ pub struct Session {
     sent: u64,
     /// The last change sent.
     sent_change: u64,
-    /// The digest at each version sent and not yet acked past.
-    digests: BTreeMap<u64, Digest>,
+    /// The versions sent on this stream at or after `floor`, each with the node's digest at
+    /// that version: the only acks that count.
+    sent_digests: Sent,
+    /// Why the last heartbeat did not vouch for the node's state, if it did not.
+    doubt: Option<Doubt>,
 }
 
 impl Session {
@@ -43,7 +48,8 @@ impl Session {
             tx,
             sent: 0,
             sent_change: 0,
-            digests: BTreeMap::new(),
+            sent_digests: Sent::default(),
+            doubt: None,
         }
     }
 
@@ -99,21 +105,8 @@ impl Session {
                         return End::Gone;
                     }
                     Ok(Some(pb::SubscribeRequest { body: Some(pb::subscribe_request::Body::Ack(ack)) })) => {
-                        if ack.applied_version > self.sent {
-                            return End::Status(Status::invalid_argument(format!(
-                                "ack.applied_version {} is beyond the last version sent, {}",
-                                ack.applied_version, self.sent
-                            )));
-                        }
-                        reg.ack(ack.applied_version, Digest(ack.digest), (self.svc.clock)());
-                        let expected = self.digests.get(&ack.applied_version).copied();
-                        self.digests = self.digests.split_off(&ack.applied_version);
-                        if expected.is_some_and(|d| d.0 != ack.digest) {
-                            tracing::warn!(subscriber = %self.hello.subscriber_id, version = ack.applied_version,
-                                "subscriber digest differs from the node's: resyncing");
-                            if let Err(e) = self.resync("digest_mismatch").await {
-                                return e;
-                            }
+                        if let Err(e) = self.on_ack(&reg, &ack).await {
+                            return e;
                         }
                     }
                     Ok(Some(_)) => return End::Status(Status::invalid_argument(
@@ -137,6 +130,43 @@ impl Session {
                         return e;
                     }
                 }
+            }
+        }
+    }
+
+    /// Records `ack` only when it names a version sent on this stream and carries the node's
+    /// digest at that version. A version never sent ends the stream (INVALID_ARGUMENT); a
+    /// digest that differs is not recorded and gets a resync; an ack of a version this stream
+    /// has moved past (a resync, a later ack) is stale and ignored.
+    async fn on_ack(&mut self, reg: &Registration, ack: &pb::Ack) -> Result<(), End> {
+        let v = ack.applied_version;
+        match self.sent_digests.check(v, Digest(ack.digest), self.sent) {
+            AckCheck::Matches => {
+                reg.ack(v, Digest(ack.digest), (self.svc.clock)());
+                Ok(())
+            }
+            AckCheck::Stale => {
+                tracing::debug!(subscriber = %self.hello.subscriber_id, version = v,
+                    "ignored an ack of a version this stream has moved past");
+                Ok(())
+            }
+            AckCheck::NeverSent if v > self.sent => {
+                Err(End::Status(Status::invalid_argument(format!(
+                    "ack.applied_version {v} is beyond the last version sent, {}: ack only what \
+                     you applied",
+                    self.sent
+                ))))
+            }
+            AckCheck::NeverSent => Err(End::Status(Status::invalid_argument(format!(
+                "ack.applied_version {v} was never sent on this stream (the last version sent is \
+                 {}): ack only the version of a snapshot, delta or heartbeat you applied",
+                self.sent
+            )))),
+            AckCheck::DigestDiffers { expected } => {
+                tracing::warn!(subscriber = %self.hello.subscriber_id, version = v,
+                    acked = %Digest(ack.digest), node = %expected,
+                    "subscriber digest differs from the node's: ack not counted, resyncing");
+                self.resync("digest_mismatch").await
             }
         }
     }
@@ -195,9 +225,10 @@ impl Session {
                     return self.snapshot("digest_mismatch").await;
                 }
                 // Where the subscriber is: its last change precedes the first delta it needs.
+                // Nothing is sent at `want` itself: acks count from the first version sent.
                 self.sent = want;
                 self.sent_change = ds.first().map_or(now.last_change, |d| d.prev_version);
-                self.digests.insert(want, Digest(self.hello.digest));
+                self.sent_digests.restart(want + 1);
                 self.send_deltas(&ds).await?;
                 self.catch_up().await
             }
@@ -221,23 +252,31 @@ impl Session {
         }
     }
 
+    /// Sends a heartbeat at `now`: the commit index the node knows, and, when the node cannot
+    /// vouch that its state is current, why (its subscriber counts that as staleness).
     async fn heartbeat(&mut self, now: crate::node::raft::AppliedState) -> Result<(), End> {
-        let committed = self
-            .svc
-            .raft
-            .metrics()
-            .borrow()
-            .last_applied
-            .map_or(0, |l| l.index);
+        let contact = &self.svc.contact;
+        let committed = contact.committed().max(now.version);
+        let doubt = contact.doubt(&self.svc.raft, now.version, self.svc.config.max_lag);
+        if doubt != self.doubt {
+            match doubt {
+                Some(d) => tracing::info!(subscriber = %self.hello.subscriber_id, doubt = ?d,
+                    "this node cannot vouch for its state: its heartbeats say so"),
+                None => tracing::info!(subscriber = %self.hello.subscriber_id,
+                    "this node vouches for its state again"),
+            }
+            self.doubt = doubt;
+        }
         self.sent = self.sent.max(now.version);
-        self.digests.insert(now.version, now.digest);
+        self.sent_digests.insert(now.version, now.digest);
         self.send(pb::SubscribeResponse {
             body: Some(Body::Heartbeat(pb::Heartbeat {
                 applied_version: now.version,
                 last_change_version: now.last_change,
-                committed_version: committed.max(now.version),
+                committed_version: committed,
                 digest: now.digest.0,
                 sent_at_ms: (self.svc.clock)().as_millis(),
+                stale_reason: doubt.map(|d| d.reason().to_owned()).unwrap_or_default(),
             })),
         })
         .await
@@ -253,7 +292,7 @@ impl Session {
             }
             self.sent = d.version;
             self.sent_change = d.version;
-            self.digests.insert(d.version, d.digest);
+            self.sent_digests.insert(d.version, d.digest);
         }
         Ok(())
     }
@@ -278,8 +317,8 @@ impl Session {
         }
         self.sent = view.version;
         self.sent_change = view.last_change;
-        self.digests.clear();
-        self.digests.insert(view.version, view.digest);
+        self.sent_digests.restart(view.version);
+        self.sent_digests.insert(view.version, view.digest);
         Ok(())
     }
 
