@@ -2,7 +2,8 @@
 //! HTTP keep-alive, and Envoy's gRPC ext_authz, against the claims query (`GET /v1/check`) and
 //! `recall.v1.Check` measured the same way in the same run.
 //!
-//! `recall dev` (authority and sidecar, the release binary) runs pinned to core 0 with `taskset`;
+//! `recall dev` (authority and sidecar, the release binary) runs pinned to core 0 with `taskset`
+//! and one tokio worker (`TOKIO_WORKER_THREADS=1`);
 //! the load runs on core 1: `wrk` (from Debian) for HTTP, a tonic client in this process for
 //! gRPC. Each figure is requests per second of wall time and per CPU second of the `recall dev`
 //! process (read from /proc), the fair "per core" number when the server does not fill its core.
@@ -160,6 +161,8 @@ fn main() -> anyhow::Result<()> {
         .args(["--http", &format!("127.0.0.1:{http}")])
         .args(["--grpc", &format!("127.0.0.1:{grpc_port}")])
         .env("RUST_LOG", "warn")
+        // One core, one worker: no thread of the server waits for the other on the same core.
+        .env("TOKIO_WORKER_THREADS", "1")
         .stdout(Stdio::null())
         .spawn()
         .context("starting recall dev")?;

@@ -1,0 +1,123 @@
+//! The newcomer's path, with the real binary: `recall dev` makes a development issuer beside its
+//! PKI, `recall token mint` signs a token with it, the sidecar lets it through `/v1/auth`, and
+//! after `recall revoke` of its `jti` refuses it.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+struct Dev(tokio::process::Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn recall(args: &[&str], data: &Path) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall"))
+        .args(args)
+        .current_dir(data.parent().unwrap())
+        .env_remove("RECALL_CLUSTER")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "recall {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn auth(http: &str, token: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .get(format!("http://{http}/v1/auth"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recall_dev_verifies_minted_tokens_and_refuses_them_once_revoked() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("recall-data");
+    let (client, peer, http, grpc) = (free_port(), free_port(), free_port(), free_port());
+    let (client, http) = (format!("127.0.0.1:{client}"), format!("127.0.0.1:{http}"));
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall"))
+        .args(["dev", "--listen", &client, "--http", &http])
+        .args(["--peer-listen", &format!("127.0.0.1:{peer}")])
+        .args(["--grpc", &format!("127.0.0.1:{grpc}")])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let _dev = Dev(child);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = reqwest::get(format!("http://{http}/readyz")).await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recall dev never got ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(data.join("dev-issuer/issuers.toml").exists());
+
+    let token = recall(
+        &["token", "mint", "--sub", "alice", "--jti", "jti-dev-1"],
+        &data,
+    )
+    .await;
+    let token = token.trim();
+    let (code, body) = auth(&http, token).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["subject"], "alice", "{body}");
+
+    recall(
+        &[
+            "revoke",
+            "--kind",
+            "token",
+            "--ns",
+            "https://login.example",
+            "jti-dev-1",
+            "--wait-converged",
+            "--cluster",
+            &client,
+        ],
+        &data,
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, body) = auth(&http, token).await;
+        if code == 401 {
+            assert_eq!(body["verdict"], "revoked", "{body}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still allowed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
