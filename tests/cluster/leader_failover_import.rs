@@ -223,8 +223,16 @@ async fn the_cli_import_survives_the_death_of_its_node() {
         stdout.contains(&format!("imported {LINES} lines")),
         "{stdout}"
     );
+    // At least one more try went to another node (more when the next node had no leader yet,
+    // as on a loaded machine); every line is still counted once below.
+    let sends: u32 = stdout
+        .split("the import was sent ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the import must say it was sent again: {stdout}"));
     assert!(
-        stdout.contains("the import was sent 2 times"),
+        sends >= 2,
         "the node died mid-import and the import went to the next one: {stdout}"
     );
     let states = converged(&procs, 1).await;
