@@ -139,6 +139,7 @@ fn responses(counts: &[(u64, u64, u64, u64, u64)]) -> Vec<Response> {
         already_present,
         removed,
         not_found,
+        ..Response::default()
     };
     counts.iter().map(response).collect()
 }

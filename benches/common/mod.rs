@@ -334,6 +334,7 @@ pub async fn start_node(
         id: 1,
         advertise: bound.peer.clone(),
         data_dir: dir.to_path_buf(),
+        step_up: recall::node::stepup::StepUpPolicy::none(),
         ..NodeConfig::default()
     };
     tweak(&mut config);
@@ -393,6 +394,7 @@ pub fn start_cluster(
             data_dir: root.join(format!("node{id}")),
             initial_members: members.clone(),
             bootstrap: true,
+            step_up: recall::node::stepup::StepUpPolicy::none(),
             ..NodeConfig::default()
         };
         tweak(&mut config);

@@ -153,6 +153,8 @@ impl Authority {
                 format!("--advertise={}", peer_proxy.addr()),
                 format!("--data-dir={}", data.display()),
                 format!("--peers={}", peers.join(",")),
+                // The harness measures propagation; a mass recall is one operator's command.
+                "--step-up=none".into(),
                 format!("--heartbeat-ms={}", timing.heartbeat.as_millis()),
                 format!(
                     "--election-timeout-ms={}",

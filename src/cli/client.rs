@@ -32,6 +32,15 @@ pub fn dialer(cluster: &ClusterArgs) -> anyhow::Result<Dialer> {
     Ok(Dialer::new(security))
 }
 
+/// `msg` as a request carrying the operator's one-time code (`--otp`), if one was given.
+pub fn with_otp<T>(otp: Option<&str>, msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Some(v) = otp.and_then(|c| c.trim().parse().ok()) {
+        req.metadata_mut().insert("recall-otp", v);
+    }
+    req
+}
+
 /// A client of one node.
 pub async fn connect_with(dialer: &Dialer, addr: &str) -> anyhow::Result<OperatorClient<Channel>> {
     let channel = dialer.connect(addr, Expect::AnyNode).await?;

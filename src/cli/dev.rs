@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use crate::node::stepup::StepUpPolicy;
 use crate::node::{Listeners, NodeConfig, RunningNode, clock};
 use crate::sidecar::{RunningSidecar, SidecarConfig};
 use crate::subscriber::SubscriberConfig;
@@ -59,6 +60,9 @@ pub async fn run(a: DevArgs) -> anyhow::Result<()> {
     let config = NodeConfig {
         advertise: a.peer_listen.clone(),
         data_dir: a.data_dir.join("authority"),
+        // One developer, one operator identity: roles alone decide. A production server starts
+        // with `StepUpPolicy::production()`.
+        step_up: StepUpPolicy::none(),
         ..NodeConfig::default()
     };
     let node = RunningNode::start(config, listeners, node_security, clock::system()).await?;
@@ -89,6 +93,12 @@ pub async fn run(a: DevArgs) -> anyhow::Result<()> {
         .await
         .context("the sidecar did not sync with the authority")?;
 
+    let policy = node.sm.with_governance(|g| g.policy().describe());
+    println!(
+        "step-up policy: {policy}. This is for development: `recall server` starts a cluster \
+         with the production policy ({}), see `recall policy show`.",
+        StepUpPolicy::production().describe()
+    );
     let c = &a.listen;
     println!(
         "\nrecall is running: authority on {c} (mutual TLS; certificates in {dir}/pki, where the \

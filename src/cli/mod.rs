@@ -11,6 +11,7 @@ mod pki;
 mod roles;
 mod server;
 mod sidecar;
+mod stepup;
 mod time;
 mod tls;
 mod token;
@@ -52,6 +53,10 @@ pub struct ClusterArgs {
     /// changes), e.g. 30s.
     #[arg(long, env = "RECALL_RETRY_FOR", default_value = "30s", value_parser = humantime::parse_duration)]
     pub retry_for: std::time::Duration,
+    /// A current one-time code from your authenticator, for operations whose step-up policy
+    /// says `otp` (and to replace an enrolled secret). Each code works once.
+    #[arg(long, env = "RECALL_OTP", value_name = "CODE")]
+    pub otp: Option<String>,
     /// Certificates.
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -84,6 +89,16 @@ enum Cmd {
     /// Operator roles: who may view, revoke, recall and administer.
     #[command(subcommand)]
     Roles(roles::RolesCmd),
+    /// Approve another operator's pending request (step-up `two_person`).
+    Approve(stepup::ApproveArgs),
+    /// List the requests waiting for a second operator.
+    Pending(stepup::PendingArgs),
+    /// The step-up policy: what each operation needs beyond the role.
+    #[command(subcommand)]
+    Policy(stepup::PolicyCmd),
+    /// Your own operator settings: one-time codes.
+    #[command(subcommand)]
+    Operator(stepup::OperatorCmd),
     /// Certificates: a development CA and identities.
     #[command(subcommand)]
     Pki(pki::PkiCmd),
@@ -107,6 +122,10 @@ impl Cli {
             Cmd::Audit(c) => inspect::audit(c).await,
             Cmd::Cluster(c) => inspect::cluster(c).await,
             Cmd::Roles(c) => roles::run(c).await,
+            Cmd::Approve(a) => stepup::approve(a).await,
+            Cmd::Pending(a) => stepup::pending(a).await,
+            Cmd::Policy(c) => stepup::policy(c).await,
+            Cmd::Operator(c) => stepup::operator(c).await,
             Cmd::Pki(c) => pki::run(c),
             Cmd::Token(c) => token::run(c),
         }

@@ -1,7 +1,7 @@
 //! `recall roles`: bind operator identities to roles (admins only), and list the bindings.
 
 use super::ClusterArgs;
-use super::client::{connect, status_error};
+use super::client::{connect, status_error, with_otp};
 use crate::proto as pb;
 
 /// Role bindings.
@@ -63,13 +63,14 @@ pub async fn run(cmd: RolesCmd) -> anyhow::Result<()> {
             cluster,
         } => (cluster, identity, String::new(), reason),
     };
+    let req = pb::SetRoleRequest {
+        identity: identity.clone(),
+        role: role.clone(),
+        reason,
+    };
     let r = connect(&cluster)
         .await?
-        .set_role(pb::SetRoleRequest {
-            identity: identity.clone(),
-            role: role.clone(),
-            reason,
-        })
+        .set_role(with_otp(cluster.otp.as_deref(), req))
         .await
         .map_err(status_error)?
         .into_inner();

@@ -67,6 +67,12 @@ pub struct ServerArgs {
     /// The first admins of a new cluster (operator names or SPIFFE IDs). Default: admin.
     #[arg(long, env = "RECALL_ADMINS", value_delimiter = ',')]
     admins: Vec<String>,
+    /// The step-up policy of a new cluster: `production` (two_person for lifts, issuer-,
+    /// tenant- and key-wide rules, large imports, role and policy changes) or `none` (roles
+    /// alone decide; for development). Fixed with the cluster's seed; change it later with
+    /// `recall policy set`. Default: production.
+    #[arg(long, env = "RECALL_STEP_UP")]
+    step_up: Option<String>,
     /// Log as JSON lines instead of readable text.
     #[arg(long, env = "RECALL_LOG_JSON")]
     log_json: bool,
@@ -199,6 +205,14 @@ impl ServerArgs {
         };
         if !admins.is_empty() {
             config.admins = admins;
+        }
+        if let Some(name) = self.step_up.or(file.step_up) {
+            config.step_up = crate::node::stepup::StepUpPolicy::preset(&name).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--step-up {name:?}: expected `production` or `none` (change single \
+                     operations later with `recall policy set`)"
+                )
+            })?;
         }
         Ok(Resolved {
             config,

@@ -3,7 +3,7 @@
 use recall_core::{Kind, ScopeKind};
 
 use super::ClusterArgs;
-use super::client::with_retries;
+use super::client::{with_otp, with_retries};
 use super::convergence::print_convergence;
 use super::time;
 use crate::proto as pb;
@@ -144,8 +144,9 @@ pub async fn revoke(a: RevokeArgs) -> anyhow::Result<()> {
         reason: a.why.reason,
         wait: a.wait.to_wire(),
     };
+    let otp = a.cluster.otp.clone();
     let r = with_retries(&a.cluster, |mut c| {
-        let req = req.clone();
+        let req = with_otp(otp.as_deref(), req.clone());
         async move { c.revoke(req).await }
     })
     .await?;
@@ -166,8 +167,9 @@ pub async fn rule(a: RuleArgs) -> anyhow::Result<()> {
         reason: a.why.reason,
         wait: a.wait.to_wire(),
     };
+    let otp = a.cluster.otp.clone();
     let r = with_retries(&a.cluster, |mut c| {
-        let req = req.clone();
+        let req = with_otp(otp.as_deref(), req.clone());
         async move { c.add_rule(req).await }
     })
     .await?;
@@ -203,8 +205,9 @@ pub async fn lift(a: LiftArgs) -> anyhow::Result<()> {
         reason: a.why.reason,
         wait: a.wait.to_wire(),
     };
+    let otp = a.cluster.otp.clone();
     let r = with_retries(&a.cluster, |mut c| {
-        let req = req.clone();
+        let req = with_otp(otp.as_deref(), req.clone());
         async move { c.lift(req).await }
     })
     .await?;

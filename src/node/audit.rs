@@ -9,10 +9,21 @@
 //! This module never rewrites history: it builds and checks records; storing them is the state
 //! machine's job.
 
-use recall_core::{Command, Timestamp};
+use recall_core::{Command, Meta, Timestamp};
+
+use serde::{Deserialize, Serialize};
 
 use super::access::RoleChange;
-use serde::{Deserialize, Serialize};
+use super::stepup::{Approval, Change, OtpEnrollment, Pending, Proposed, StepUpPolicy};
+
+fn system_meta() -> Meta {
+    Meta {
+        at: Timestamp(0),
+        actor: SYSTEM_ACTOR.to_owned(),
+        on_behalf_of: String::new(),
+        reason: String::new(),
+    }
+}
 
 /// Separates audit hashes from every other BLAKE3 use.
 const DOMAIN: &[u8] = b"recall audit v1";
@@ -92,8 +103,29 @@ impl AuditRecord {
         )
     }
 
-    /// The record of the first admins bound from a new cluster's configuration.
-    pub fn of_bootstrap(prev: &[u8; 32], version: u64, at: Timestamp, admins: &[String]) -> Self {
+    /// The record of the first admins bound from a new cluster's configuration (and, for a
+    /// cluster created with one, its step-up policy).
+    pub fn of_bootstrap(
+        prev: &[u8; 32],
+        version: u64,
+        at: Timestamp,
+        admins: &[String],
+        policy: Option<&StepUpPolicy>,
+    ) -> Self {
+        let mut summary = match admins {
+            [] => String::new(),
+            a => format!("bind {} to role admin", a.join(", ")),
+        };
+        if let Some(p) = policy {
+            if !summary.is_empty() {
+                summary.push_str("; ");
+            }
+            summary.push_str(&format!("step-up policy: {}", p.describe()));
+        }
+        let hash = match policy {
+            None => hash_of(&admins),
+            Some(p) => hash_of(&(admins, p)),
+        };
         Self::link(
             prev,
             version,
@@ -103,8 +135,82 @@ impl AuditRecord {
                 String::new(),
                 "the configuration of a new cluster".to_owned(),
             ),
-            format!("bind {} to role admin", admins.join(", ")),
-            hash_of(&admins),
+            summary,
+            hash,
+        )
+    }
+
+    /// The record of an operator change applied at `version`; `how` says how its step-up was
+    /// met (empty when it needed none).
+    pub fn of_change(prev: &[u8; 32], version: u64, change: &Change, how: &str) -> Self {
+        match change {
+            Change::Command(cmd) if how.is_empty() => Self::next(prev, version, cmd),
+            Change::Roles(r) if how.is_empty() => Self::of_roles(prev, version, r),
+            _ => {
+                let m = change.meta().cloned().unwrap_or_else(system_meta);
+                let mut summary = change.summary();
+                if !how.is_empty() {
+                    summary = format!("{summary} ({how})");
+                }
+                Self::of_meta(prev, version, &m, summary, change.hash())
+            }
+        }
+    }
+
+    /// The record of a change proposed as pending request `id`, waiting until `expires_at`.
+    pub fn of_proposal(
+        prev: &[u8; 32],
+        version: u64,
+        change: &Change,
+        proposed: &Proposed,
+    ) -> Self {
+        let m = change.meta().cloned().unwrap_or_else(system_meta);
+        let summary = format!(
+            "propose request {}: {} (awaits a second operator until {})",
+            proposed.id,
+            change.summary(),
+            proposed.expires_at
+        );
+        Self::of_meta(prev, version, &m, summary, proposed.command_hash)
+    }
+
+    /// The record of an approval that applied pending request `p`: the actor is the approver,
+    /// the summary names the proposer, the hash is the approved change's.
+    pub fn of_approval(prev: &[u8; 32], version: u64, a: &Approval, p: &Pending) -> Self {
+        let summary = format!(
+            "approve request {} proposed by {} at version {}: {}",
+            p.id,
+            p.proposer(),
+            p.version,
+            p.change.summary()
+        );
+        Self::of_meta(prev, version, &a.meta, summary, p.command_hash)
+    }
+
+    /// The record of an operator enrolling a one-time-code secret: it holds a commitment to
+    /// the secret, never the secret.
+    pub fn of_enrollment(prev: &[u8; 32], version: u64, e: &OtpEnrollment) -> Self {
+        Self::of_meta(prev, version, &e.meta, e.summary(), hash_of(&e.audited()))
+    }
+
+    fn of_meta(
+        prev: &[u8; 32],
+        version: u64,
+        m: &Meta,
+        summary: String,
+        command_hash: [u8; 32],
+    ) -> Self {
+        Self::link(
+            prev,
+            version,
+            (
+                m.at,
+                m.actor.clone(),
+                m.on_behalf_of.clone(),
+                m.reason.clone(),
+            ),
+            summary,
+            command_hash,
         )
     }
 
@@ -154,7 +260,8 @@ pub fn command_hash(cmd: &Command) -> [u8; 32] {
     hash_of(cmd)
 }
 
-fn hash_of<T: Serialize>(value: &T) -> [u8; 32] {
+/// The BLAKE3 of the postcard encoding of `value`.
+pub(crate) fn hash_of<T: Serialize>(value: &T) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     // Encoding only fails for types serde cannot represent; commands have none.
     postcard::to_io(value, &mut h).expect("a command always encodes");

@@ -47,6 +47,9 @@ pub struct NodeConfig {
     /// The first admins of a new cluster: operator names (`admin`) or SPIFFE IDs, bound with
     /// the cluster's seed by its first leader. Ignored once the cluster has role bindings.
     pub admins: Vec<String>,
+    /// The step-up policy of a new cluster, fixed with its seed by its first leader (later
+    /// changed only through `recall policy set`). Default: [`StepUpPolicy::production`].
+    pub step_up: crate::node::stepup::StepUpPolicy,
     /// How fast one operator identity may write, per node.
     pub write_rate: crate::node::rate::WriteRate,
     /// Connection limits of both listeners.
@@ -71,6 +74,7 @@ impl Default for NodeConfig {
             state_machine: StateMachineConfig::default(),
             streams: crate::node::subscribe::StreamConfig::default(),
             admins: vec!["admin".into()],
+            step_up: crate::node::stepup::StepUpPolicy::production(),
             write_rate: crate::node::rate::WriteRate::default(),
             listener_limits: crate::transport::ListenerLimits::default(),
         }
@@ -179,6 +183,8 @@ pub struct FileConfig {
     pub max_batch: Option<usize>,
     /// See [`NodeConfig::admins`].
     pub admins: Option<Vec<String>>,
+    /// See [`NodeConfig::step_up`]: `production` or `none`.
+    pub step_up: Option<String>,
     /// The CA bundle (PEM).
     pub ca: Option<PathBuf>,
     /// This node's certificate (PEM).

@@ -10,6 +10,7 @@
 //! - [`leader`]: what only the leader does (the cluster seed, expiry prunes);
 //! - [`audit`]: the hash-chained history of applied commands;
 //! - [`access`] and [`rate`]: who may do what, and how fast;
+//! - [`stepup`]: what the operations that can hurt need beyond a role (a code, a second operator);
 //! - [`config`] and [`clock`]: what a node is started with.
 //!
 //! Nothing here parses flags or reads the environment: the binary does, and passes a
@@ -25,6 +26,7 @@ pub mod leader;
 pub mod operator;
 pub mod raft;
 pub mod rate;
+pub mod stepup;
 pub mod subscribe;
 pub mod write_error;
 pub mod writer;
@@ -136,6 +138,7 @@ impl RunningNode {
                 timeout: config.write_timeout,
                 chunk_bytes: config.chunk_bytes,
                 admins,
+                step_up: config.step_up.clone(),
             },
             dialer.clone(),
         );
@@ -232,7 +235,7 @@ impl RunningNode {
                 );
             }
             if members.keys().next() == Some(&config.id) {
-                tracing::info!(members = ?members.keys().collect::<Vec<_>>(), "creating the cluster");
+                tracing::info!(members = ?members.keys().collect::<Vec<_>>(), step_up = %config.step_up.describe(), "creating the cluster");
                 if let Err(e) = raft.initialize(members).await {
                     tracing::warn!(error = %e, "cluster initialisation refused");
                 }

@@ -33,6 +33,10 @@ pub enum WriteError {
     /// Raft refused the write for another reason (shutting down, storage failure).
     #[error("the write failed: {0}")]
     Raft(String),
+    /// A step-up rule did not hold when the write was applied (a wrong or used code, an
+    /// expired or self-approved request...): nothing changed, and the message says why.
+    #[error("{0}")]
+    StepUp(String),
     /// The leader refused a forwarded write for good (a role it lacks, an invalid command, a
     /// rate limit): its status is passed on as it is, without retrying.
     #[error("the leader refused the write: {}", .0.message())]
@@ -48,6 +52,7 @@ impl From<WriteError> for tonic::Status {
                 tonic::Status::unavailable(msg)
             }
             WriteError::Raft(_) => tonic::Status::internal(msg),
+            WriteError::StepUp(_) => tonic::Status::failed_precondition(msg),
             WriteError::Refused(s) => s,
         }
     }

@@ -16,6 +16,7 @@ use super::access::{Caller, Role, RoleChange};
 use super::clock::Clock;
 use super::raft::codec::{decode, encode};
 use super::raft::{Node, NodeId, Raft, Request, Response, StateMachine};
+use super::stepup::{Approval, Change, OtpEnrollment, PolicyChange, StepUpPolicy};
 use super::write_error::WriteError;
 use crate::proto as pb;
 use crate::proto::raft_internal_client::RaftInternalClient;
@@ -38,6 +39,7 @@ struct Inner {
     timeout: Duration,
     chunk_bytes: usize,
     admins: Vec<String>,
+    step_up: StepUpPolicy,
     dialer: Dialer,
     leaders: Mutex<HashMap<String, RaftInternalClient<Channel>>>,
 }
@@ -53,16 +55,43 @@ pub struct WriterConfig {
     pub chunk_bytes: usize,
     /// The first admins of a new cluster (identity URIs), bound with the seed.
     pub admins: Vec<String>,
+    /// The step-up policy a new cluster starts with, fixed with the seed.
+    pub step_up: StepUpPolicy,
 }
 
-/// A write as it travels to the leader: an operator command or a role binding. The actor in
-/// its meta is the authenticated identity of the operator who asked for it.
+/// A write as it travels to the leader. The actor in its meta is the authenticated identity of
+/// the operator who asked for it; the leader stamps the time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Write {
     /// Revoke, AddRule or Lift (prunes are never forwarded: they are the leader's own).
     Command(Command),
     /// A role binding.
     Roles(RoleChange),
+    /// A step-up policy change.
+    Policy(PolicyChange),
+    /// An operator enrolling their one-time-code secret.
+    EnrollOtp(OtpEnrollment),
+    /// A change with a one-time code of its actor.
+    WithOtp {
+        /// The code.
+        code: String,
+        /// The change.
+        change: Change,
+    },
+    /// A change proposed as a pending request.
+    Propose(Change),
+    /// An approval of a pending request.
+    Approve(Approval),
+}
+
+impl From<Change> for Write {
+    fn from(c: Change) -> Self {
+        match c {
+            Change::Command(c) => Write::Command(c),
+            Change::Roles(r) => Write::Roles(r),
+            Change::Policy(p) => Write::Policy(p),
+        }
+    }
 }
 
 impl Write {
@@ -70,6 +99,10 @@ impl Write {
         match self {
             Write::Command(c) => c.meta().map_or("", |m| m.actor.as_str()),
             Write::Roles(r) => &r.meta.actor,
+            Write::Policy(p) => &p.meta.actor,
+            Write::EnrollOtp(e) => &e.meta.actor,
+            Write::WithOtp { change, .. } | Write::Propose(change) => change.actor(),
+            Write::Approve(a) => &a.meta.actor,
         }
     }
 
@@ -81,6 +114,60 @@ impl Write {
             Write::Command(Command::Lift { .. }) => Some((Role::Recaller, "lift")),
             Write::Command(Command::Prune { .. }) => None,
             Write::Roles(_) => Some((Role::Admin, "changing a role binding")),
+            Write::Policy(_) => Some((Role::Admin, "changing the step-up policy")),
+            Write::EnrollOtp(_) => Some((Role::Viewer, "enrolling a one-time-code secret")),
+            Write::WithOtp { change, .. } | Write::Propose(change) => {
+                Write::from(change.clone()).needs()
+            }
+            // The approver's role is checked against the request when the approval is applied.
+            Write::Approve(_) => Some((Role::Viewer, "approving a request")),
+        }
+    }
+
+    /// The command inside, to validate.
+    fn command(&self) -> Option<&Command> {
+        match self {
+            Write::Command(c)
+            | Write::WithOtp {
+                change: Change::Command(c),
+                ..
+            }
+            | Write::Propose(Change::Command(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The entry to log, stamped with the leader's time.
+    fn stamped(self, now: recall_core::Timestamp) -> Request {
+        match self {
+            Write::Command(mut cmd) => {
+                stamp(&mut cmd, now);
+                Request::Command(cmd)
+            }
+            Write::Roles(mut change) => {
+                change.meta.at = now;
+                Request::Roles(change)
+            }
+            Write::Policy(mut change) => {
+                change.meta.at = now;
+                Request::Policy(change)
+            }
+            Write::EnrollOtp(mut e) => {
+                e.meta.at = now;
+                Request::EnrollOtp(e)
+            }
+            Write::WithOtp { code, mut change } => {
+                change.stamp(now);
+                Request::WithOtp { code, change }
+            }
+            Write::Propose(mut change) => {
+                change.stamp(now);
+                Request::Propose(change)
+            }
+            Write::Approve(mut a) => {
+                a.meta.at = now;
+                Request::Approve(a)
+            }
         }
     }
 }
@@ -111,6 +198,7 @@ impl Writer {
                 timeout: config.timeout,
                 chunk_bytes: config.chunk_bytes.max(1024),
                 admins: config.admins,
+                step_up: config.step_up,
                 dialer,
                 leaders: Mutex::new(HashMap::new()),
             }),
@@ -137,6 +225,15 @@ impl Writer {
         self.commit(Write::Roles(change)).await
     }
 
+    /// Validates the command inside `write`, if any, then commits it whole (never split: a code
+    /// or an approval covers exactly one entry). A pending request it creates is in the reply.
+    pub async fn write_whole(&self, write: Write) -> Result<Response, WriteError> {
+        if let Some(cmd) = write.command() {
+            validate(cmd, (self.inner.clock)(), &self.inner.limits)?;
+        }
+        self.commit(write).await
+    }
+
     /// Commits one write within the deadline, forwarding it while another node leads.
     async fn commit(&self, cmd: Write) -> Result<Response, WriteError> {
         let deadline = self.inner.timeout;
@@ -159,17 +256,22 @@ impl Writer {
                 backoff = (backoff * 2).min(Duration::from_millis(500));
             }
         };
-        tokio::time::timeout(deadline, attempt)
+        let r = tokio::time::timeout(deadline, attempt)
             .await
-            .map_err(|_| WriteError::Timeout(deadline))?
+            .map_err(|_| WriteError::Timeout(deadline))??;
+        match r.refused {
+            Some(why) => Err(WriteError::StepUp(why)),
+            None => Ok(r),
+        }
     }
 
     /// The seed (and the first admins) a leader proposes for a cluster that has none.
     pub fn init_request(&self) -> Request {
-        Request::Init {
+        Request::Bootstrap {
             seed: FingerprintSeed(rand::random()),
             admins: self.inner.admins.clone(),
             at: (self.inner.clock)(),
+            policy: self.inner.step_up.clone(),
         }
     }
 
@@ -179,17 +281,7 @@ impl Writer {
         if !self.inner.sm.seeded() {
             self.client_write(self.init_request()).await?;
         }
-        let now = (self.inner.clock)();
-        let req = match write {
-            Write::Command(mut cmd) => {
-                stamp(&mut cmd, now);
-                Request::Command(cmd)
-            }
-            Write::Roles(mut change) => {
-                change.meta.at = now;
-                Request::Roles(change)
-            }
-        };
+        let req = write.stamped((self.inner.clock)());
         self.client_write(req).await
     }
 
@@ -221,19 +313,24 @@ impl Writer {
         self.inner
             .sm
             .with_roles(|b| super::access::require(b, &caller, need, action))?;
-        match &write {
-            Write::Command(cmd) => {
-                validate(cmd, (self.inner.clock)(), &self.inner.limits).map_err(WriteError::from)?
-            }
-            Write::Roles(change) => super::access::operator_identity(
+        if let Some(cmd) = write.command() {
+            validate(cmd, (self.inner.clock)(), &self.inner.limits).map_err(WriteError::from)?
+        }
+        if let Write::Roles(change)
+        | Write::Propose(Change::Roles(change))
+        | Write::WithOtp {
+            change: Change::Roles(change),
+            ..
+        } = &write
+        {
+            super::access::operator_identity(
                 caller
                     .identity
                     .as_ref()
                     .map_or("", |i| i.trust_domain.as_str()),
                 &change.identity,
             )
-            .map(|_| ())
-            .map_err(tonic::Status::invalid_argument)?,
+            .map_err(tonic::Status::invalid_argument)?;
         }
         match self.propose(write).await {
             Ok(r) => Ok(r),

@@ -284,6 +284,8 @@ pub fn node_config(id: u64, peers: &BTreeMap<u64, String>, data_dir: PathBuf) ->
         initial_members: peers.clone(),
         heartbeat: HEARTBEAT,
         election_timeout: ELECTION_TIMEOUT,
+        // These tests are about replication; the step-up tests set the production policy.
+        step_up: recall::node::stepup::StepUpPolicy::none(),
         ..NodeConfig::default()
     }
 }
@@ -515,6 +517,11 @@ impl Procs {
             .arg(pki().dir.path())
             .args(["--peers", &self.peers])
             .args(&self.flags)
+            .args(if self.flags.iter().any(|f| f.starts_with("--step-up")) {
+                &[][..]
+            } else {
+                &["--step-up", "none"][..]
+            })
             .env("RUST_LOG", "info,openraft=warn")
             .envs(env.iter().copied())
             .stdin(Stdio::null())

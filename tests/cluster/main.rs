@@ -17,3 +17,4 @@ mod roles;
 mod rotation;
 mod sigkill_catch_up;
 mod silent_node;
+mod stepup;

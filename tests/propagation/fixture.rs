@@ -61,6 +61,7 @@ pub fn fast_config(dir: &std::path::Path, peer_addr: &str) -> NodeConfig {
         data_dir: dir.to_path_buf(),
         heartbeat: Duration::from_millis(50),
         election_timeout: Duration::from_millis(300),
+        step_up: recall::node::stepup::StepUpPolicy::none(),
         ..NodeConfig::default()
     };
     c.streams.heartbeat = Duration::from_millis(100);

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::state_machine::Inner;
 use super::{Node, NodeId, TypeConfig};
 use crate::node::audit::{AuditHead, AuditRecord, Broken, Verified, Verifier};
+use crate::node::stepup::Governance;
 
 /// The name of the state machine's file inside the directory given to `StateMachine::open`.
 pub const FILE_NAME: &str = "state.redb";
@@ -146,6 +147,18 @@ pub struct SnapshotData {
     pub seeded: bool,
     /// The role bindings.
     pub roles: crate::node::access::Bindings,
+    /// The step-up policy, pending requests and one-time-code secrets.
+    pub governance: Governance,
+}
+
+/// [`SnapshotData`] as nodes wrote it before step-up (no governance): still installed and
+/// restored, with the production policy.
+#[derive(Deserialize)]
+struct SnapshotDataBeforeStepUp {
+    set: SetSnapshot,
+    audit: Vec<AuditRecord>,
+    seeded: bool,
+    roles: crate::node::access::Bindings,
 }
 
 /// Encodes a snapshot: postcard, then the BLAKE3 of the postcard bytes.
@@ -166,7 +179,19 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotData, StateMachineError> {
     if blake3::hash(body).as_bytes() != sum {
         return Err(StateMachineError::SnapshotChecksum);
     }
-    from_bytes("snapshot", body)
+    match from_bytes("snapshot", body) {
+        Ok(data) => Ok(data),
+        Err(e) => match postcard::from_bytes::<SnapshotDataBeforeStepUp>(body) {
+            Ok(old) => Ok(SnapshotData {
+                set: old.set,
+                audit: old.audit,
+                seeded: old.seeded,
+                roles: old.roles,
+                governance: Governance::default(),
+            }),
+            Err(_) => Err(e),
+        },
+    }
 }
 
 /// A decoded and checked snapshot, ready to become the state.
@@ -175,6 +200,7 @@ pub(super) struct Restored {
     pub(super) set: RevocationSet,
     pub(super) seeded: bool,
     pub(super) roles: crate::node::access::Bindings,
+    pub(super) gov: Governance,
     pub(super) head: AuditHead,
     pub(super) audit: Vec<AuditRecord>,
 }
@@ -202,6 +228,7 @@ pub(super) fn restore(meta: &Meta, bytes: &[u8]) -> Result<Restored, StateMachin
         set,
         seeded: data.seeded,
         roles: data.roles,
+        gov: data.governance,
         head,
         audit: data.audit,
     })
@@ -244,7 +271,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let gate = self.inner.gate.lock().await;
         let inner = Arc::clone(&self.inner);
         // A copy of the state under the read lock (on the blocking pool: it is O(set size)).
-        let (set, seeded, roles, last_log_id, last_membership) = self
+        let (set, seeded, roles, governance, last_log_id, last_membership) = self
             .inner
             .db
             .run(move |_| {
@@ -253,6 +280,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                     st.set.clone(),
                     st.seeded,
                     st.roles.clone(),
+                    st.gov.clone(),
                     st.last_applied,
                     st.membership.clone(),
                 ))
@@ -273,6 +301,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                     audit,
                     seeded,
                     roles,
+                    governance,
                 })?;
                 let meta = Meta {
                     snapshot_id: snapshot_id(last_log_id.as_ref(), &data),

@@ -26,6 +26,7 @@ use super::snapshot::{self, Meta, StateDb, sto};
 use super::{Node, NodeId, Request, Response, TypeConfig};
 use crate::node::access::{Bindings, Role};
 use crate::node::audit::{AuditHead, AuditRecord, Broken, Verified};
+use crate::node::stepup::{Change, Governance, Operation, Refused, Requirement, StepUpPolicy};
 
 pub use super::snapshot::{FILE_NAME, SnapshotBuilder, StateMachineError};
 
@@ -111,6 +112,7 @@ pub(super) struct State {
     pub(super) last_applied: Option<LogId<NodeId>>,
     pub(super) membership: StoredMembership<NodeId, Node>,
     pub(super) roles: Bindings,
+    pub(super) gov: Governance,
     head: AuditHead,
     window: Window,
 }
@@ -195,37 +197,191 @@ impl State {
                 self.membership = StoredMembership::new(Some(entry.log_id), m);
             }
             EntryPayload::Normal(Request::Init { seed, admins, at }) => {
-                if self.init(index, seed, &mut response)? && self.roles.is_empty() {
-                    let admins: Vec<String> = admins
-                        .into_iter()
-                        .filter(|a| crate::transport::Identity::parse(a).is_ok())
-                        .collect();
-                    if !admins.is_empty() {
-                        for a in &admins {
-                            self.roles.insert(a.clone(), Role::Admin);
-                        }
-                        self.record(
-                            AuditRecord::of_bootstrap(&self.head.hash, index, at, &admins),
-                            records,
-                        );
+                self.bootstrap(index, seed, admins, at, None, &mut response, records)?
+            }
+            EntryPayload::Normal(Request::Bootstrap {
+                seed,
+                admins,
+                at,
+                policy,
+            }) => self.bootstrap(
+                index,
+                seed,
+                admins,
+                at,
+                Some(policy),
+                &mut response,
+                records,
+            )?,
+            EntryPayload::Normal(Request::Command(cmd @ recall_core::Command::Prune { .. })) => {
+                let record = AuditRecord::next(&self.head.hash, index, &cmd);
+                self.effect(index, Change::Command(cmd), record, &mut response, records)?
+            }
+            EntryPayload::Normal(Request::Command(cmd)) => {
+                self.change(index, Change::Command(cmd), None, &mut response, records)?
+            }
+            EntryPayload::Normal(Request::Roles(change)) => {
+                self.change(index, Change::Roles(change), None, &mut response, records)?
+            }
+            EntryPayload::Normal(Request::Policy(change)) => {
+                self.change(index, Change::Policy(change), None, &mut response, records)?
+            }
+            EntryPayload::Normal(Request::WithOtp { code, change }) => {
+                self.change(index, change, Some(&code), &mut response, records)?
+            }
+            EntryPayload::Normal(Request::Propose(change))
+                if self.gov.requirement(&change, &self.roles) == Requirement::None =>
+            {
+                self.change(index, change, None, &mut response, records)?
+            }
+            EntryPayload::Normal(Request::Propose(change)) => {
+                self.advance(index)?;
+                match self.gov.propose(index, change.clone()) {
+                    Ok(proposed) => {
+                        let record =
+                            AuditRecord::of_proposal(&self.head.hash, index, &change, &proposed);
+                        self.record(record, records);
+                        response.proposed = Some(proposed);
+                    }
+                    Err(r) => response.refused = Some(r.0),
+                }
+            }
+            EntryPayload::Normal(Request::Approve(approval)) => {
+                let approved = self
+                    .gov
+                    .approve(&approval, &self.roles)
+                    .and_then(|p| self.admissible(&p.change).map(|()| p));
+                match approved {
+                    Ok(p) => {
+                        let record =
+                            AuditRecord::of_approval(&self.head.hash, index, &approval, &p);
+                        self.effect(index, p.change, record, &mut response, records)?
+                    }
+                    Err(r) => {
+                        self.advance(index)?;
+                        response.refused = Some(r.0);
                     }
                 }
             }
-            EntryPayload::Normal(Request::Roles(change)) => {
+            EntryPayload::Normal(Request::EnrollOtp(enrollment)) => {
                 self.advance(index)?;
-                match change.role {
-                    Some(r) => self.roles.insert(change.identity.clone(), r),
-                    None => self.roles.remove(&change.identity),
-                };
-                response.added = 1;
-                self.record(
-                    AuditRecord::of_roles(&self.head.hash, index, &change),
-                    records,
-                );
+                match self.gov.enroll(&enrollment) {
+                    Ok(()) => {
+                        let record =
+                            AuditRecord::of_enrollment(&self.head.hash, index, &enrollment);
+                        self.record(record, records);
+                        response.added = 1;
+                    }
+                    Err(r) => response.refused = Some(r.0),
+                }
             }
-            EntryPayload::Normal(Request::Command(cmd)) => {
+        }
+        self.last_applied = Some(entry.log_id);
+        Ok(response)
+    }
+
+    /// Fixes the seed (see [`State::init`]); when this entry is the one that fixes it, binds the
+    /// first admins and, for a cluster created with one, sets the step-up policy.
+    #[allow(clippy::too_many_arguments)]
+    fn bootstrap(
+        &mut self,
+        index: u64,
+        seed: FingerprintSeed,
+        admins: Vec<String>,
+        at: recall_core::Timestamp,
+        policy: Option<StepUpPolicy>,
+        response: &mut Response,
+        records: &mut Vec<AuditRecord>,
+    ) -> Result<(), StateMachineError> {
+        if !self.init(index, seed, response)? {
+            return Ok(());
+        }
+        let admins: Vec<String> = if self.roles.is_empty() {
+            admins
+                .into_iter()
+                .filter(|a| crate::transport::Identity::parse(a).is_ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for a in &admins {
+            self.roles.insert(a.clone(), Role::Admin);
+        }
+        if policy.is_some() && self.gov.policy.is_none() {
+            self.gov.policy.clone_from(&policy);
+        }
+        if !admins.is_empty() || policy.is_some() {
+            let record =
+                AuditRecord::of_bootstrap(&self.head.hash, index, at, &admins, policy.as_ref());
+            self.record(record, records);
+        }
+        Ok(())
+    }
+
+    /// Applies an operator change if its step-up holds: `code` is the one-time code it came
+    /// with, if any. A change that does not hold changes nothing but the version, and the
+    /// response says why.
+    fn change(
+        &mut self,
+        index: u64,
+        change: Change,
+        code: Option<&str>,
+        response: &mut Response,
+        records: &mut Vec<AuditRecord>,
+    ) -> Result<(), StateMachineError> {
+        let admitted = match code {
+            None => self.gov.admit_direct(&change, &self.roles),
+            Some(code) => self.gov.admit_otp(&change, code, &self.roles),
+        }
+        .and_then(|()| self.admissible(&change));
+        if let Err(r) = admitted {
+            self.advance(index)?;
+            response.refused = Some(r.0);
+            return Ok(());
+        }
+        let how = if code.is_some() {
+            "with a one-time code"
+        } else if crate::node::stepup::waived(&change, &self.roles)
+            && self.gov.policy().requirement(Operation::Roles) == Requirement::TwoPerson
+        {
+            "two_person waived: the cluster's only admin grants a role"
+        } else {
+            ""
+        };
+        let record = AuditRecord::of_change(&self.head.hash, index, &change, how);
+        self.effect(index, change, record, response, records)
+    }
+
+    /// What must still hold when a change is applied, whoever admitted it: the cluster keeps
+    /// an admin.
+    fn admissible(&self, change: &Change) -> Result<(), Refused> {
+        if let Change::Roles(r) = change {
+            let admins = self.roles.values().filter(|x| **x == Role::Admin).count();
+            if self.roles.get(&r.identity) == Some(&Role::Admin)
+                && r.role != Some(Role::Admin)
+                && admins <= 1
+            {
+                return Err(Refused(format!(
+                    "{} is the cluster's only admin: grant admin to another operator first",
+                    r.identity
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies an admitted change and extends the audit chain with its `record`.
+    fn effect(
+        &mut self,
+        index: u64,
+        change: Change,
+        record: AuditRecord,
+        response: &mut Response,
+        records: &mut Vec<AuditRecord>,
+    ) -> Result<(), StateMachineError> {
+        match change {
+            Change::Command(cmd) => {
                 let applied = self.set.apply(index, &cmd)?;
-                self.record(AuditRecord::next(&self.head.hash, index, &cmd), records);
                 if let Some(delta) = applied.delta {
                     self.window.push(delta);
                 }
@@ -234,9 +390,22 @@ impl State {
                 response.removed = applied.removed;
                 response.not_found = applied.not_found;
             }
+            Change::Roles(change) => {
+                self.advance(index)?;
+                match change.role {
+                    Some(r) => self.roles.insert(change.identity.clone(), r),
+                    None => self.roles.remove(&change.identity),
+                };
+                response.added = 1;
+            }
+            Change::Policy(change) => {
+                self.advance(index)?;
+                self.gov.set_policy(&change);
+                response.added = 1;
+            }
         }
-        self.last_applied = Some(entry.log_id);
-        Ok(response)
+        self.record(record, records);
+        Ok(())
     }
 
     /// Extends the audit chain with `record`.
@@ -278,6 +447,7 @@ impl State {
         self.set = restored.set;
         self.seeded = restored.seeded;
         self.roles = restored.roles;
+        self.gov = restored.gov;
         self.head = restored.head;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -351,6 +521,7 @@ impl StateMachine {
             last_applied: None,
             membership: StoredMembership::default(),
             roles: Bindings::new(),
+            gov: Governance::default(),
             head: AuditHead::default(),
             window: Window {
                 deltas: VecDeque::new(),
@@ -401,6 +572,18 @@ impl StateMachine {
     /// Runs `f` on the role bindings as applied.
     pub fn with_roles<R>(&self, f: impl FnOnce(&Bindings) -> R) -> R {
         f(&self.inner.read().roles)
+    }
+
+    /// Runs `f` on the step-up state as applied (the policy, pending requests, secrets). Keep
+    /// `f` short, and never let a secret leave it.
+    pub fn with_governance<R>(&self, f: impl FnOnce(&Governance) -> R) -> R {
+        f(&self.inner.read().gov)
+    }
+
+    /// Runs `f` on the step-up state and the role bindings, read together.
+    pub fn with_stepup<R>(&self, f: impl FnOnce(&Governance, &Bindings) -> R) -> R {
+        let state = self.inner.read();
+        f(&state.gov, &state.roles)
     }
 
     /// The end of the audit chain as applied (it may be ahead of what is on disk).

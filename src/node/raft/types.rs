@@ -7,6 +7,7 @@ use recall_core::{Command, FingerprintSeed};
 use serde::{Deserialize, Serialize};
 
 use crate::node::access::RoleChange;
+use crate::node::stepup::{Approval, Change, OtpEnrollment, PolicyChange, Proposed, StepUpPolicy};
 
 /// A node id.
 pub type NodeId = u64;
@@ -42,6 +43,35 @@ pub enum Request {
     Command(Command),
     /// A change of one role binding, by an admin.
     Roles(RoleChange),
+    /// [`Request::Init`] for clusters created since step-up: also fixes the cluster's step-up
+    /// policy. `Init` stays for the logs of older clusters (which get the production policy).
+    Bootstrap {
+        /// The seed chosen by the proposing leader.
+        seed: FingerprintSeed,
+        /// The first admins of the cluster.
+        admins: Vec<String>,
+        /// The proposing leader's time.
+        at: recall_core::Timestamp,
+        /// The step-up policy the cluster starts with.
+        policy: StepUpPolicy,
+    },
+    /// A change of the step-up policy, applied as it is (its own policy must ask nothing).
+    Policy(PolicyChange),
+    /// An operator enrolling their one-time-code secret.
+    EnrollOtp(OtpEnrollment),
+    /// A change that came with a one-time code of its actor: applied if the code is current and
+    /// unused when the entry is applied.
+    WithOtp {
+        /// The code.
+        code: String,
+        /// The change.
+        change: Change,
+    },
+    /// A change proposed as a pending request, to take effect when another operator approves;
+    /// applied at once if, when the entry is applied, the policy asks nothing for it.
+    Propose(Change),
+    /// A second operator's approval of a pending request.
+    Approve(Approval),
 }
 
 /// What applying one entry did, as the operator sees it.
@@ -57,6 +87,10 @@ pub struct Response {
     pub removed: u64,
     /// Keys or rules a lift named that were not revoked.
     pub not_found: u64,
+    /// Why the entry changed nothing: a step-up rule did not hold when it was applied.
+    pub refused: Option<String>,
+    /// The pending request the entry created (a change that waits for a second operator).
+    pub proposed: Option<Proposed>,
 }
 
 impl Response {
@@ -69,6 +103,8 @@ impl Response {
             already_present: self.already_present + other.already_present,
             removed: self.removed + other.removed,
             not_found: self.not_found + other.not_found,
+            refused: self.refused.or(other.refused),
+            proposed: self.proposed.or(other.proposed),
         }
     }
 }

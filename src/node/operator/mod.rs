@@ -7,9 +7,13 @@ use futures::Stream;
 use recall_core::{Command, Meta, Timestamp};
 use tonic::{Request, Response as TonicResponse, Status, Streaming};
 
+mod stepup;
+
 use super::access::{self, Caller, Role, RoleChange};
 use super::raft::{Node, Raft, Response, StateMachine};
 use super::rate::{RateLimiter, WriteRate};
+use super::stepup::{Change, Proposed, Requirement, has_approver as stepup_has_approver};
+use super::writer::Write;
 use super::writer::Writer;
 use crate::proto as pb;
 use crate::proto::operator_server::Operator;
@@ -75,12 +79,21 @@ impl OperatorService {
     ) -> Result<TonicResponse<pb::WriteReply>, Status> {
         let started = std::time::Instant::now();
         let shape = crate::wire::Shape::of(&cmd);
-        let r = self.writer.write(cmd).await.map_err(|e| match e {
-            super::WriteError::Invalid(v) => {
-                Status::invalid_argument(crate::wire::with_path(shape, &v))
-            }
-            other => Status::from(other),
-        })?;
+        let r = self
+            .writer
+            .write(cmd)
+            .await
+            .map_err(|e| write_status(e, shape))?;
+        self.finish(r, wait, started).await
+    }
+
+    /// The reply to a committed write; with `wait`, once every live subscriber applied it.
+    async fn finish(
+        &self,
+        r: Response,
+        wait: Option<pb::WaitConverged>,
+        started: std::time::Instant,
+    ) -> Result<TonicResponse<pb::WriteReply>, Status> {
         let mut out = reply(r);
         if let Some(w) = wait {
             let timeout = match w.timeout_ms {
@@ -92,6 +105,62 @@ impl OperatorService {
             );
         }
         Ok(TonicResponse::new(out))
+    }
+
+    /// Commits an operator change the way the step-up policy says: as it is, with the caller's
+    /// one-time code, or as a pending request for a second operator (then the call fails with
+    /// what the proposer must ask for).
+    async fn gated(
+        &self,
+        change: Change,
+        otp: Option<String>,
+        wait: Option<pb::WaitConverged>,
+    ) -> Result<TonicResponse<pb::WriteReply>, Status> {
+        let started = std::time::Instant::now();
+        let (need, approver) = self.sm.with_stepup(|g, roles| {
+            let need = g.requirement(&change, roles);
+            let role = change.needs().unwrap_or(Role::Admin);
+            (need, stepup_has_approver(roles, change.actor(), role))
+        });
+        let action = change.action();
+        let write = match (need, otp) {
+            (Requirement::None, _) => match change {
+                Change::Command(cmd) => return self.commit(cmd, wait).await,
+                // Whether a role or policy change needs a second operator depends on the role
+                // bindings as the leader applies it (see `stepup::waived`), which this node may
+                // not have caught up with: the entry applies it at once where it needs nothing,
+                // and waits for approval otherwise.
+                other => Write::Propose(other),
+            },
+            (Requirement::Otp, Some(code)) => Write::WithOtp { code, change },
+            (Requirement::Otp, None) => {
+                let op = change.operation().map_or("prune", |o| o.name());
+                return Err(Status::failed_precondition(format!(
+                    "{} needs a one-time code (step-up policy: {op} otp): re-run with --otp \
+                     CODE from your authenticator (enroll one with `recall operator enroll-otp`)",
+                    change.action()
+                )));
+            }
+            (Requirement::TwoPerson, _) if !approver => {
+                let role = change.needs().unwrap_or(Role::Admin);
+                return Err(Status::failed_precondition(format!(
+                    "{action} needs a second operator's approval, but no other operator holds the \
+                     {role} role or a higher one: an admin grants one first (`recall roles grant \
+                     NAME {role}`)"
+                )));
+            }
+            (Requirement::TwoPerson, _) => Write::Propose(change),
+        };
+        let shape = write_shape(&write);
+        let r = self
+            .writer
+            .write_whole(write)
+            .await
+            .map_err(|e| write_status(e, shape))?;
+        match &r.proposed {
+            Some(p) => Err(needs_approval(action, p, r.version)),
+            None => self.finish(r, wait, started).await,
+        }
     }
 
     fn members(&self) -> Vec<pb::Member> {
@@ -148,6 +217,54 @@ fn meta(caller: &Caller, on_behalf_of: String, reason: String) -> Meta {
     }
 }
 
+/// The status of a write that did not commit, with the path of an invalid field.
+fn write_status(e: super::WriteError, shape: crate::wire::Shape) -> Status {
+    match e {
+        super::WriteError::Invalid(v) => {
+            Status::invalid_argument(crate::wire::with_path(shape, &v))
+        }
+        other => Status::from(other),
+    }
+}
+
+fn write_shape(w: &Write) -> crate::wire::Shape {
+    match w {
+        Write::Command(c)
+        | Write::WithOtp {
+            change: Change::Command(c),
+            ..
+        }
+        | Write::Propose(Change::Command(c)) => crate::wire::Shape::of(c),
+        _ => crate::wire::Shape::Revoke,
+    }
+}
+
+/// What the proposer of a change that needs a second operator is told.
+fn needs_approval(action: &str, p: &Proposed, version: u64) -> Status {
+    let now = super::clock::system()();
+    // Rounded up to the second: a fresh request shows the policy's whole window ("10m").
+    let left_ms = u64::try_from(p.expires_at.as_millis() - now.as_millis()).unwrap_or(0);
+    let left = humantime::format_duration(std::time::Duration::from_secs(left_ms.div_ceil(1000)));
+    let mut s = Status::failed_precondition(format!(
+        "{} needs a second operator's approval: ask them to run 'recall approve {}' within {left} \
+         (request {} proposed at version {version}; `recall pending` lists it)",
+        action, p.id, p.id
+    ));
+    if let Ok(v) = p.id.to_string().parse() {
+        s.metadata_mut().insert("recall-request-id", v);
+    }
+    s
+}
+
+/// The caller's one-time code, from the `recall-otp` metadata entry.
+fn otp_of<T>(req: &Request<T>) -> Option<String> {
+    req.metadata()
+        .get("recall-otp")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
 fn reply(r: Response) -> pb::WriteReply {
     pb::WriteReply {
         version: r.version,
@@ -172,6 +289,7 @@ impl Operator for OperatorService {
         req: Request<pb::RevokeRequest>,
     ) -> Result<TonicResponse<pb::WriteReply>, Status> {
         let caller = self.allow(&req, Role::Revoker, "revoke")?;
+        let otp = otp_of(&req);
         let req = req.into_inner();
         self.rate.check(&caller.actor(), req.items.len() as u64)?;
         let items = req
@@ -182,14 +300,11 @@ impl Operator for OperatorService {
                 wire::revocation_from_wire("", r).map_err(|e| e.under(&format!("items[{i}]")))
             })
             .collect::<Result<Vec<_>, WireError>>()?;
-        self.commit(
-            Command::Revoke {
-                meta: meta(&caller, req.actor, req.reason),
-                items,
-            },
-            req.wait,
-        )
-        .await
+        let cmd = Command::Revoke {
+            meta: meta(&caller, req.actor, req.reason),
+            items,
+        };
+        self.gated(Change::Command(cmd), otp, req.wait).await
     }
 
     async fn add_rule(
@@ -197,17 +312,15 @@ impl Operator for OperatorService {
         req: Request<pb::AddRuleRequest>,
     ) -> Result<TonicResponse<pb::WriteReply>, Status> {
         let caller = self.allow(&req, Role::Recaller, "adding a rule")?;
+        let otp = otp_of(&req);
         let req = req.into_inner();
         self.rate.check(&caller.actor(), 1)?;
         let rule = wire::rule_from_wire("rule", req.rule)?;
-        self.commit(
-            Command::AddRule {
-                meta: meta(&caller, req.actor, req.reason),
-                rule,
-            },
-            req.wait,
-        )
-        .await
+        let cmd = Command::AddRule {
+            meta: meta(&caller, req.actor, req.reason),
+            rule,
+        };
+        self.gated(Change::Command(cmd), otp, req.wait).await
     }
 
     async fn lift(
@@ -215,6 +328,7 @@ impl Operator for OperatorService {
         req: Request<pb::LiftRequest>,
     ) -> Result<TonicResponse<pb::WriteReply>, Status> {
         let caller = self.allow(&req, Role::Recaller, "lift")?;
+        let otp = otp_of(&req);
         let req = req.into_inner();
         self.rate
             .check(&caller.actor(), (req.keys.len() + req.rules.len()) as u64)?;
@@ -234,15 +348,12 @@ impl Operator for OperatorService {
                 wire::scope_from_wire("", Some(s)).map_err(|e| e.under(&format!("rules[{i}]")))
             })
             .collect::<Result<Vec<_>, WireError>>()?;
-        self.commit(
-            Command::Lift {
-                meta: meta(&caller, req.actor, req.reason),
-                keys,
-                rules,
-            },
-            req.wait,
-        )
-        .await
+        let cmd = Command::Lift {
+            meta: meta(&caller, req.actor, req.reason),
+            keys,
+            rules,
+        };
+        self.gated(Change::Command(cmd), otp, req.wait).await
     }
 
     async fn import(
@@ -264,6 +375,7 @@ impl Operator for OperatorService {
             }
             let n = chunk.items.len();
             self.rate.check(&caller.actor(), n as u64)?;
+            self.import_allowed(offset + n)?;
             let items = chunk
                 .items
                 .into_iter()
@@ -473,6 +585,7 @@ impl Operator for OperatorService {
     ) -> Result<TonicResponse<pb::WriteReply>, Status> {
         let caller = self.allow(&req, Role::Admin, "changing a role binding")?;
         self.rate.check(&caller.actor(), 1)?;
+        let otp = otp_of(&req);
         let req = req.into_inner();
         let change = self
             .sm
@@ -489,12 +602,42 @@ impl Operator for OperatorService {
                 access::RoleChangeError::LastAdmin(_) => Status::failed_precondition(e.to_string()),
                 access::RoleChangeError::Invalid(_) => Status::invalid_argument(e.to_string()),
             })?;
-        let r = self
-            .writer
-            .write_roles(change)
-            .await
-            .map_err(Status::from)?;
-        Ok(TonicResponse::new(reply(r)))
+        self.gated(Change::Roles(change), otp, None).await
+    }
+
+    async fn approve(
+        &self,
+        req: Request<pb::ApproveRequest>,
+    ) -> Result<TonicResponse<pb::WriteReply>, Status> {
+        self.approve_request(req).await
+    }
+
+    async fn list_pending(
+        &self,
+        req: Request<pb::ListPendingRequest>,
+    ) -> Result<TonicResponse<pb::ListPendingReply>, Status> {
+        self.pending_requests(req)
+    }
+
+    async fn set_policy(
+        &self,
+        req: Request<pb::SetPolicyRequest>,
+    ) -> Result<TonicResponse<pb::WriteReply>, Status> {
+        self.change_policy(req).await
+    }
+
+    async fn get_policy(
+        &self,
+        req: Request<pb::GetPolicyRequest>,
+    ) -> Result<TonicResponse<pb::PolicyReply>, Status> {
+        self.policy(req)
+    }
+
+    async fn enroll_otp(
+        &self,
+        req: Request<pb::EnrollOtpRequest>,
+    ) -> Result<TonicResponse<pb::WriteReply>, Status> {
+        self.enroll(req).await
     }
 
     async fn list_roles(
