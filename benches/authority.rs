@@ -354,6 +354,8 @@ fn main() -> anyhow::Result<()> {
     let batch = env_usize("RECALL_BENCH_BATCH", 10_000).max(1);
     let runs = env_usize("RECALL_BENCH_RUNS", 3).max(1);
     let latency_n = env_usize("RECALL_BENCH_LATENCY", 2000).max(CLIENTS);
+    // `RECALL_BENCH_CHECKPOINTS=0`: nodes never sign checkpoints (the baseline of their cost).
+    let checkpoints = env_usize("RECALL_BENCH_CHECKPOINTS", 1) != 0;
 
     println!(
         "recall authority benchmark: 3 nodes on 127.0.0.1, mutual TLS, redb with fsync on commit"
@@ -378,7 +380,19 @@ fn main() -> anyhow::Result<()> {
         .build()?;
 
     let creds = Creds::tls()?;
-    let nodes = common::start_cluster(root.path(), &creds, NODES, |_| {})?;
+    println!(
+        "checkpoints: {}",
+        if checkpoints {
+            "every node signs one a second while its head moves"
+        } else {
+            "off (RECALL_BENCH_CHECKPOINTS=0)"
+        }
+    );
+    let nodes = common::start_cluster(root.path(), &creds, NODES, |c| {
+        if !checkpoints {
+            c.checkpoint_interval = std::time::Duration::from_secs(24 * 3600);
+        }
+    })?;
     let dialer = creds.operator_dialer()?;
     let result = client_rt.block_on(async {
         let members = common::targets(&nodes, &dialer)?;

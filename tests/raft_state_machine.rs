@@ -77,10 +77,12 @@ fn init(index: u64, seed: u64) -> Entry<TypeConfig> {
     let seed = FingerprintSeed(seed);
     entry(
         index,
-        EntryPayload::Normal(Request::Init {
+        // A cluster created with no step-up: these tests are about applying and snapshots.
+        EntryPayload::Normal(Request::Bootstrap {
             seed,
             admins: vec![],
             at: Timestamp(0),
+            policy: recall::node::stepup::StepUpPolicy::none(),
         }),
     )
 }
@@ -200,17 +202,19 @@ async fn applies_entries_and_serves_deltas() {
     );
     assert_eq!(deltas[1].digest, sm.applied().digest);
 
-    // Every command, no-op included, is in the audit chain; seed requests and blanks are not.
+    // Every command, no-op included, is in the audit chain, and so is the seed request that
+    // fixed the step-up policy; blanks are not.
     let log = sm.audit_log(0, 100).await.unwrap();
     assert_eq!(
         log.iter().map(|r| r.version).collect::<Vec<_>>(),
-        [4, 5, 6, 7]
+        [3, 4, 5, 6, 7]
     );
-    assert_eq!(log[0].actor, "alice");
+    assert_eq!(log[0].actor, "recall");
     assert_eq!(log[0].prev, GENESIS);
-    assert_eq!(log[3].actor, "carol");
+    assert_eq!(log[1].actor, "alice");
+    assert_eq!(log[4].actor, "carol");
     let verified = sm.audit_verify().await.unwrap().unwrap();
-    assert_eq!((verified.records, verified.last_version), (4, 7));
+    assert_eq!((verified.records, verified.last_version), (5, 7));
     assert_eq!(verified.head, sm.audit_head().hash);
     let page = sm.audit_log(5, 2).await.unwrap();
     assert_eq!(page.iter().map(|r| r.version).collect::<Vec<_>>(), [5, 6]);
@@ -303,7 +307,7 @@ async fn reopens_from_its_snapshot() {
     let bytes = snap.snapshot.into_inner();
     let data: SnapshotData = snapshot::decode(&bytes).unwrap();
     assert_eq!(sm.with_set(RevocationSet::snapshot), data.set);
-    assert_eq!(data.audit.len(), 4);
+    assert_eq!(data.audit.len(), 5);
     assert_eq!(sm.applied().version, 8);
     assert!(sm.seeded());
     let (last, membership_) = sm.applied_state().await.unwrap();
@@ -314,7 +318,7 @@ async fn reopens_from_its_snapshot() {
     assert_eq!(current.snapshot.into_inner(), bytes);
     // Records written after the snapshot were persisted by the clean close.
     let verified = sm.audit_verify().await.unwrap().unwrap();
-    assert_eq!((verified.records, verified.last_version), (5, 9));
+    assert_eq!((verified.records, verified.last_version), (6, 9));
     assert_eq!(sm.audit_head().version, 7);
 
     sm.apply([entry(9, revoke(&["z"])), entry(10, EntryPayload::Blank)])
@@ -513,7 +517,9 @@ async fn init_is_honoured_once() {
         sm.with_set(|s| (s.fingerprinter().seed(), s.version())),
         (FingerprintSeed(7), 2)
     );
-    assert!(sm.audit_log(0, 10).await.unwrap().is_empty());
+    // Only the request that fixed the seed (and the step-up policy) is in the history.
+    let log = sm.audit_log(0, 10).await.unwrap();
+    assert_eq!(log.iter().map(|r| r.version).collect::<Vec<_>>(), [1]);
     // ... and stays fixed across a snapshot and a reopen.
     build(&mut sm).await;
     drop(sm);

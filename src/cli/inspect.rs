@@ -24,8 +24,37 @@ pub struct StatusArgs {
 /// `recall audit ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCmd {
-    /// Recompute the hash chain and name the first broken link.
+    /// Recompute the hash chain and name the first broken link: on a node, or, with --file,
+    /// offline on an export, against the keys in --trust (links, command hashes, signatures,
+    /// quorums, and the set digest the commands replay to).
     Verify {
+        /// An export file (`recall audit export`) to verify with no server.
+        #[arg(long, requires = "trust")]
+        file: Option<std::path::PathBuf>,
+        /// The node keys you trust, one `NODE_ID HEX_KEY` per line (`recall audit keys`,
+        /// checked against more than one node or the nodes' data directories).
+        #[arg(long)]
+        trust: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Write the history of a range of versions to a file: records, the commands they cover,
+    /// and the checkpoints a quorum signed.
+    Export {
+        /// First version (default: the genesis, so a verifier can replay the commands).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Last version (default: everything).
+        #[arg(long)]
+        to: Option<u64>,
+        /// The file to write.
+        #[arg(short = 'o', long = "output")]
+        output: std::path::PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Print the nodes' checkpoint keys as a trust file for `verify --file`.
+    Keys {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -126,7 +155,19 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<()> {
 /// Runs `recall audit ...`.
 pub async fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
     match cmd {
-        AuditCmd::Verify { cluster } => {
+        AuditCmd::Verify {
+            file: Some(file),
+            trust,
+            ..
+        } => return super::history::verify_offline(&file, trust.as_deref()),
+        AuditCmd::Export {
+            from,
+            to,
+            output,
+            cluster,
+        } => return super::history::export(&cluster, from, to, &output).await,
+        AuditCmd::Keys { cluster } => return super::history::keys(&cluster).await,
+        AuditCmd::Verify { cluster, .. } => {
             let r = connect(&cluster)
                 .await?
                 .audit_verify(pb::AuditVerifyRequest {})

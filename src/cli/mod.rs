@@ -5,6 +5,7 @@
 mod client;
 mod convergence;
 mod dev;
+mod history;
 mod import;
 mod inspect;
 mod pki;

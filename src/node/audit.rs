@@ -109,6 +109,7 @@ impl AuditRecord {
         prev: &[u8; 32],
         version: u64,
         at: Timestamp,
+        seed: recall_core::FingerprintSeed,
         admins: &[String],
         policy: Option<&StepUpPolicy>,
     ) -> Self {
@@ -122,9 +123,11 @@ impl AuditRecord {
             }
             summary.push_str(&format!("step-up policy: {}", p.describe()));
         }
+        // Kept as `history::Body::Bootstrap`, which hashes the same way (with the seed, so a
+        // replay starts from the seed the cluster really has).
         let hash = match policy {
             None => hash_of(&admins),
-            Some(p) => hash_of(&(admins, p)),
+            Some(p) => hash_of(&(seed, admins, p)),
         };
         Self::link(
             prev,
@@ -191,6 +194,25 @@ impl AuditRecord {
     /// the secret, never the secret.
     pub fn of_enrollment(prev: &[u8; 32], version: u64, e: &OtpEnrollment) -> Self {
         Self::of_meta(prev, version, &e.meta, e.summary(), hash_of(&e.audited()))
+    }
+
+    /// The record of node `node` binding its checkpoint key (at the leader's time `at`).
+    pub fn of_node_key(
+        prev: &[u8; 32],
+        version: u64,
+        at: Timestamp,
+        node: u64,
+        key: &[u8; 32],
+    ) -> Self {
+        let m = Meta {
+            at,
+            ..system_meta()
+        };
+        let summary = format!(
+            "node {node} binds checkpoint key ed25519:{}",
+            hex::encode(key)
+        );
+        Self::of_meta(prev, version, &m, summary, hash_of(&(node, key)))
     }
 
     fn of_meta(
@@ -309,6 +331,18 @@ impl Verifier {
     /// A verifier at the start of a history.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A verifier of a history that starts after the record whose hash is `prev` (an export
+    /// from a later version): the first record's `prev` must be `prev`.
+    pub fn anchored(prev: [u8; 32]) -> Self {
+        Self {
+            records: 0,
+            head: AuditHead {
+                version: 0,
+                hash: prev,
+            },
+        }
     }
 
     /// Checks the next record: versions strictly increase, the hash matches the content and

@@ -50,6 +50,9 @@ pub struct NodeConfig {
     /// The step-up policy of a new cluster, fixed with its seed by its first leader (later
     /// changed only through `recall policy set`). Default: [`StepUpPolicy::production`].
     pub step_up: crate::node::stepup::StepUpPolicy,
+    /// How often the node checks its stored history and signs a checkpoint when its audit
+    /// head moved (and binds its checkpoint key if the cluster lacks it).
+    pub checkpoint_interval: Duration,
     /// How fast one operator identity may write, per node.
     pub write_rate: crate::node::rate::WriteRate,
     /// Connection limits of both listeners.
@@ -75,6 +78,7 @@ impl Default for NodeConfig {
             streams: crate::node::subscribe::StreamConfig::default(),
             admins: vec!["admin".into()],
             step_up: crate::node::stepup::StepUpPolicy::production(),
+            checkpoint_interval: Duration::from_secs(1),
             write_rate: crate::node::rate::WriteRate::default(),
             listener_limits: crate::transport::ListenerLimits::default(),
         }

@@ -9,6 +9,7 @@
 //! - [`subscribe`]: the subscribe stream that feeds sidecars;
 //! - [`leader`]: what only the leader does (the cluster seed, expiry prunes);
 //! - [`audit`]: the hash-chained history of applied commands;
+//! - [`history`]: the commands kept with it, signed checkpoints, offline verification;
 //! - [`access`] and [`rate`]: who may do what, and how fast;
 //! - [`stepup`]: what the operations that can hurt need beyond a role (a code, a second operator);
 //! - [`config`] and [`clock`]: what a node is started with.
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod contact;
 pub mod convergence;
+pub mod history;
 pub mod leader;
 pub mod operator;
 pub mod raft;
@@ -74,6 +76,7 @@ pub struct RunningNode {
     pub subscribers: Arc<subscribe::Registry>,
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
     duties: JoinHandle<()>,
+    witness: JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -242,6 +245,17 @@ impl RunningNode {
             }
         }
 
+        let witness_key = history::checkpoint::load_or_create_key(&config.data_dir)
+            .context("the checkpoint-signing key")?;
+        let witness = tokio::spawn(history::witness::run(
+            config.id,
+            witness_key,
+            sm.clone(),
+            writer.clone(),
+            clock.clone(),
+            config.checkpoint_interval,
+            stopped.clone(),
+        ));
         let duties = tokio::spawn(leader::run(
             raft.clone(),
             sm.clone(),
@@ -258,6 +272,7 @@ impl RunningNode {
             writer,
             servers: vec![peer_server, client_server],
             duties,
+            witness,
             stop,
         })
     }
@@ -266,6 +281,7 @@ impl RunningNode {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         self.duties.abort();
+        self.witness.abort();
         let _ = self.raft.shutdown().await;
         for server in self.servers {
             server.await??;

@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 
 use super::access::{Caller, Role, RoleChange};
 use super::clock::Clock;
+use super::history::Signed;
 use super::raft::codec::{decode, encode};
 use super::raft::{Node, NodeId, Raft, Request, Response, StateMachine};
 use super::stepup::{Approval, Change, OtpEnrollment, PolicyChange, StepUpPolicy};
@@ -82,6 +83,15 @@ pub enum Write {
     Propose(Change),
     /// An approval of a pending request.
     Approve(Approval),
+    /// A node binding its checkpoint key (sent by that node only).
+    NodeKey {
+        /// The node.
+        node: NodeId,
+        /// Its ed25519 public key.
+        key: [u8; 32],
+    },
+    /// A node's signed checkpoint (sent by that node only).
+    Witness(Signed),
 }
 
 impl From<Change> for Write {
@@ -103,6 +113,7 @@ impl Write {
             Write::EnrollOtp(e) => &e.meta.actor,
             Write::WithOtp { change, .. } | Write::Propose(change) => change.actor(),
             Write::Approve(a) => &a.meta.actor,
+            Write::NodeKey { .. } | Write::Witness(_) => "",
         }
     }
 
@@ -121,6 +132,7 @@ impl Write {
             }
             // The approver's role is checked against the request when the approval is applied.
             Write::Approve(_) => Some((Role::Viewer, "approving a request")),
+            Write::NodeKey { .. } | Write::Witness(_) => None,
         }
     }
 
@@ -168,6 +180,8 @@ impl Write {
                 a.meta.at = now;
                 Request::Approve(a)
             }
+            Write::NodeKey { node, key } => Request::NodeKey { node, key, at: now },
+            Write::Witness(s) => Request::Witness(s),
         }
     }
 }
@@ -294,6 +308,25 @@ impl Writer {
         from: u64,
         write: Write,
     ) -> Result<Response, tonic::Status> {
+        if let Write::NodeKey { node, .. } | Write::Witness(Signed { node, .. }) = &write {
+            if *node != from {
+                tracing::warn!(
+                    node = from,
+                    claimed = node,
+                    "refused a checkpoint write for another node"
+                );
+                return Err(tonic::Status::permission_denied(format!(
+                    "node {from} cannot bind a key or sign a checkpoint for node {node}"
+                )));
+            }
+            return match self.propose(write).await {
+                Ok(r) => Ok(r),
+                Err(Propose::Failed(e)) => Err(e.into()),
+                Err(Propose::NotLeader(_)) => Err(tonic::Status::failed_precondition(
+                    "this node is no longer the leader; retry",
+                )),
+            };
+        }
         let Some((need, action)) = write.needs() else {
             tracing::warn!(
                 node = from,

@@ -209,3 +209,152 @@ async fn a_node_without_certificates_refuses_to_start_and_says_how_to_make_them(
         "{stderr}"
     );
 }
+
+/// With the production policy, `recall lift` is not applied on one operator's word: it says
+/// which command a second operator must run, `recall pending` lists the request, the proposer's
+/// own `recall approve` is refused, and a second admin's applies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_says_how_to_get_a_lift_approved_and_a_second_operator_approves_it() {
+    use recall::transport::{DEV_TRUST_DOMAIN, Identity};
+    let bob = Identity::operator(DEV_TRUST_DOMAIN, "bob");
+    pki()
+        .ca
+        .issue_into(pki().dir.path(), &bob)
+        .expect("issues bob's certificate");
+    let cluster = Cluster::start_with(1, |c| {
+        c.step_up = recall::node::stepup::StepUpPolicy::production()
+    })
+    .await;
+    leader(&cluster).await;
+    let addr = cluster.addr(1).to_string();
+    crate::fixture::eventually("the cluster's seed", crate::fixture::PATIENCE, || {
+        let addr = addr.clone();
+        async move {
+            let run = recall(
+                &addr,
+                &["revoke", "--kind", "token", "--ns", ISSUER, "leaked"],
+            )
+            .await;
+            if run.ok { Ok(()) } else { Err(run.stderr) }
+        }
+    })
+    .await;
+    ok(&addr, &["roles", "grant", "bob", "admin"]).await;
+    assert!(
+        ok(&addr, &["policy", "show"])
+            .await
+            .contains("lift       two_person")
+    );
+
+    let lift = recall(
+        &addr,
+        &["lift", "--kind", "token", "--ns", ISSUER, "leaked"],
+    )
+    .await;
+    assert!(!lift.ok, "{}", lift.stdout);
+    let says = "lift needs a second operator's approval: ask them to run 'recall approve ";
+    let at = lift
+        .stderr
+        .find(says)
+        .unwrap_or_else(|| panic!("{}", lift.stderr));
+    assert!(lift.stderr.contains("within 10m"), "{}", lift.stderr);
+    let id = lift.stderr[at + says.len()..][..16].to_string();
+
+    let listed = ok(&addr, &["pending"]).await;
+    assert!(
+        listed.contains(&id) && listed.contains("proposed by spiffe://recall.local/operator/admin"),
+        "{listed}"
+    );
+    let own = recall(&addr, &["approve", &id]).await;
+    assert!(
+        !own.ok && own.stderr.contains("cannot approve it"),
+        "{}",
+        own.stderr
+    );
+    let approved = ok(&addr, &["approve", &id, "--as", "bob"]).await;
+    assert!(
+        approved.contains(&format!("approving request {id}: lift")),
+        "{approved}"
+    );
+    assert!(approved.contains("1 removed"), "{approved}");
+    assert_eq!(status(&mut cluster.client(1)).await.unwrap().entries, 0);
+    assert!(
+        ok(&addr, &["pending"])
+            .await
+            .contains("no pending requests")
+    );
+}
+
+/// `recall audit export`, `recall audit keys` and `recall audit verify --file --trust`: the
+/// history leaves the cluster as a file and verifies with no server; an edited file names the
+/// version where it was changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exported_history_verifies_offline_and_an_edit_is_named() {
+    let cluster = Cluster::start_with(3, |c| {
+        c.checkpoint_interval = std::time::Duration::from_millis(100)
+    })
+    .await;
+    leader(&cluster).await;
+    crate::fixture::keys_bound(&cluster, 3).await;
+    let addr = cluster.addr(1).to_string();
+    ok(
+        &addr,
+        &["revoke", "--kind", "token", "--ns", ISSUER, "a", "b"],
+    )
+    .await;
+    crate::fixture::eventually(
+        "a quorum to witness the head",
+        crate::fixture::PATIENCE,
+        || {
+            let mut c = cluster.client(1);
+            async move {
+                let s = status(&mut c).await.map_err(|e| e.message().to_string())?;
+                if s.witnessed_version == s.history_version {
+                    Ok(())
+                } else {
+                    Err(format!("{s:?}"))
+                }
+            }
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("history.jsonl");
+    let keys = dir.path().join("keys.txt");
+    let out = ok(&addr, &["audit", "export", "-o", file.to_str().unwrap()]).await;
+    assert!(out.contains("witnessed checkpoints"), "{out}");
+    std::fs::write(&keys, ok(&addr, &["audit", "keys"]).await).unwrap();
+    let verify = [
+        "audit",
+        "verify",
+        "--file",
+        file.to_str().unwrap(),
+        "--trust",
+        keys.to_str().unwrap(),
+    ];
+    let out = ok(&addr, &verify).await;
+    assert!(
+        out.starts_with("ok: ")
+            && out.contains("replaying the commands gives the signed set digests"),
+        "{out}"
+    );
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    let edited = text.replacen("\"value\":\"b\"", "\"value\":\"c\"", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&file, edited).unwrap();
+    let run = recall(&addr, &verify).await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr
+            .contains("the history does not verify at version"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("the command kept with this record does not hash"),
+        "{}",
+        run.stderr
+    );
+}

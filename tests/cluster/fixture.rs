@@ -225,6 +225,32 @@ pub async fn converged(nodes: &impl Nodes, version: u64) -> BTreeMap<u64, pb::St
     .await
 }
 
+/// Waits until `n` nodes have bound their checkpoint keys (each does within a second of the
+/// seed) and returns a version every node must reach to have all of them.
+pub async fn keys_bound(nodes: &impl Nodes, n: usize) -> u64 {
+    let running = nodes.running();
+    eventually("every node to bind its checkpoint key", PATIENCE, || {
+        let mut running = running.clone();
+        async move {
+            let (_, client) = running.iter_mut().next().ok_or("no node runs")?;
+            let keys = client
+                .audit_keys(pb::AuditKeysRequest {})
+                .await
+                .map_err(|e| e.message().to_string())?
+                .into_inner()
+                .lines;
+            if keys.len() < n {
+                return Err(format!("{} keys bound: {keys:?}", keys.len()));
+            }
+            Ok(status(client)
+                .await
+                .map_err(|e| e.message().to_string())?
+                .applied_version)
+        }
+    })
+    .await
+}
+
 /// The audit chain check of the node behind `client`.
 pub async fn audit_verify(client: &mut Client) -> pb::AuditVerifyReply {
     client

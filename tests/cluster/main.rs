@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod fixture;
 mod follower_write;
+mod history;
 mod isolated_node;
 mod leader_failover_import;
 mod peer_port;

@@ -7,6 +7,7 @@ use futures::Stream;
 use recall_core::{Command, Meta, Timestamp};
 use tonic::{Request, Response as TonicResponse, Status, Streaming};
 
+mod history;
 mod stepup;
 
 use super::access::{self, Caller, Role, RoleChange};
@@ -462,6 +463,7 @@ impl Operator for OperatorService {
             rules,
             members: self.members(),
             convergence: Some(convergence),
+            ..self.history_status()
         }))
     }
 
@@ -603,6 +605,22 @@ impl Operator for OperatorService {
                 access::RoleChangeError::Invalid(_) => Status::invalid_argument(e.to_string()),
             })?;
         self.gated(Change::Roles(change), otp, None).await
+    }
+
+    type AuditExportStream = history::ExportStream;
+
+    async fn audit_export(
+        &self,
+        req: Request<pb::AuditExportRequest>,
+    ) -> Result<TonicResponse<Self::AuditExportStream>, Status> {
+        self.export(req).await
+    }
+
+    async fn audit_keys(
+        &self,
+        req: Request<pb::AuditKeysRequest>,
+    ) -> Result<TonicResponse<pb::AuditKeysReply>, Status> {
+        self.keys(req)
     }
 
     async fn approve(

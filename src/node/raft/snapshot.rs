@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 use super::state_machine::Inner;
 use super::{Node, NodeId, TypeConfig};
 use crate::node::audit::{AuditHead, AuditRecord, Broken, Verified, Verifier};
+use crate::node::history::export::Line;
+use crate::node::history::{Body, Witnessed, Witnesses};
 use crate::node::stepup::Governance;
 
 /// The name of the state machine's file inside the directory given to `StateMachine::open`.
@@ -36,6 +38,8 @@ pub const FILE_NAME: &str = "state.redb";
 
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_commands");
+const CHECKPOINTS: TableDefinition<u64, &[u8]> = TableDefinition::new("checkpoints");
 const META: &str = "meta";
 const DATA: &str = "data";
 
@@ -143,12 +147,16 @@ pub struct SnapshotData {
     pub set: SetSnapshot,
     /// Every audit record up to the snapshot's version, oldest first.
     pub audit: Vec<AuditRecord>,
+    /// The command of each record that has one kept, by version.
+    pub bodies: Vec<(u64, Body)>,
     /// Whether an `Init` request has fixed the fingerprint seed.
     pub seeded: bool,
     /// The role bindings.
     pub roles: crate::node::access::Bindings,
     /// The step-up policy, pending requests and one-time-code secrets.
     pub governance: Governance,
+    /// Node checkpoint keys, signatures being gathered, the latest witnessed checkpoint.
+    pub witnesses: Witnesses,
 }
 
 /// [`SnapshotData`] as nodes wrote it before step-up (no governance): still installed and
@@ -185,9 +193,11 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotData, StateMachineError> {
             Ok(old) => Ok(SnapshotData {
                 set: old.set,
                 audit: old.audit,
+                bodies: Vec::new(),
                 seeded: old.seeded,
                 roles: old.roles,
                 governance: Governance::default(),
+                witnesses: Witnesses::default(),
             }),
             Err(_) => Err(e),
         },
@@ -201,8 +211,10 @@ pub(super) struct Restored {
     pub(super) seeded: bool,
     pub(super) roles: crate::node::access::Bindings,
     pub(super) gov: Governance,
+    pub(super) witnesses: Witnesses,
     pub(super) head: AuditHead,
     pub(super) audit: Vec<AuditRecord>,
+    pub(super) bodies: Vec<(u64, Body)>,
 }
 
 /// Decodes snapshot bytes and checks them: the checksum, the set's digest, and that the set is
@@ -229,8 +241,10 @@ pub(super) fn restore(meta: &Meta, bytes: &[u8]) -> Result<Restored, StateMachin
         seeded: data.seeded,
         roles: data.roles,
         gov: data.governance,
+        witnesses: data.witnesses,
         head,
         audit: data.audit,
+        bodies: data.bodies,
     })
 }
 
@@ -271,7 +285,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let gate = self.inner.gate.lock().await;
         let inner = Arc::clone(&self.inner);
         // A copy of the state under the read lock (on the blocking pool: it is O(set size)).
-        let (set, seeded, roles, governance, last_log_id, last_membership) = self
+        let (set, seeded, roles, governance, witnesses, last_log_id, last_membership) = self
             .inner
             .db
             .run(move |_| {
@@ -281,6 +295,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                     st.seeded,
                     st.roles.clone(),
                     st.gov.clone(),
+                    st.witnesses.clone(),
                     st.last_applied,
                     st.membership.clone(),
                 ))
@@ -295,20 +310,23 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .run(move |db| {
                 let version = last_log_id.map_or(0, |id| id.index);
                 let audit = db.audit_range(0, version, usize::MAX)?;
+                let bodies = db.bodies_range(0, version)?;
                 let set = set.snapshot();
                 let data = encode(&SnapshotData {
                     set,
                     audit,
+                    bodies,
                     seeded,
                     roles,
                     governance,
+                    witnesses,
                 })?;
                 let meta = Meta {
                     snapshot_id: snapshot_id(last_log_id.as_ref(), &data),
                     last_log_id,
                     last_membership,
                 };
-                db.store_snapshot(&meta, &data, &[], true)?;
+                db.store_snapshot(&meta, &data, &[], &[], true)?;
                 Ok((meta, data))
             })
             .await
@@ -336,10 +354,12 @@ pub(super) async fn install(
         .await
         .map_err(sto(subject(), ErrorVerb::Read))?;
     // Durable first, then visible: a crash after this point reopens at the snapshot.
-    let (owned, audit) = (meta.clone(), std::mem::take(&mut restored.audit));
+    let owned = meta.clone();
+    let audit = std::mem::take(&mut restored.audit);
+    let bodies = std::mem::take(&mut restored.bodies);
     inner
         .db
-        .run(move |db| db.store_snapshot(&owned, &bytes, &audit, false))
+        .run(move |db| db.store_snapshot(&owned, &bytes, &audit, &bodies, false))
         .await
         .map_err(sto(subject(), ErrorVerb::Write))?;
     inner.write().restore(meta, restored);
@@ -382,6 +402,8 @@ impl StateDb {
             let txn = db.begin_write()?;
             txn.open_table(SNAPSHOT)?;
             txn.open_table(AUDIT)?;
+            txn.open_table(BODIES)?;
+            txn.open_table(CHECKPOINTS)?;
             txn.commit()?;
             Ok(db)
         };
@@ -421,6 +443,7 @@ impl StateDb {
         meta: &Meta,
         data: &[u8],
         audit: &[AuditRecord],
+        bodies: &[(u64, Body)],
         only_if_newer: bool,
     ) -> Result<bool, StateMachineError> {
         let meta_bytes = to_bytes("snapshot meta", meta)?;
@@ -435,6 +458,12 @@ impl StateDb {
             table.insert(META, meta_bytes.as_slice())?;
             table.insert(DATA, data)?;
             insert_new(txn, audit)?;
+            let mut table = txn.open_table(BODIES)?;
+            for (version, body) in bodies {
+                if table.get(*version)?.is_none() {
+                    table.insert(*version, to_bytes("audit command", body)?.as_slice())?;
+                }
+            }
             Ok(true)
         })
     }
@@ -445,8 +474,75 @@ impl StateDb {
     /// fsynced) Raft log, and the state machine's durable state is its last snapshot. After a
     /// crash, openraft re-applies the log after that snapshot and regenerates identical records;
     /// the next snapshot (committed with immediate durability) or a clean close persists them.
-    pub(super) fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StateMachineError> {
-        self.write(Durability::None, |txn| insert_new(txn, records))
+    pub(super) fn append_audit(
+        &self,
+        records: &[(AuditRecord, Body)],
+        witnessed: &[Witnessed],
+    ) -> Result<(), StateMachineError> {
+        self.write(Durability::None, |txn| {
+            insert_bodies(txn, records)?;
+            let records: Vec<AuditRecord> = records.iter().map(|(r, _)| r.clone()).collect();
+            insert_new(txn, &records)?;
+            let mut table = txn.open_table(CHECKPOINTS)?;
+            for w in witnessed {
+                if table.get(w.version)?.is_none() {
+                    table.insert(w.version, to_bytes("checkpoint", w)?.as_slice())?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The export lines of versions `from..=to` (see [`Line`]).
+    pub(super) fn audit_export(
+        &self,
+        from: u64,
+        to: u64,
+        keys: std::collections::BTreeMap<u64, [u8; 32]>,
+    ) -> Result<Vec<Line>, StateMachineError> {
+        let mut lines = vec![Line::Keys(
+            keys.into_iter().map(|(n, k)| (n, hex::encode(k))).collect(),
+        )];
+        if from > to {
+            return Ok(lines);
+        }
+        let txn = self.db.begin_read()?;
+        let records = txn.open_table(AUDIT)?;
+        let bodies = txn.open_table(BODIES)?;
+        for row in records.range(from..=to)? {
+            let (version, bytes) = row?;
+            let record: AuditRecord = from_bytes("audit record", bytes.value())?;
+            let Some(body) = bodies.get(version.value())? else {
+                // Records from before commands were kept: the export stops being checkable
+                // here, and says so by ending.
+                continue;
+            };
+            let body: Body = from_bytes("audit command", body.value())?;
+            lines.push(Line::Record { record, body });
+        }
+        let checkpoints = txn.open_table(CHECKPOINTS)?;
+        for row in checkpoints.range(from..=to)? {
+            let w: Witnessed = from_bytes("checkpoint", row?.1.value())?;
+            lines.push(Line::Checkpoint(w));
+        }
+        Ok(lines)
+    }
+
+    /// The kept commands of versions `from..=to`.
+    pub(super) fn bodies_range(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, Body)>, StateMachineError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BODIES)?;
+        table
+            .range(from..=to)?
+            .map(|row| {
+                let (k, v) = row?;
+                Ok((k.value(), from_bytes("audit command", v.value())?))
+            })
+            .collect()
     }
 
     /// Up to `limit` records from `from` up to `to` (inclusive), oldest first.
@@ -505,6 +601,20 @@ impl StateDb {
         txn.commit()?;
         Ok(out)
     }
+}
+
+/// Keeps the command of each record whose version has none yet (never rewritten).
+fn insert_bodies(
+    txn: &WriteTransaction,
+    records: &[(AuditRecord, Body)],
+) -> Result<(), StateMachineError> {
+    let mut table = txn.open_table(BODIES)?;
+    for (record, body) in records {
+        if table.get(record.version)?.is_none() {
+            table.insert(record.version, to_bytes("audit command", body)?.as_slice())?;
+        }
+    }
+    Ok(())
 }
 
 /// Inserts the records whose version has none yet: history, once written, is never rewritten

@@ -9,7 +9,7 @@
 //! Readers (subscriber streams, status) never wait for redb: they read the in-memory state under
 //! a lock that is never held across an `.await` or a disk write.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -26,6 +26,8 @@ use super::snapshot::{self, Meta, StateDb, sto};
 use super::{Node, NodeId, Request, Response, TypeConfig};
 use crate::node::access::{Bindings, Role};
 use crate::node::audit::{AuditHead, AuditRecord, Broken, Verified};
+use crate::node::history::checkpoint::Accepted;
+use crate::node::history::{Body, Witnessed, Witnesses};
 use crate::node::stepup::{Change, Governance, Operation, Refused, Requirement, StepUpPolicy};
 
 pub use super::snapshot::{FILE_NAME, SnapshotBuilder, StateMachineError};
@@ -104,6 +106,7 @@ pub(super) struct Inner {
     /// versions it covers.
     pub(super) gate: Mutex<()>,
     applied: watch::Sender<AppliedState>,
+    alarm: watch::Sender<Option<String>>,
 }
 
 pub(super) struct State {
@@ -113,8 +116,23 @@ pub(super) struct State {
     pub(super) membership: StoredMembership<NodeId, Node>,
     pub(super) roles: Bindings,
     pub(super) gov: Governance,
+    pub(super) witnesses: Witnesses,
     head: AuditHead,
+    /// The latest record heads, to compare with what a quorum witnesses.
+    recent: VecDeque<(u64, [u8; 32])>,
     window: Window,
+}
+
+/// How many recent record heads a node keeps to compare with witnessed checkpoints.
+const RECENT_HEADS: usize = 4096;
+
+/// What applying a batch produced besides responses: records with their commands, witnessed
+/// checkpoints, and an alarm if this node's history disagrees with a quorum's.
+#[derive(Default)]
+struct Out {
+    records: Vec<(AuditRecord, Body)>,
+    witnessed: Vec<Witnessed>,
+    alarm: Option<String>,
 }
 
 /// The retained deltas, oldest first, bounded by count and by total entries.
@@ -183,7 +201,7 @@ impl State {
     fn apply(
         &mut self,
         entry: Entry<TypeConfig>,
-        records: &mut Vec<AuditRecord>,
+        out: &mut Out,
     ) -> Result<Response, StateMachineError> {
         let index = entry.log_id.index;
         let mut response = Response {
@@ -197,42 +215,41 @@ impl State {
                 self.membership = StoredMembership::new(Some(entry.log_id), m);
             }
             EntryPayload::Normal(Request::Init { seed, admins, at }) => {
-                self.bootstrap(index, seed, admins, at, None, &mut response, records)?
+                self.bootstrap(index, seed, admins, at, None, &mut response, out)?
             }
             EntryPayload::Normal(Request::Bootstrap {
                 seed,
                 admins,
                 at,
                 policy,
-            }) => self.bootstrap(
-                index,
-                seed,
-                admins,
-                at,
-                Some(policy),
-                &mut response,
-                records,
-            )?,
+            }) => self.bootstrap(index, seed, admins, at, Some(policy), &mut response, out)?,
             EntryPayload::Normal(Request::Command(cmd @ recall_core::Command::Prune { .. })) => {
                 let record = AuditRecord::next(&self.head.hash, index, &cmd);
-                self.effect(index, Change::Command(cmd), record, &mut response, records)?
+                let body = Body::Command(cmd.clone());
+                self.effect(
+                    index,
+                    Change::Command(cmd),
+                    (record, body),
+                    &mut response,
+                    out,
+                )?
             }
             EntryPayload::Normal(Request::Command(cmd)) => {
-                self.change(index, Change::Command(cmd), None, &mut response, records)?
+                self.change(index, Change::Command(cmd), None, &mut response, out)?
             }
             EntryPayload::Normal(Request::Roles(change)) => {
-                self.change(index, Change::Roles(change), None, &mut response, records)?
+                self.change(index, Change::Roles(change), None, &mut response, out)?
             }
             EntryPayload::Normal(Request::Policy(change)) => {
-                self.change(index, Change::Policy(change), None, &mut response, records)?
+                self.change(index, Change::Policy(change), None, &mut response, out)?
             }
             EntryPayload::Normal(Request::WithOtp { code, change }) => {
-                self.change(index, change, Some(&code), &mut response, records)?
+                self.change(index, change, Some(&code), &mut response, out)?
             }
             EntryPayload::Normal(Request::Propose(change))
                 if self.gov.requirement(&change, &self.roles) == Requirement::None =>
             {
-                self.change(index, change, None, &mut response, records)?
+                self.change(index, change, None, &mut response, out)?
             }
             EntryPayload::Normal(Request::Propose(change)) => {
                 self.advance(index)?;
@@ -240,7 +257,7 @@ impl State {
                     Ok(proposed) => {
                         let record =
                             AuditRecord::of_proposal(&self.head.hash, index, &change, &proposed);
-                        self.record(record, records);
+                        self.record(record, Body::Proposal(change), out);
                         response.proposed = Some(proposed);
                     }
                     Err(r) => response.refused = Some(r.0),
@@ -255,7 +272,8 @@ impl State {
                     Ok(p) => {
                         let record =
                             AuditRecord::of_approval(&self.head.hash, index, &approval, &p);
-                        self.effect(index, p.change, record, &mut response, records)?
+                        let body = Body::Approval(p.change.clone());
+                        self.effect(index, p.change, (record, body), &mut response, out)?
                     }
                     Err(r) => {
                         self.advance(index)?;
@@ -269,10 +287,47 @@ impl State {
                     Ok(()) => {
                         let record =
                             AuditRecord::of_enrollment(&self.head.hash, index, &enrollment);
-                        self.record(record, records);
+                        let body = Body::Enrollment {
+                            meta: enrollment.meta.clone(),
+                            commitment: enrollment.secret.commitment(),
+                        };
+                        self.record(record, body, out);
                         response.added = 1;
                     }
                     Err(r) => response.refused = Some(r.0),
+                }
+            }
+            EntryPayload::Normal(Request::NodeKey { node, key, at }) => {
+                self.advance(index)?;
+                if self.witnesses.keys.get(&node) != Some(&key) {
+                    self.witnesses.keys.insert(node, key);
+                    let record = AuditRecord::of_node_key(&self.head.hash, index, at, node, &key);
+                    self.record(record, Body::NodeKey { node, key }, out);
+                    response.added = 1;
+                } else {
+                    response.already_present = 1;
+                }
+            }
+            EntryPayload::Normal(Request::Witness(signed)) => {
+                self.advance(index)?;
+                let voters: BTreeSet<u64> = self.membership.membership().voter_ids().collect();
+                match self.witnesses.accept(signed, &voters) {
+                    Ok(Accepted::Witnessed(w)) => {
+                        let ours = self.recent.iter().find(|(v, _)| *v == w.version);
+                        if let Some((_, ours)) = ours
+                            && *ours != w.head
+                        {
+                            out.alarm = Some(format!(
+                                "this node's audit record at version {} differs from the one a \
+                                 quorum of nodes signed: its history is not the cluster's",
+                                w.version
+                            ));
+                        }
+                        out.witnessed.push(w);
+                        response.added = 1;
+                    }
+                    Ok(Accepted::Counted) => {}
+                    Err(e) => response.refused = Some(format!("checkpoint refused: {e}")),
                 }
             }
         }
@@ -291,7 +346,7 @@ impl State {
         at: recall_core::Timestamp,
         policy: Option<StepUpPolicy>,
         response: &mut Response,
-        records: &mut Vec<AuditRecord>,
+        out: &mut Out,
     ) -> Result<(), StateMachineError> {
         if !self.init(index, seed, response)? {
             return Ok(());
@@ -311,9 +366,20 @@ impl State {
             self.gov.policy.clone_from(&policy);
         }
         if !admins.is_empty() || policy.is_some() {
-            let record =
-                AuditRecord::of_bootstrap(&self.head.hash, index, at, &admins, policy.as_ref());
-            self.record(record, records);
+            let record = AuditRecord::of_bootstrap(
+                &self.head.hash,
+                index,
+                at,
+                seed,
+                &admins,
+                policy.as_ref(),
+            );
+            let body = Body::Bootstrap {
+                seed,
+                admins,
+                policy,
+            };
+            self.record(record, body, out);
         }
         Ok(())
     }
@@ -327,7 +393,7 @@ impl State {
         change: Change,
         code: Option<&str>,
         response: &mut Response,
-        records: &mut Vec<AuditRecord>,
+        out: &mut Out,
     ) -> Result<(), StateMachineError> {
         let admitted = match code {
             None => self.gov.admit_direct(&change, &self.roles),
@@ -349,7 +415,8 @@ impl State {
             ""
         };
         let record = AuditRecord::of_change(&self.head.hash, index, &change, how);
-        self.effect(index, change, record, response, records)
+        let body = Body::of_change(&change);
+        self.effect(index, change, (record, body), response, out)
     }
 
     /// What must still hold when a change is applied, whoever admitted it: the cluster keeps
@@ -375,9 +442,9 @@ impl State {
         &mut self,
         index: u64,
         change: Change,
-        record: AuditRecord,
+        (record, body): (AuditRecord, Body),
         response: &mut Response,
-        records: &mut Vec<AuditRecord>,
+        out: &mut Out,
     ) -> Result<(), StateMachineError> {
         match change {
             Change::Command(cmd) => {
@@ -404,17 +471,21 @@ impl State {
                 response.added = 1;
             }
         }
-        self.record(record, records);
+        self.record(record, body, out);
         Ok(())
     }
 
-    /// Extends the audit chain with `record`.
-    fn record(&mut self, record: AuditRecord, records: &mut Vec<AuditRecord>) {
+    /// Extends the audit chain with `record`, whose command is `body`.
+    fn record(&mut self, record: AuditRecord, body: Body, out: &mut Out) {
         self.head = AuditHead {
             version: record.version,
             hash: record.hash,
         };
-        records.push(record);
+        self.recent.push_back((record.version, record.hash));
+        while self.recent.len() > RECENT_HEADS {
+            self.recent.pop_front();
+        }
+        out.records.push((record, body));
     }
 
     /// Fixes the seed if nothing was revoked yet and no seed was fixed: the response counts the
@@ -448,7 +519,9 @@ impl State {
         self.seeded = restored.seeded;
         self.roles = restored.roles;
         self.gov = restored.gov;
+        self.witnesses = restored.witnesses;
         self.head = restored.head;
+        self.recent.clear();
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.window.clear();
@@ -482,24 +555,40 @@ impl Inner {
 
     /// Applies a batch under the write lock, then commits its audit records (blocking).
     fn apply_batch(&self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>, BatchError> {
-        let mut records = Vec::new();
+        let mut out = Out::default();
         let mut responses = Vec::with_capacity(entries.len());
         {
             let mut state = self.write();
             for entry in entries {
                 let log_id = entry.log_id;
                 let response = state
-                    .apply(entry, &mut records)
+                    .apply(entry, &mut out)
                     .map_err(|e| Box::new((Some(log_id), e)))?;
                 responses.push(response);
             }
         }
-        if !records.is_empty() {
+        if let Some(alarm) = out.alarm.take() {
+            self.raise_alarm(alarm);
+        }
+        if !out.records.is_empty() || !out.witnessed.is_empty() {
             self.db
-                .append_audit(&records)
+                .append_audit(&out.records, &out.witnessed)
                 .map_err(|e| Box::new((None, e)))?;
         }
         Ok(responses)
+    }
+
+    /// Marks this node's history as disagreeing with the cluster's: it stops serving streams.
+    pub(super) fn raise_alarm(&self, why: String) {
+        tracing::error!(alarm = %why, "history alarm: this node stops serving subscriber streams");
+        self.alarm.send_if_modified(|a| {
+            if a.is_none() {
+                *a = Some(why);
+                true
+            } else {
+                false
+            }
+        });
     }
 
     pub(super) fn publish(&self) {
@@ -522,7 +611,9 @@ impl StateMachine {
             membership: StoredMembership::default(),
             roles: Bindings::new(),
             gov: Governance::default(),
+            witnesses: Witnesses::default(),
             head: AuditHead::default(),
+            recent: VecDeque::new(),
             window: Window {
                 deltas: VecDeque::new(),
                 entries: 0,
@@ -533,12 +624,14 @@ impl StateMachine {
             state.restore(&meta, snapshot::restore(&meta, &bytes)?);
         }
         let (applied, _) = watch::channel(state.applied());
+        let (alarm, _) = watch::channel(None);
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
                 state: RwLock::new(state),
                 gate: Mutex::new(()),
                 applied,
+                alarm,
             }),
         })
     }
@@ -578,6 +671,44 @@ impl StateMachine {
     /// `f` short, and never let a secret leave it.
     pub fn with_governance<R>(&self, f: impl FnOnce(&Governance) -> R) -> R {
         f(&self.inner.read().gov)
+    }
+
+    /// The head of the audit chain as applied and the set digest right after it (every entry
+    /// that changes the set leaves a record, so that is the current digest): what this node
+    /// signs in a checkpoint.
+    pub fn checkpoint_state(&self) -> (AuditHead, Digest) {
+        let state = self.inner.read();
+        (state.head, state.set.digest())
+    }
+
+    /// Runs `f` on the checkpoint state (keys, the latest witnessed checkpoint, disagreements).
+    pub fn with_witnesses<R>(&self, f: impl FnOnce(&Witnesses) -> R) -> R {
+        f(&self.inner.read().witnesses)
+    }
+
+    /// Why this node's history disagrees with the cluster's, if it does: it then serves no
+    /// subscriber streams.
+    pub fn alarm(&self) -> watch::Receiver<Option<String>> {
+        self.inner.alarm.subscribe()
+    }
+
+    /// Raises the history alarm (see [`StateMachine::alarm`]).
+    pub fn raise_alarm(&self, why: String) {
+        self.inner.raise_alarm(why);
+    }
+
+    /// The export lines of versions `from..=to`: the key bindings, every record with its
+    /// command, every witnessed checkpoint.
+    pub async fn audit_export(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<crate::node::history::export::Line>, StateMachineError> {
+        let keys = self.with_witnesses(|w| w.keys.clone());
+        self.inner
+            .db
+            .run(move |db| db.audit_export(from, to, keys))
+            .await
     }
 
     /// Runs `f` on the step-up state and the role bindings, read together.

@@ -72,6 +72,17 @@ pub enum Request {
     Propose(Change),
     /// A second operator's approval of a pending request.
     Approve(Approval),
+    /// A node binds its checkpoint-signing key (only that node can cause this entry).
+    NodeKey {
+        /// The node.
+        node: NodeId,
+        /// Its ed25519 public key.
+        key: [u8; 32],
+        /// The leader's time.
+        at: recall_core::Timestamp,
+    },
+    /// A node's signed checkpoint, counted towards a quorum.
+    Witness(crate::node::history::Signed),
 }
 
 /// What applying one entry did, as the operator sees it.

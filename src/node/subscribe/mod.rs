@@ -104,6 +104,14 @@ impl SubscribeService {
     }
 }
 
+/// The refusal of a node whose history disagrees with the cluster's.
+pub(crate) fn alarmed(why: &str) -> Status {
+    Status::unavailable(format!(
+        "this node stopped serving streams: {why}; connect to another node (an operator \
+         restores this node's data from a healthy one)"
+    ))
+}
+
 type Out = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -159,6 +167,9 @@ impl Subscription for SubscribeService {
                  a subscriber subscribes as itself, spiffe://DOMAIN/subscriber/ID",
                 hello.subscriber_id
             )));
+        }
+        if let Some(why) = self.sm.alarm().borrow().clone() {
+            return Err(alarmed(&why));
         }
         if !self.sm.seeded() {
             return Err(Status::unavailable(

@@ -79,6 +79,7 @@ impl Session {
         };
         let mut replaced = reg.replaced.clone();
         let mut stopped = self.svc.stopped.clone();
+        let mut alarm = self.svc.sm.alarm();
         let mut applied = self.svc.sm.subscribe();
         if let Some(e) = self.out_of_touch() {
             return e;
@@ -92,6 +93,11 @@ impl Session {
             tokio::select! {
                 _ = stopped.changed() => {
                     return End::Status(Status::unavailable("the node is shutting down; reconnect to another node"));
+                }
+                _ = alarm.changed() => {
+                    if let Some(why) = alarm.borrow().clone() {
+                        return End::Status(super::alarmed(&why));
+                    }
                 }
                 r = replaced.changed() => {
                     if r.is_err() || *replaced.borrow() {
