@@ -17,6 +17,7 @@ use recall::node::raft::snapshot::{self, SnapshotData};
 use recall::node::raft::state_machine::{
     AppliedState, DeltasAfter, FILE_NAME, StateMachine, StateMachineConfig, StateMachineError,
 };
+use recall::node::raft::transfer;
 use recall::node::raft::{Node, NodeId, Request, Response, TypeConfig};
 use recall_core::{
     Command, FingerprintSeed, Kind, Meta, Revocation, RevocationKey, RevocationSet, Rule,
@@ -280,6 +281,14 @@ async fn build(sm: &mut StateMachine) -> Snapshot<TypeConfig> {
     builder.build_snapshot().await.expect("builds")
 }
 
+/// What openraft sends a follower: the stored snapshot with its history beside it.
+async fn sent(sm: &mut StateMachine) -> Snapshot<TypeConfig> {
+    sm.get_current_snapshot()
+        .await
+        .unwrap()
+        .expect("a stored snapshot")
+}
+
 /// Applies `history()`, builds a snapshot, then applies two more entries.
 async fn snapshotted(dir: &Path) -> (StateMachine, Snapshot<TypeConfig>) {
     let mut sm = open(dir);
@@ -307,7 +316,8 @@ async fn reopens_from_its_snapshot() {
     let bytes = snap.snapshot.into_inner();
     let data: SnapshotData = snapshot::decode(&bytes).unwrap();
     assert_eq!(sm.with_set(RevocationSet::snapshot), data.set);
-    assert_eq!(data.audit.len(), 5);
+    // The snapshot names the head of the history and holds none of it.
+    assert_eq!(data.history_head.version, 7);
     assert_eq!(sm.applied().version, 8);
     assert!(sm.seeded());
     let (last, membership_) = sm.applied_state().await.unwrap();
@@ -315,7 +325,13 @@ async fn reopens_from_its_snapshot() {
     assert_eq!(membership_, snap.meta.last_membership);
     let current = sm.get_current_snapshot().await.unwrap().expect("stored");
     assert_eq!(current.meta, snap.meta);
-    assert_eq!(current.snapshot.into_inner(), bytes);
+    let t = transfer::unpack(&current.snapshot.into_inner()).unwrap();
+    assert_eq!(t.state, bytes);
+    assert_eq!(
+        t.records.len(),
+        5,
+        "the history up to the snapshot travels beside it"
+    );
     // Records written after the snapshot were persisted by the clean close.
     let verified = sm.audit_verify().await.unwrap().unwrap();
     assert_eq!((verified.records, verified.last_version), (6, 9));
@@ -330,8 +346,8 @@ async fn reopens_from_its_snapshot() {
     assert!(sm.audit_verify().await.unwrap().is_ok());
 }
 
-/// openraft builds snapshots while it keeps applying: each snapshot still carries exactly the
-/// audit records of the versions it covers, as a chain that verifies.
+/// openraft builds snapshots while it keeps applying: each names exactly the head of the
+/// history of the versions it covers, and the history sent beside the latest verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn snapshots_built_during_applies_carry_their_whole_history() {
     let dir = tempfile::tempdir().unwrap();
@@ -353,11 +369,14 @@ async fn snapshots_built_during_applies_carry_their_whole_history() {
         let version = snap.meta.last_log_id.map_or(0, |id| id.index);
         let data = snapshot::decode(&snap.snapshot.into_inner()).unwrap();
         assert_eq!(
-            (data.set.version, data.audit.len() as u64),
+            (data.set.version, data.history_head.version),
             (version, version)
         );
-        assert_eq!(verify(data.audit).unwrap().last_version, version);
     }
+    let current = sent(&mut sm).await;
+    let version = current.meta.last_log_id.map_or(0, |id| id.index);
+    let t = transfer::unpack(&current.snapshot.into_inner()).unwrap();
+    assert_eq!(verify(t.records).unwrap().last_version, version);
 }
 
 /// Installs `snap` into `sm` the way openraft does.
@@ -378,7 +397,8 @@ async fn install_gives_an_equal_state_and_history() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a = open(dir_a.path());
     a.apply(history()).await.unwrap();
-    let snap = build(&mut a).await;
+    build(&mut a).await;
+    let snap = sent(&mut a).await;
 
     let mut b = open(dir_b.path());
     let mut applied = b.subscribe();
@@ -429,7 +449,8 @@ async fn refuses_corrupt_snapshots() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a = open(dir_a.path());
     a.apply(history()).await.unwrap();
-    let snap = build(&mut a).await;
+    build(&mut a).await;
+    let snap = sent(&mut a).await;
     let good = snap.snapshot.into_inner();
     let mut b = open(dir_b.path());
     for at in [0, good.len() / 3, good.len() / 2, good.len() - 1] {
@@ -444,12 +465,35 @@ async fn refuses_corrupt_snapshots() {
     assert!(err.to_string().contains("checksum"), "{err}");
 
     // A well-formed snapshot whose set does not match its digest, or its log id.
-    let mut data = snapshot::decode(&good).unwrap();
+    let t = transfer::unpack(&good).unwrap();
+    let mut data = snapshot::decode(&t.state).unwrap();
     data.set.entries.pop();
-    let err = install(&mut b, &snap.meta, snapshot::encode(&data).unwrap())
-        .await
-        .unwrap_err();
+    let bad = transfer::pack(
+        snapshot::encode(&data).unwrap(),
+        t.records.clone(),
+        t.bodies.clone(),
+    )
+    .unwrap();
+    let err = install(&mut b, &snap.meta, bad).await.unwrap_err();
     assert!(err.to_string().contains("digest"), "{err}");
+    // A history beside it that was edited, or that stops short of the head the state names.
+    let mut records = t.records.clone();
+    records[1].reason = "edited".into();
+    let bad = transfer::pack(t.state.clone(), records, t.bodies.clone()).unwrap();
+    let err = install(&mut b, &snap.meta, bad).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("history sent with the snapshot does not verify"),
+        "{err}"
+    );
+    let mut records = t.records.clone();
+    records.pop();
+    let bad = transfer::pack(t.state.clone(), records, t.bodies.clone()).unwrap();
+    let err = install(&mut b, &snap.meta, bad).await.unwrap_err();
+    assert!(
+        err.to_string().contains("names the head at version 7"),
+        "{err}"
+    );
     let mut meta = snap.meta.clone();
     meta.last_log_id = Some(log_id(9));
     let err = install(&mut b, &meta, good.clone()).await.unwrap_err();
@@ -615,7 +659,8 @@ async fn role_bindings_are_replicated_audited_and_snapshotted() {
     );
     assert!(sm.audit_verify().await.unwrap().is_ok());
 
-    let snap = build(&mut sm).await;
+    build(&mut sm).await;
+    let snap = sent(&mut sm).await;
     let other = tempfile::tempdir().unwrap();
     let mut replica = open(other.path());
     replica

@@ -41,6 +41,7 @@ pub async fn run(
         {
             tracing::debug!(error = %e, "seed proposal failed; will retry");
         }
+        carry_out_approved_membership(&raft, &sm, &writer).await;
         if since_prune >= prune_interval {
             since_prune = Duration::ZERO;
             let now = clock();
@@ -58,5 +59,47 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// Carries out the oldest membership change a second admin approved, then records that it was
+/// carried out (an entry every replica applies, so the next leader does not repeat it). A change
+/// Raft refuses is logged and not retried: the history shows it was approved, the log why it did
+/// not take effect.
+async fn carry_out_approved_membership(raft: &Raft, sm: &StateMachine, writer: &Writer) {
+    use super::raft::Node;
+    use super::stepup::MembershipOp;
+    let Some((version, change)) = sm.with_governance(|g| {
+        g.approved_membership
+            .first_key_value()
+            .map(|(v, c)| (*v, c.clone()))
+    }) else {
+        return;
+    };
+    let outcome = match change.op {
+        // Not blocking: a learner that never catches up must not hold up the leader's duties.
+        MembershipOp::AddLearner { node, address } => raft
+            .add_learner(node, Node { addr: address }, false)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        MembershipOp::Voters {
+            voters,
+            keep_removed_as_learners,
+        } => raft
+            .change_membership(voters, keep_removed_as_learners)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    };
+    match outcome {
+        Ok(()) => tracing::info!(version, "carried out an approved membership change"),
+        Err(e) => tracing::warn!(version, error = %e, "an approved membership change was refused"),
+    }
+    if let Err(e) = writer
+        .propose_system(Request::MembershipDone { version })
+        .await
+    {
+        tracing::debug!(error = %e, "recording the membership change failed; will retry");
     }
 }

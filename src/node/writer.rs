@@ -100,6 +100,7 @@ impl From<Change> for Write {
             Change::Command(c) => Write::Command(c),
             Change::Roles(r) => Write::Roles(r),
             Change::Policy(p) => Write::Policy(p),
+            Change::Membership(m) => Write::Propose(Change::Membership(m)),
         }
     }
 }
@@ -128,7 +129,7 @@ impl Write {
             Write::Policy(_) => Some((Role::Admin, "changing the step-up policy")),
             Write::EnrollOtp(_) => Some((Role::Viewer, "enrolling a one-time-code secret")),
             Write::WithOtp { change, .. } | Write::Propose(change) => {
-                Write::from(change.clone()).needs()
+                change.needs().map(|role| (role, change.action()))
             }
             // The approver's role is checked against the request when the approval is applied.
             Write::Approve(_) => Some((Role::Viewer, "approving a request")),

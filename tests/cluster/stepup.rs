@@ -59,6 +59,22 @@ async fn pending(client: &mut Client) -> Vec<pb::PendingRequest> {
         .requests
 }
 
+/// The pending request `id` as the node behind `client` lists it, once it has applied it.
+async fn pending_one(client: &mut Client, id: &str) -> pb::PendingRequest {
+    crate::fixture::eventually("the request to be listed", crate::fixture::PATIENCE, || {
+        let mut c = client.clone();
+        let id = id.to_owned();
+        async move {
+            pending(&mut c)
+                .await
+                .into_iter()
+                .find(|p| p.id == id)
+                .ok_or_else(|| format!("{id} not listed yet"))
+        }
+    })
+    .await
+}
+
 async fn approve(
     client: &mut Client,
     id: &str,
@@ -131,11 +147,7 @@ async fn a_lift_waits_for_a_different_operator_and_the_history_names_both() {
         .to_str()
         .unwrap()
         .to_owned();
-    let grant_req = pending(&mut bob)
-        .await
-        .into_iter()
-        .find(|p| p.id == grant_id)
-        .unwrap();
+    let grant_req = pending_one(&mut bob, &grant_id).await;
     assert_eq!(grant_req.approver_role, "admin");
     approve(&mut bob, &grant_id, &grant_req.command_hash)
         .await
@@ -161,11 +173,7 @@ async fn a_lift_waits_for_a_different_operator_and_the_history_names_both() {
         "the lift waits: still revoked"
     );
 
-    let listed = pending(&mut bob).await;
-    let req = listed
-        .iter()
-        .find(|p| p.id == id)
-        .expect("the lift is pending");
+    let req = &pending_one(&mut bob, &id).await;
     assert_eq!(req.proposer, op("admin"));
     assert_eq!(req.approver_role, "recaller");
     assert!(req.command.contains("lift"), "{}", req.command);
@@ -365,4 +373,67 @@ async fn one_time_codes_work_once_and_requests_expire() {
             "{h:?}"
         );
     }
+}
+
+/// A membership change on the production policy waits for a second admin like any other, the
+/// history names both, and once approved the leader carries it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_change_waits_for_a_second_admin_and_the_leader_carries_it_out() {
+    let cluster = Cluster::start_with(1, |c| c.step_up = StepUpPolicy::production()).await;
+    leader(&cluster).await;
+    let mut admin = cluster.client(1);
+    seeded(&mut admin).await;
+    grant(&mut admin, &op("bob"), "admin").await.unwrap();
+    let mut bob = client_as(cluster.addr(1), operator("bob"));
+
+    let add = pb::AddLearnerRequest {
+        node_id: 9,
+        address: "127.0.0.1:1".into(),
+    };
+    let s = refused(
+        admin.add_learner(add).await,
+        "a membership change needs a second operator's approval",
+    );
+    let id = s
+        .metadata()
+        .get("recall-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let req = pending_one(&mut bob, &id).await;
+    assert_eq!(
+        req.command,
+        "membership: add node 9 at 127.0.0.1:1 as a learner"
+    );
+    approve(&mut bob, &id, &req.command_hash)
+        .await
+        .expect("a second admin approves");
+    crate::fixture::eventually(
+        "the leader to add the learner",
+        crate::fixture::PATIENCE,
+        || {
+            let mut c = admin.clone();
+            async move {
+                let s = status(&mut c).await.map_err(|e| e.message().to_string())?;
+                if s.members.iter().any(|m| m.node_id == 9) {
+                    Ok(())
+                } else {
+                    Err(format!("{:?}", s.members))
+                }
+            }
+        },
+    )
+    .await;
+    let history = audit_log(&mut admin).await;
+    let approval = history
+        .iter()
+        .find(|h| h.command.starts_with(&format!("approve request {id}")))
+        .expect("the approval is in the history");
+    assert_eq!(approval.actor, op("bob"));
+    assert!(
+        approval.command.contains("membership: add node 9"),
+        "{}",
+        approval.command
+    );
 }

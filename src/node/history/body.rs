@@ -38,6 +38,8 @@ pub enum Body {
         /// BLAKE3 commitment to the secret.
         commitment: [u8; 32],
     },
+    /// A membership change, asked for directly or approved.
+    Membership(crate::node::stepup::MembershipChange),
     /// A node bound its checkpoint-signing key.
     NodeKey {
         /// The node.
@@ -54,6 +56,7 @@ impl Body {
             Change::Command(c) => Body::Command(c.clone()),
             Change::Roles(r) => Body::Roles(r.clone()),
             Change::Policy(p) => Body::Policy(p.clone()),
+            Change::Membership(m) => Body::Membership(m.clone()),
         }
     }
 
@@ -63,6 +66,7 @@ impl Body {
             Body::Command(c) => command_hash(c),
             Body::Roles(r) => hash_of(r),
             Body::Policy(p) => hash_of(p),
+            Body::Membership(m) => hash_of(m),
             Body::Proposal(c) | Body::Approval(c) => c.hash(),
             Body::Bootstrap {
                 seed,

@@ -13,7 +13,10 @@ mod stepup;
 use super::access::{self, Caller, Role, RoleChange};
 use super::raft::{Node, Raft, Response, StateMachine};
 use super::rate::{RateLimiter, WriteRate};
-use super::stepup::{Change, Proposed, Requirement, has_approver as stepup_has_approver};
+use super::stepup::{
+    Change, MembershipChange, MembershipOp, Proposed, Requirement,
+    has_approver as stepup_has_approver,
+};
 use super::writer::Write;
 use super::writer::Writer;
 use crate::proto as pb;
@@ -471,7 +474,8 @@ impl Operator for OperatorService {
         &self,
         req: Request<pb::AddLearnerRequest>,
     ) -> Result<TonicResponse<pb::MembershipReply>, Status> {
-        self.allow(&req, Role::Admin, "adding a learner")?;
+        let caller = self.allow(&req, Role::Admin, "adding a learner")?;
+        let otp = otp_of(&req);
         let req = req.into_inner();
         if req.node_id == 0 || req.address.is_empty() {
             return Err(Status::invalid_argument(
@@ -481,6 +485,14 @@ impl Operator for OperatorService {
         if self.raft.current_leader().await != Some(self.raft.metrics().borrow().id) {
             return Err(self.not_leader());
         }
+        let change = MembershipChange {
+            meta: meta(&caller, String::new(), String::new()),
+            op: MembershipOp::AddLearner {
+                node: req.node_id,
+                address: req.address.clone(),
+            },
+        };
+        self.gated(Change::Membership(change), otp, None).await?;
         let r = self
             .raft
             .add_learner(req.node_id, Node { addr: req.address }, true)
@@ -496,7 +508,8 @@ impl Operator for OperatorService {
         &self,
         req: Request<pb::ChangeMembershipRequest>,
     ) -> Result<TonicResponse<pb::MembershipReply>, Status> {
-        self.allow(&req, Role::Admin, "changing membership")?;
+        let caller = self.allow(&req, Role::Admin, "changing membership")?;
+        let otp = otp_of(&req);
         let req = req.into_inner();
         if req.voters.is_empty() {
             return Err(Status::invalid_argument(
@@ -507,6 +520,15 @@ impl Operator for OperatorService {
             return Err(self.not_leader());
         }
         let voters: std::collections::BTreeSet<u64> = req.voters.into_iter().collect();
+        let change = MembershipChange {
+            meta: meta(&caller, String::new(), String::new()),
+            op: MembershipOp::Voters {
+                voters: voters.clone(),
+                keep_removed_as_learners: req.keep_removed_as_learners,
+            },
+        };
+        // Recorded with its actor first (or proposed, when it needs a second admin).
+        self.gated(Change::Membership(change), otp, None).await?;
         let r = self
             .raft
             .change_membership(voters, req.keep_removed_as_learners)

@@ -8,6 +8,7 @@ pub mod network;
 pub mod service;
 pub mod snapshot;
 pub mod state_machine;
+pub mod transfer;
 pub mod types;
 
 pub use log_store::{LogStore, LogStoreError};

@@ -2,14 +2,19 @@
 //! and installing them), the redb file that keeps them with the audit history, and the errors of
 //! both. The in-memory state and the apply path live in [`state_machine`](super::state_machine).
 //!
-//! The file (`state.redb`) has two tables:
+//! The file (`state.redb`) has these tables:
 //! - `snapshot`: `"meta"` → postcard `SnapshotMeta`, `"data"` → the snapshot bytes; replaced as
 //!   one transaction committed with immediate durability (fsync);
-//! - `audit`: version → postcard [`AuditRecord`]; a record, once written, is never overwritten.
+//! - `audit`: version → postcard [`AuditRecord`]; a record, once written, is never overwritten;
+//! - `audit_commands`: version → postcard [`Body`], the command the record covers;
+//! - `checkpoints`: version → postcard [`Witnessed`], checkpoints a quorum signed.
 //!
 //! Snapshot bytes are the postcard encoding of [`SnapshotData`] followed by the 32-byte BLAKE3 of
 //! that encoding, so a flipped byte anywhere (also in what the set digest does not cover: expiry
-//! times, who revoked, the audit records) is refused rather than installed.
+//! times, who revoked) is refused rather than installed. A snapshot holds the state and only the
+//! head of the history; the history itself stays in its own tables and travels to a node that
+//! installs the snapshot beside it (see [`transfer`](super::transfer)), checked there before the
+//! state is installed.
 
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
@@ -92,6 +97,9 @@ pub enum StateMachineError {
         /// What postcard said.
         source: postcard::Error,
     },
+    /// The history sent beside a snapshot does not verify.
+    #[error("the history sent with the snapshot does not verify: {0}")]
+    SnapshotHistory(String),
     /// Snapshot bytes do not match their checksum.
     #[error("the snapshot's checksum does not match its bytes: it is corrupt or truncated")]
     SnapshotChecksum,
@@ -145,10 +153,8 @@ pub(super) fn sto(
 pub struct SnapshotData {
     /// The whole revocation set.
     pub set: SetSnapshot,
-    /// Every audit record up to the snapshot's version, oldest first.
-    pub audit: Vec<AuditRecord>,
-    /// The command of each record that has one kept, by version.
-    pub bodies: Vec<(u64, Body)>,
+    /// The end of the audit history at the snapshot's version (the history is not in here).
+    pub history_head: AuditHead,
     /// Whether an `Init` request has fixed the fingerprint seed.
     pub seeded: bool,
     /// The role bindings.
@@ -192,8 +198,13 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotData, StateMachineError> {
         Err(e) => match postcard::from_bytes::<SnapshotDataBeforeStepUp>(body) {
             Ok(old) => Ok(SnapshotData {
                 set: old.set,
-                audit: old.audit,
-                bodies: Vec::new(),
+                history_head: old
+                    .audit
+                    .last()
+                    .map_or_else(AuditHead::default, |r| AuditHead {
+                        version: r.version,
+                        hash: r.hash,
+                    }),
                 seeded: old.seeded,
                 roles: old.roles,
                 governance: Governance::default(),
@@ -213,8 +224,6 @@ pub(super) struct Restored {
     pub(super) gov: Governance,
     pub(super) witnesses: Witnesses,
     pub(super) head: AuditHead,
-    pub(super) audit: Vec<AuditRecord>,
-    pub(super) bodies: Vec<(u64, Body)>,
 }
 
 /// Decodes snapshot bytes and checks them: the checksum, the set's digest, and that the set is
@@ -229,13 +238,7 @@ pub(super) fn restore(meta: &Meta, bytes: &[u8]) -> Result<Restored, StateMachin
             log,
         });
     }
-    let head = data
-        .audit
-        .last()
-        .map_or_else(AuditHead::default, |r| AuditHead {
-            version: r.version,
-            hash: r.hash,
-        });
+    let head = data.history_head;
     Ok(Restored {
         set,
         seeded: data.seeded,
@@ -243,8 +246,6 @@ pub(super) fn restore(meta: &Meta, bytes: &[u8]) -> Result<Restored, StateMachin
         gov: data.governance,
         witnesses: data.witnesses,
         head,
-        audit: data.audit,
-        bodies: data.bodies,
     })
 }
 
@@ -257,11 +258,14 @@ pub fn snapshot_id(last_log_id: Option<&LogId<NodeId>>, data: &[u8]) -> String {
     }
 }
 
-fn to_bytes<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StateMachineError> {
+pub(super) fn to_bytes<T: Serialize>(
+    what: &'static str,
+    value: &T,
+) -> Result<Vec<u8>, StateMachineError> {
     postcard::to_stdvec(value).map_err(|source| StateMachineError::Codec { what, source })
 }
 
-fn from_bytes<T: DeserializeOwned>(
+pub(super) fn from_bytes<T: DeserializeOwned>(
     what: &'static str,
     bytes: &[u8],
 ) -> Result<T, StateMachineError> {
@@ -285,37 +289,34 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let gate = self.inner.gate.lock().await;
         let inner = Arc::clone(&self.inner);
         // A copy of the state under the read lock (on the blocking pool: it is O(set size)).
-        let (set, seeded, roles, governance, witnesses, last_log_id, last_membership) = self
-            .inner
-            .db
-            .run(move |_| {
-                let st = inner.read();
-                Ok((
-                    st.set.clone(),
-                    st.seeded,
-                    st.roles.clone(),
-                    st.gov.clone(),
-                    st.witnesses.clone(),
-                    st.last_applied,
-                    st.membership.clone(),
-                ))
-            })
-            .await
-            .map_err(sto(ErrorSubject::Snapshot(None), ErrorVerb::Read))?;
+        let (set, seeded, roles, governance, witnesses, history_head, last_log_id, last_membership) =
+            self.inner
+                .db
+                .run(move |_| {
+                    let st = inner.read();
+                    Ok((
+                        st.set.clone(),
+                        st.seeded,
+                        st.roles.clone(),
+                        st.gov.clone(),
+                        st.witnesses.clone(),
+                        st.head,
+                        st.last_applied,
+                        st.membership.clone(),
+                    ))
+                })
+                .await
+                .map_err(sto(ErrorSubject::Snapshot(None), ErrorVerb::Read))?;
         drop(gate);
-        // Reading the history and encoding happen outside every lock.
+        // Encoding happens outside every lock; the history stays where it is.
         let (meta, data) = self
             .inner
             .db
             .run(move |db| {
-                let version = last_log_id.map_or(0, |id| id.index);
-                let audit = db.audit_range(0, version, usize::MAX)?;
-                let bodies = db.bodies_range(0, version)?;
                 let set = set.snapshot();
                 let data = encode(&SnapshotData {
                     set,
-                    audit,
-                    bodies,
+                    history_head,
                     seeded,
                     roles,
                     governance,
@@ -338,8 +339,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
-/// Installs snapshot bytes received from the leader: checks them, stores them durably with the
-/// audit records they carry, then replaces the state and clears the delta window.
+/// Installs a snapshot received from the leader (see [`super::transfer`]): checks the state and
+/// that the history beside it chains to the head the state names, stores both durably, then
+/// replaces the state and clears the delta window.
 pub(super) async fn install(
     inner: &Inner,
     meta: &Meta,
@@ -348,18 +350,21 @@ pub(super) async fn install(
     let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
     let _gate = inner.gate.lock().await;
     let owned = meta.clone();
-    let (mut restored, bytes) = inner
+    let (restored, t) = inner
         .db
-        .run(move |_| Ok((restore(&owned, &bytes)?, bytes)))
+        .run(move |_| {
+            let t = super::transfer::unpack(&bytes)?;
+            let restored = restore(&owned, &t.state)?;
+            super::transfer::check_history(&t.records, &t.bodies, restored.head)?;
+            Ok((restored, t))
+        })
         .await
         .map_err(sto(subject(), ErrorVerb::Read))?;
     // Durable first, then visible: a crash after this point reopens at the snapshot.
     let owned = meta.clone();
-    let audit = std::mem::take(&mut restored.audit);
-    let bodies = std::mem::take(&mut restored.bodies);
     inner
         .db
-        .run(move |db| db.store_snapshot(&owned, &bytes, &audit, &bodies, false))
+        .run(move |db| db.store_snapshot(&owned, &t.state, &t.records, &t.bodies, false))
         .await
         .map_err(sto(subject(), ErrorVerb::Write))?;
     inner.write().restore(meta, restored);
@@ -367,12 +372,21 @@ pub(super) async fn install(
     Ok(())
 }
 
-/// The stored snapshot, read from the file.
+/// The stored snapshot with the history up to its version beside it, as a follower installs it
+/// (see [`super::transfer`]).
 pub(super) async fn current(
     db: &StateDb,
 ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
     let stored = db
-        .run(|db| db.load_snapshot())
+        .run(|db| {
+            let Some((meta, state)) = db.load_snapshot()? else {
+                return Ok(None);
+            };
+            let version = meta.last_log_id.map_or(0, |id| id.index);
+            let records = db.audit_range(0, version, usize::MAX)?;
+            let bodies = db.bodies_range(0, version)?;
+            Ok(Some((meta, super::transfer::pack(state, records, bodies)?)))
+        })
         .await
         .map_err(sto(ErrorSubject::Snapshot(None), ErrorVerb::Read))?;
     Ok(stored.map(|(meta, data)| Snapshot {

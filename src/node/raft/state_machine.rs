@@ -117,7 +117,7 @@ pub(super) struct State {
     pub(super) roles: Bindings,
     pub(super) gov: Governance,
     pub(super) witnesses: Witnesses,
-    head: AuditHead,
+    pub(super) head: AuditHead,
     /// The latest record heads, to compare with what a quorum witnesses.
     recent: VecDeque<(u64, [u8; 32])>,
     window: Window,
@@ -273,6 +273,9 @@ impl State {
                         let record =
                             AuditRecord::of_approval(&self.head.hash, index, &approval, &p);
                         let body = Body::Approval(p.change.clone());
+                        if let Change::Membership(m) = &p.change {
+                            self.gov.approved_membership.insert(index, m.clone());
+                        }
                         self.effect(index, p.change, (record, body), &mut response, out)?
                     }
                     Err(r) => {
@@ -296,6 +299,10 @@ impl State {
                     }
                     Err(r) => response.refused = Some(r.0),
                 }
+            }
+            EntryPayload::Normal(Request::MembershipDone { version }) => {
+                self.advance(index)?;
+                self.gov.approved_membership.remove(&version);
             }
             EntryPayload::Normal(Request::NodeKey { node, key, at }) => {
                 self.advance(index)?;
@@ -468,6 +475,12 @@ impl State {
             Change::Policy(change) => {
                 self.advance(index)?;
                 self.gov.set_policy(&change);
+                response.added = 1;
+            }
+            // Recorded here; the operator's node (directly) or the leader (after an approval)
+            // carries it out through Raft.
+            Change::Membership(_) => {
+                self.advance(index)?;
                 response.added = 1;
             }
         }

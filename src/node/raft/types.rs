@@ -83,6 +83,11 @@ pub enum Request {
     },
     /// A node's signed checkpoint, counted towards a quorum.
     Witness(crate::node::history::Signed),
+    /// The leader carried out the membership change approved at `version`.
+    MembershipDone {
+        /// The version of the approval.
+        version: u64,
+    },
 }
 
 /// What applying one entry did, as the operator sees it.

@@ -32,6 +32,55 @@ pub enum Change {
     Roles(RoleChange),
     /// A step-up policy change.
     Policy(PolicyChange),
+    /// A membership change (carried out by the leader once applied through an approval).
+    Membership(MembershipChange),
+}
+
+/// A membership change an admin asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MembershipChange {
+    /// Who, when, why.
+    pub meta: Meta,
+    /// What changes.
+    pub op: MembershipOp,
+}
+
+/// What a membership change does.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MembershipOp {
+    /// Adds a non-voting learner.
+    AddLearner {
+        /// Its id.
+        node: u64,
+        /// Its peer address.
+        address: String,
+    },
+    /// Sets the voters.
+    Voters {
+        /// The new voters.
+        voters: std::collections::BTreeSet<u64>,
+        /// Whether removed voters stay as learners.
+        keep_removed_as_learners: bool,
+    },
+}
+
+impl MembershipChange {
+    /// A one-line summary for the audit history.
+    pub fn summary(&self) -> String {
+        match &self.op {
+            MembershipOp::AddLearner { node, address } => {
+                format!("membership: add node {node} at {address} as a learner")
+            }
+            MembershipOp::Voters { voters, .. } => format!(
+                "membership: make the voters {}",
+                voters
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
 }
 
 impl Change {
@@ -41,6 +90,7 @@ impl Change {
             Change::Command(c) => c.meta(),
             Change::Roles(r) => Some(&r.meta),
             Change::Policy(p) => Some(&p.meta),
+            Change::Membership(m) => Some(&m.meta),
         }
     }
 
@@ -55,6 +105,7 @@ impl Change {
             Change::Command(Command::Prune { .. }) => {}
             Change::Roles(r) => r.meta.at = now,
             Change::Policy(p) => p.meta.at = now,
+            Change::Membership(m) => m.meta.at = now,
         }
     }
 
@@ -69,6 +120,7 @@ impl Change {
             Change::Command(c) => Operation::of_command(c),
             Change::Roles(_) => Some(Operation::Roles),
             Change::Policy(_) => Some(Operation::Policy),
+            Change::Membership(_) => Some(Operation::Membership),
         }
     }
 
@@ -85,6 +137,7 @@ impl Change {
             Some(Operation::WideRule) => "an issuer-, tenant- or key-wide rule",
             Some(Operation::Lift) => "lift",
             Some(Operation::Import) => "a large import",
+            Some(Operation::Membership) => "a membership change",
             Some(Operation::Roles) => "a role change",
             Some(Operation::Policy) => "a step-up policy change",
             None => "a prune",
@@ -97,6 +150,7 @@ impl Change {
             Change::Command(c) => c.summary(),
             Change::Roles(r) => r.summary(),
             Change::Policy(p) => p.summary(),
+            Change::Membership(m) => m.summary(),
         }
     }
 
@@ -107,6 +161,7 @@ impl Change {
             Change::Command(c) => audit::command_hash(c),
             Change::Roles(r) => audit::hash_of(r),
             Change::Policy(p) => audit::hash_of(p),
+            Change::Membership(m) => audit::hash_of(m),
         }
     }
 }
@@ -207,6 +262,9 @@ pub struct Governance {
     pub pending: BTreeMap<RequestId, Pending>,
     /// One-time-code secrets, by operator identity.
     pub otp: BTreeMap<String, OtpState>,
+    /// Membership changes approved and not yet carried out by the leader, by the version of
+    /// their approval.
+    pub approved_membership: BTreeMap<u64, MembershipChange>,
 }
 
 impl Governance {

@@ -60,6 +60,8 @@ pub enum Operation {
     Lift,
     /// An import of more items than the policy's `import_threshold`.
     Import,
+    /// Adding a learner or changing the voters.
+    Membership,
     /// Binding or removing an operator's role.
     Roles,
     /// Changing this policy.
@@ -68,12 +70,13 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Operation; 7] = [
+    pub const ALL: [Operation; 8] = [
         Operation::Revoke,
         Operation::Rule,
         Operation::WideRule,
         Operation::Lift,
         Operation::Import,
+        Operation::Membership,
         Operation::Roles,
         Operation::Policy,
     ];
@@ -86,6 +89,7 @@ impl Operation {
             Operation::WideRule => "wide_rule",
             Operation::Lift => "lift",
             Operation::Import => "import",
+            Operation::Membership => "membership",
             Operation::Roles => "roles",
             Operation::Policy => "policy",
         }
@@ -136,12 +140,14 @@ pub const DEFAULT_IMPORT_THRESHOLD: u64 = 10_000;
 impl StepUpPolicy {
     /// The policy of a production cluster, and of a cluster whose state predates step-up:
     /// `two_person` for lifts, issuer-, tenant- and key-wide rules, imports above the threshold,
-    /// role bindings and policy changes; revoking entries and narrow rules need only the role.
+    /// membership, role bindings and policy changes; revoking entries and narrow rules need only
+    /// the role.
     pub fn production() -> Self {
         let two = [
             Operation::Lift,
             Operation::WideRule,
             Operation::Import,
+            Operation::Membership,
             Operation::Roles,
             Operation::Policy,
         ];
@@ -223,6 +229,6 @@ pub fn role_of(op: Operation) -> Role {
         Operation::Rule | Operation::WideRule | Operation::Lift | Operation::Import => {
             Role::Recaller
         }
-        Operation::Roles | Operation::Policy => Role::Admin,
+        Operation::Membership | Operation::Roles | Operation::Policy => Role::Admin,
     }
 }
