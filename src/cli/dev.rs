@@ -104,14 +104,15 @@ pub async fn run(a: DevArgs) -> anyhow::Result<()> {
         "\nrecall is running: authority on {c} (mutual TLS; certificates in {dir}/pki, where the \
          CLI finds them as operator admin), sidecar on http://{h} and grpc {g} (data in \
          {dir}/sidecar).\n\n\
-         revoke a token:     recall revoke --cluster {c} --kind token --ns https://login.example jti-123 --wait-converged\n\
+         revoke a token:     {r} revoke --cluster {c} --kind token --ns https://login.example jti-123 --wait-converged\n\
          check it:           curl 'http://{h}/v1/check?iss=https://login.example&jti=jti-123'\n\
-         a whole token:      T=$(recall token mint --sub alice --jti jti-123); curl -i -H \"Authorization: Bearer $T\" http://{h}/v1/auth\n\
-         log a user out:     recall rule --cluster {c} --scope subject --ns https://login.example --value alice\n\
-         see the cluster:    recall status --cluster {c}\n\
-         grant a role:       recall roles grant alice revoker --cluster {c}\n\
-         audit history:      recall audit log --cluster {c}\n\n\
+         a whole token:      T=$({r} token mint --sub alice --jti jti-123); curl -i -H \"Authorization: Bearer $T\" http://{h}/v1/auth\n\
+         log a user out:     {r} rule --cluster {c} --scope subject --ns https://login.example --value alice\n\
+         see the cluster:    {r} status --cluster {c}\n\
+         grant a role:       {r} roles grant alice revoker --cluster {c}\n\
+         audit history:      {r} audit log --cluster {c}\n\n\
          Ctrl-C stops both.",
+        r = invocation(),
         dir = a.data_dir.display(),
         h = a.http,
         g = a.grpc,
@@ -119,4 +120,31 @@ pub async fn run(a: DevArgs) -> anyhow::Result<()> {
     super::server::shutdown_signal().await;
     sidecar.shutdown().await?;
     node.shutdown().await
+}
+
+/// How to run this binary from the current directory: `recall` when that is what the `PATH`
+/// finds, else its path (`target/release/recall` after `cargo run --release -- dev`), so every
+/// command printed works as printed.
+fn invocation() -> String {
+    let Ok(exe) = std::env::current_exe().and_then(|e| e.canonicalize()) else {
+        return "recall".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            dir.join("recall")
+                .canonicalize()
+                .is_ok_and(|found| found == exe)
+        })
+    });
+    if on_path {
+        return "recall".into();
+    }
+    let here = std::env::current_dir().and_then(|d| d.canonicalize());
+    match here
+        .ok()
+        .and_then(|d| exe.strip_prefix(&d).ok().map(|p| p.to_owned()))
+    {
+        Some(rel) => format!("./{}", rel.display()),
+        None => exe.display().to_string(),
+    }
 }

@@ -1,6 +1,6 @@
 //! The newcomer's path, with the real binary: `recall dev` makes a development issuer beside its
 //! PKI, `recall token mint` signs a token with it, the sidecar lets it through `/v1/auth`, and
-//! after `recall revoke` of its `jti` refuses it.
+//! after the `revoke` command `recall dev` printed, run exactly as printed, refuses it.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -62,12 +62,13 @@ async fn recall_dev_verifies_minted_tokens_and_refuses_them_once_revoked() {
         .args(["--peer-listen", &format!("127.0.0.1:{peer}")])
         .args(["--grpc", &format!("127.0.0.1:{grpc}")])
         .current_dir(dir.path())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let _dev = Dev(child);
+    let mut dev = Dev(child);
+    let stdout = dev.0.stdout.take().unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let ready = reqwest::get(format!("http://{http}/readyz")).await;
@@ -82,8 +83,26 @@ async fn recall_dev_verifies_minted_tokens_and_refuses_them_once_revoked() {
     }
     assert!(data.join("dev-issuer/issuers.toml").exists());
 
+    // The command it prints to revoke a token, as a newcomer would copy it.
+    let printed = {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let find = async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(cmd) = line.strip_prefix("revoke a token:") {
+                    return cmd.trim().to_string();
+                }
+            }
+            panic!("recall dev printed no revoke command");
+        };
+        tokio::time::timeout(Duration::from_secs(30), find)
+            .await
+            .unwrap()
+    };
+    assert!(printed.contains(" revoke --cluster "), "{printed}");
+
     let token = recall(
-        &["token", "mint", "--sub", "alice", "--jti", "jti-dev-1"],
+        &["token", "mint", "--sub", "alice", "--jti", "jti-123"],
         &data,
     )
     .await;
@@ -92,21 +111,20 @@ async fn recall_dev_verifies_minted_tokens_and_refuses_them_once_revoked() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["subject"], "alice", "{body}");
 
-    recall(
-        &[
-            "revoke",
-            "--kind",
-            "token",
-            "--ns",
-            "https://login.example",
-            "jti-dev-1",
-            "--wait-converged",
-            "--cluster",
-            &client,
-        ],
-        &data,
-    )
-    .await;
+    let run = tokio::process::Command::new("sh")
+        .args(["-c", &printed])
+        .current_dir(dir.path())
+        .env_remove("RECALL_CLUSTER")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "`{printed}` as printed: {}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let _ = &client;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (code, body) = auth(&http, token).await;
