@@ -137,6 +137,35 @@ mod tests {
         assert_eq!(l.entry_fingerprint("other:rev:00abcdef01234567"), None);
     }
 
+    /// The fingerprint recipe docs/mirror.md gives readers, written out with plain xxh3: it
+    /// must keep giving the cluster's fingerprints.
+    #[test]
+    fn the_documented_fingerprint_recipe_matches_the_cluster() {
+        use recall_core::{FingerprintSeed, Fingerprinter, Kind, ScopeKind};
+        use xxhash_rust::xxh3::xxh3_64_with_seed;
+        let seed = 0x1234_5678_9abc_def0;
+        let doc = |tag: u64, namespace: &str, value: &str| {
+            let ns = xxh3_64_with_seed(namespace.as_bytes(), seed);
+            let mixed = ns ^ tag.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            Fingerprint(xxh3_64_with_seed(value.as_bytes(), mixed))
+        };
+        let fp = Fingerprinter::new(FingerprintSeed(seed));
+        for (tag, kind) in [(1, Kind::Token), (2, Kind::Session), (4, Kind::Subject)] {
+            assert_eq!(
+                doc(tag, "https://iss", "v"),
+                fp.of(kind, "https://iss", "v")
+            );
+        }
+        assert_eq!(
+            doc(18, "https://iss", "alice"),
+            fp.scope_of(ScopeKind::Subject, "https://iss", "alice")
+        );
+        assert_eq!(
+            doc(16, "https://iss", ""),
+            fp.scope_of(ScopeKind::Issuer, "https://iss", "")
+        );
+    }
+
     #[test]
     fn messages_name_the_version_and_the_change() {
         let fp = Fingerprint(1);
