@@ -247,7 +247,7 @@ impl Stream<'_> {
         let Some(last) = ready.last() else {
             return Ok(None);
         };
-        let (last, at) = (last.version, last.at);
+        let last = last.version;
         let from = self.state.version;
         let mut next = self.state.clone();
         let mut changes = Vec::with_capacity(ready.len());
@@ -263,9 +263,8 @@ impl Stream<'_> {
         let n: usize = changes.iter().map(|(_, cs)| cs.len()).sum();
         self.sink.write(from, &changes, &next).await?;
         self.state = next;
-        let now = (self.clock)();
-        self.stats
-            .wrote(last, n as u64, ready.len() as u64, at, now);
+        let ats: Vec<_> = ready.iter().map(|d| d.at).collect();
+        self.stats.wrote(last, n as u64, &ats, (self.clock)());
         ready.clear();
         Ok(Some(last))
     }

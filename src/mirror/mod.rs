@@ -94,15 +94,17 @@ pub struct MirrorStats {
 }
 
 impl MirrorStats {
-    fn wrote(&self, version: u64, changes: u64, deltas: u64, at: Timestamp, now: Timestamp) {
+    /// One transaction written: up to `version`, `changes` in all, for deltas the leader
+    /// accepted at `ats`, now held by Redis at `now`.
+    fn wrote(&self, version: u64, changes: u64, ats: &[Timestamp], now: Timestamp) {
         self.version.store(version, Ordering::Relaxed);
         self.writes.fetch_add(1, Ordering::Relaxed);
-        self.deltas.fetch_add(deltas, Ordering::Relaxed);
+        self.deltas.fetch_add(ats.len() as u64, Ordering::Relaxed);
         self.changes.fetch_add(changes, Ordering::Relaxed);
         if let Ok(mut lags) = self.lags_ms.lock()
             && let Some(lags) = lags.as_mut()
         {
-            lags.push(now.as_millis() - at.as_millis());
+            lags.extend(ats.iter().map(|at| now.as_millis() - at.as_millis()));
         }
     }
 
