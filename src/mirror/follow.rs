@@ -25,6 +25,9 @@ use crate::subscriber::follow::{assemble, rule, until_stopped};
 
 /// Changes written in one transaction at most (a single larger delta is still written whole).
 const MAX_BATCH_CHANGES: usize = 50_000;
+/// While nothing changes, how often Redis is asked whether it still holds the mirrored version
+/// (on a heartbeat), so a Redis that restarted empty is refilled without waiting for a change.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a stream ended.
 enum Ended {
@@ -86,6 +89,7 @@ pub async fn run(
             stats: &stats,
             clock: &clock,
             state,
+            checked: tokio::time::Instant::now(),
         }
         .run(&addr, &mut stopped)
         .await;
@@ -141,6 +145,8 @@ struct Stream<'a> {
     clock: &'a Clock,
     /// What Redis holds now (kept in step with every write).
     state: MirrorState,
+    /// When Redis last confirmed `state` (a write or a probe).
+    checked: tokio::time::Instant,
 }
 
 /// What a stream has received and not yet written.
@@ -263,6 +269,7 @@ impl Stream<'_> {
         let n: usize = changes.iter().map(|(_, cs)| cs.len()).sum();
         self.sink.write(from, &changes, &next).await?;
         self.state = next;
+        self.checked = tokio::time::Instant::now();
         let ats: Vec<_> = ready.iter().map(|d| d.at).collect();
         self.stats.wrote(last, n as u64, &ats, (self.clock)());
         ready.clear();
@@ -410,6 +417,10 @@ impl Stream<'_> {
                 .version
                 .store(h.applied_version, Ordering::Relaxed);
             return Ok(Some(h.applied_version));
+        }
+        if self.checked.elapsed() >= PROBE_EVERY {
+            self.sink.verify(self.state.version).await?;
+            self.checked = tokio::time::Instant::now();
         }
         Ok((!acked).then_some(self.state.version))
     }

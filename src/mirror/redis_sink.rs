@@ -424,6 +424,15 @@ impl RedisSink {
         }
     }
 
+    /// Checks that Redis still holds the state at `at` (a probe while nothing changes, so a Redis
+    /// that restarted empty is noticed without waiting for the next change).
+    pub async fn verify(&mut self, at: u64) -> Result<(), SinkError> {
+        let mut pipe = redis::pipe();
+        pipe.hget(self.layout.meta(), field::VERSION);
+        let (found,): (Option<String>,) = self.run(&pipe).await?;
+        self.check_was_at(at, found).await
+    }
+
     /// Moves the applied version forward without a change (a heartbeat past entries that
     /// changed nothing), from `from`, checked like [`RedisSink::write`].
     pub async fn advance(&mut self, from: u64, state: &MirrorState) -> Result<(), SinkError> {

@@ -39,19 +39,31 @@ where
     }
 }
 
-/// A real `redis-server` on loopback, without persistence, in its own directory.
+/// A real `redis-server` on loopback in its own directory: without persistence, or with an
+/// append-only file synced on every write.
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: TempDir,
+    aof: bool,
 }
 
 impl RedisServer {
     pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// With `appendonly yes` and `appendfsync always`: a SIGKILL loses nothing acknowledged.
+    pub async fn start_persistent() -> Self {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(aof: bool) -> Self {
         let mut me = Self {
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().unwrap(),
+            aof,
         };
         me.spawn().await;
         me
@@ -66,7 +78,11 @@ impl RedisServer {
         let log = std::fs::File::create(self.dir.path().join("redis.log")).unwrap();
         let child = Command::new(&bin)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(["--save", "", "--protected-mode", "no"])
+            .args(match self.aof {
+                true => ["--appendonly", "yes", "--appendfsync", "always"],
+                false => ["--appendonly", "no", "--appendfsync", "no"],
+            })
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(log.try_clone().unwrap())
@@ -86,7 +102,7 @@ impl RedisServer {
         .await;
     }
 
-    /// SIGKILLs the server: its data (never saved) is gone.
+    /// SIGKILLs the server: without an append-only file its data is gone.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -94,8 +110,8 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port, empty.
-    pub async fn restart_empty(&mut self) {
+    /// Starts it again on the same port: empty, unless it keeps an append-only file.
+    pub async fn restart(&mut self) {
         self.kill();
         self.spawn().await;
     }
