@@ -116,4 +116,9 @@ async fn a_redis_killed_mid_import_resumes_from_the_version_it_recovered() {
         "resumed without a refill:\n{}",
         mirror.log()
     );
+    assert!(
+        mirror.log().contains("Redis failed"),
+        "the mirror saw Redis go:\n{}",
+        mirror.log()
+    );
 }
