@@ -229,39 +229,38 @@ impl RedisSink {
         Ok(state)
     }
 
-    /// Queues the commands of one change.
-    fn queue(&self, pipe: &mut Pipeline, version: u64, change: &Change, now_ms: i64) {
+    /// The command that writes one change, if it writes anything (a refill writes nothing of
+    /// its own).
+    fn command(&self, change: &Change, now_ms: i64) -> Option<redis::Cmd> {
         let l = &self.layout;
-        match *change {
-            Change::Revoked(fp, 0) => {
-                pipe.set(l.entry(fp), 0).ignore();
-            }
+        let cmd = match *change {
+            Change::Revoked(fp, 0) => redis::Cmd::set(l.entry(fp), 0),
             Change::Revoked(fp, ms) => {
                 let until = ms.saturating_add(self.grace_ms);
                 if until <= now_ms {
                     // Already past its expiry and the grace: nothing a reader could accept.
-                    pipe.del(l.entry(fp)).ignore();
+                    redis::Cmd::del(l.entry(fp))
                 } else {
-                    pipe.cmd("SET")
-                        .arg(l.entry(fp))
-                        .arg(ms)
-                        .arg("PXAT")
-                        .arg(until)
-                        .ignore();
+                    let mut set = redis::cmd("SET");
+                    set.arg(l.entry(fp)).arg(ms).arg("PXAT").arg(until);
+                    set
                 }
             }
-            Change::Lifted(fp) => {
-                pipe.del(l.entry(fp)).ignore();
-            }
-            Change::RuleSet(scope, ms) => {
-                pipe.hset(l.rules(), hex(scope.0), ms).ignore();
-            }
-            Change::RuleRemoved(scope) => {
-                pipe.hdel(l.rules(), hex(scope.0)).ignore();
-            }
-            Change::Refill => {}
+            Change::Lifted(fp) => redis::Cmd::del(l.entry(fp)),
+            Change::RuleSet(scope, ms) => redis::Cmd::hset(l.rules(), hex(scope.0), ms),
+            Change::RuleRemoved(scope) => redis::Cmd::hdel(l.rules(), hex(scope.0)),
+            Change::Refill => return None,
+        };
+        Some(cmd)
+    }
+
+    /// Queues the commands of one change: its write and its PUBLISH.
+    fn queue(&self, pipe: &mut Pipeline, version: u64, change: &Change, now_ms: i64) {
+        if let Some(cmd) = self.command(change, now_ms) {
+            pipe.add_command(cmd).ignore();
         }
-        pipe.publish(l.channel(), change.message(version)).ignore();
+        pipe.publish(self.layout.channel(), change.message(version))
+            .ignore();
     }
 
     /// Queues the meta fields that say Redis is current as of `state`.
@@ -353,8 +352,11 @@ impl RedisSink {
             let mut pipe = redis::pipe();
             for i in at..end {
                 let ms = fill.expires_at_ms.get(i).copied().unwrap_or(0);
+                // A refill publishes one `refill`, not a message per key.
                 let change = Change::Revoked(fill.fingerprints[i], ms);
-                self.queue_entry(&mut pipe, &change, now_ms);
+                if let Some(cmd) = self.command(&change, now_ms) {
+                    pipe.add_command(cmd).ignore();
+                }
             }
             self.run::<()>(&pipe).await?;
             at = end;
@@ -383,16 +385,6 @@ impl RedisSink {
             .ignore();
         self.run::<()>(&pipe).await?;
         Ok(state)
-    }
-
-    /// Queues an entry's key without publishing (a refill publishes one `refill` instead).
-    fn queue_entry(&self, pipe: &mut Pipeline, change: &Change, now_ms: i64) {
-        let mut one = redis::pipe();
-        self.queue(&mut one, 0, change, now_ms);
-        // The first command is the key's; the second the PUBLISH, left out.
-        if let Some(cmd) = one.cmd_iter().next() {
-            pipe.add_command(cmd.clone()).ignore();
-        }
     }
 
     /// The entry keys Redis holds whose fingerprint is not in `keep`.
