@@ -105,9 +105,12 @@ async fn main() {
     let mirror = Mirror::start(config, recall::node::clock::system())
         .await
         .unwrap();
+    // FLUSHALL of a million keys takes longer than the crate's default 500 ms response timeout.
+    let patient =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
     let mut con = redis::Client::open(url.as_str())
         .unwrap()
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&patient)
         .await
         .unwrap();
     wait_redis_at(&mut con, node.sm.with_set(|s| s.version())).await;

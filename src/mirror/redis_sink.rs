@@ -281,9 +281,7 @@ impl RedisSink {
 
     /// Writes the changes of consecutive deltas, each with its version, and the state after
     /// them, in one transaction: Redis holds all of it or none of it. `from` is the version
-    /// Redis must be at; the transaction reads it first, and if Redis was elsewhere (flushed
-    /// under a live connection) the write is invalidated at once and [`SinkError::Moved`] says
-    /// so: the mirror then refills.
+    /// Redis must be at: see [`RedisSink::commit`].
     pub async fn write(
         &mut self,
         from: u64,
@@ -292,24 +290,52 @@ impl RedisSink {
     ) -> Result<(), SinkError> {
         let now_ms = (self.clock)().as_millis();
         let mut pipe = redis::pipe();
-        pipe.atomic().hget(self.layout.meta(), field::VERSION);
         for (version, cs) in changes {
             for c in cs {
                 self.queue(&mut pipe, *version, c, now_ms);
             }
         }
         self.queue_state(&mut pipe, state, now_ms);
-        let (found,): (Option<String>,) = self.run(&pipe).await?;
-        self.check_was_at(from, found).await
+        self.commit(from, pipe).await
     }
 
-    /// Invalidates Redis's state when the transaction found it at another version than `from`.
-    async fn check_was_at(&mut self, from: u64, found: Option<String>) -> Result<(), SinkError> {
-        if found.as_deref() == Some(from.to_string().as_str()) {
-            return Ok(());
+    /// Runs `body` as one MULTI/EXEC only if Redis is at version `from`: the meta hash is
+    /// WATCHed and its version read first, so a Redis that was elsewhere (restarted from an old
+    /// file, flushed under a live connection, written by another mirror) is never written over:
+    /// its state is marked `filling` instead, and [`SinkError::Moved`] makes the mirror refill.
+    /// The connection is this sink's alone, so the WATCH is ours.
+    async fn commit(&mut self, from: u64, mut body: Pipeline) -> Result<(), SinkError> {
+        let meta = self.layout.meta();
+        let mut look = redis::pipe();
+        look.cmd("WATCH")
+            .arg(&meta)
+            .ignore()
+            .hget(&meta, field::VERSION);
+        let (found,): (Option<String>,) = self.run(&look).await?;
+        if found.as_deref() != Some(from.to_string().as_str()) {
+            return self.moved(from, found).await;
         }
+        let mut tx = redis::pipe();
+        tx.atomic();
+        for cmd in body.cmd_iter() {
+            tx.add_command(cmd.clone()).ignore();
+        }
+        body.clear();
+        tx.hget(&meta, field::VERSION);
+        // EXEC answers nil when the meta hash changed after the WATCH: nothing was written.
+        let done: Option<(Option<String>,)> = self.run(&tx).await?;
+        match done {
+            Some(_) => Ok(()),
+            None => self.moved(from, None).await,
+        }
+    }
+
+    /// Marks Redis's state as not ready (it was found at `found`, not `from`): readers see
+    /// `filling`, and the mirror refills.
+    async fn moved(&mut self, from: u64, found: Option<String>) -> Result<(), SinkError> {
         let mut pipe = redis::pipe();
-        pipe.atomic()
+        pipe.cmd("UNWATCH")
+            .ignore()
             .hset(self.layout.meta(), field::STATE, "filling")
             .ignore()
             .hdel(self.layout.meta(), field::VERSION)
@@ -422,7 +448,10 @@ impl RedisSink {
         let mut pipe = redis::pipe();
         pipe.hget(self.layout.meta(), field::VERSION);
         let (found,): (Option<String>,) = self.run(&pipe).await?;
-        self.check_was_at(at, found).await
+        match found.as_deref() == Some(at.to_string().as_str()) {
+            true => Ok(()),
+            false => self.moved(at, found).await,
+        }
     }
 
     /// Moves the applied version forward without a change (a heartbeat past entries that
@@ -430,9 +459,7 @@ impl RedisSink {
     pub async fn advance(&mut self, from: u64, state: &MirrorState) -> Result<(), SinkError> {
         let now_ms = (self.clock)().as_millis();
         let mut pipe = redis::pipe();
-        pipe.atomic().hget(self.layout.meta(), field::VERSION);
         self.queue_state(&mut pipe, state, now_ms);
-        let (found,): (Option<String>,) = self.run(&pipe).await?;
-        self.check_was_at(from, found).await
+        self.commit(from, pipe).await
     }
 }
