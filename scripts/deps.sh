@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the system packages recall's tests need: real Redis and etcd servers (the chaos
-# harness compares against them), nginx (the forward-auth test puts it in front of an upstream)
-# and wrk (the forward-auth benchmark). Idempotent: does nothing when they are already present.
+# Installs the system packages recall's tests need: real Redis (the mirror tests write into it,
+# the chaos harness compares against it) and etcd servers, nginx (the forward-auth test puts it
+# in front of an upstream) and wrk (the forward-auth benchmark). Idempotent: does nothing when
+# they are already present.
 set -euo pipefail
 
 need=()

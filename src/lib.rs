@@ -1,7 +1,8 @@
-//! recall, the service: the authority node, the sidecar and the operator CLI, wired from the
+//! recall, the service: the authority node, the sidecar, the Redis mirror and the operator CLI, wired from the
 //! core crates (`recall-core`, `recall-filter`) and the `recall.v1` wire contract.
 
 pub mod cli;
+pub mod mirror;
 pub mod node;
 pub mod proto;
 pub mod sidecar;

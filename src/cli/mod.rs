@@ -1,4 +1,5 @@
-//! The `recall` command line: `recall server` runs a node, `recall sidecar` a sidecar; every other
+//! The `recall` command line: `recall server` runs a node, `recall sidecar` a sidecar, `recall
+//! mirror` the Redis mirror; every other
 //! command is an operator client of a running cluster. clap and environment parsing live here and
 //! nowhere else.
 
@@ -8,6 +9,7 @@ mod dev;
 mod history;
 mod import;
 mod inspect;
+mod mirror;
 mod pki;
 mod roles;
 mod server;
@@ -71,6 +73,9 @@ enum Cmd {
     Server(server::ServerArgs),
     /// Run a sidecar: follow the cluster and answer "is this token revoked?" over local HTTP/gRPC.
     Sidecar(sidecar::SidecarArgs),
+    /// Keep the revocation set in Redis for readers that only speak Redis (a key per
+    /// revocation, rules in a hash, a PUBLISH per change).
+    Mirror(mirror::MirrorArgs),
     /// Revoke keys (tokens, sessions, API keys, subjects, clients, signing keys).
     Revoke(write::RevokeArgs),
     /// Recall by time: revoke every token in a scope issued before a time.
@@ -115,6 +120,7 @@ impl Cli {
             Cmd::Dev(a) => dev::run(a).await,
             Cmd::Server(a) => server::run(a).await,
             Cmd::Sidecar(a) => sidecar::run(a).await,
+            Cmd::Mirror(a) => mirror::run(a).await,
             Cmd::Revoke(a) => write::revoke(a).await,
             Cmd::Rule(a) => write::rule(a).await,
             Cmd::Lift(a) => write::lift(a).await,

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures::FutureExt;
-use recall_core::{Delta, Digest, Fingerprint, FingerprintSeed, RuleFingerprint, Timestamp};
+use recall_core::{
+    Delta, Digest, Expiry, Fingerprint, FingerprintSeed, RuleFingerprint, Timestamp,
+};
 use recall_filter::{Filter, FilterError, SnapshotLoader};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -232,6 +234,7 @@ impl Follower {
                 recall_filter::Mode::Full => "full".into(),
                 recall_filter::Mode::Lite => "lite".into(),
             },
+            expiries: false,
         };
         up.send(pb::SubscribeRequest {
             body: Some(pb::subscribe_request::Body::Hello(hello)),
@@ -461,15 +464,16 @@ struct Received {
 /// The most deltas applied as one change.
 const MAX_BATCH: usize = 256;
 
-fn rule(r: &pb::RuleFingerprint) -> RuleFingerprint {
+pub(crate) fn rule(r: &pb::RuleFingerprint) -> RuleFingerprint {
     RuleFingerprint {
         scope: Fingerprint(r.scope),
         not_before: Timestamp::from_millis(r.not_before_ms),
     }
 }
 
-/// The core delta of a complete sequence of parts.
-fn assemble(parts: Vec<pb::Delta>) -> Delta {
+/// The core delta of a complete sequence of parts (with the expiries, when the subscriber asked
+/// for them; the Redis mirror assembles its deltas here too).
+pub(crate) fn assemble(parts: Vec<pb::Delta>) -> Delta {
     let first = &parts[0];
     let mut d = Delta {
         version: first.version,
@@ -484,6 +488,15 @@ fn assemble(parts: Vec<pb::Delta>) -> Delta {
         d.rules_set.extend(p.rules_set.iter().map(rule));
         d.rules_removed
             .extend(p.rules_removed.into_iter().map(Fingerprint));
+        d.expiries.extend(
+            p.expiry_fingerprints
+                .iter()
+                .zip(&p.expires_at_ms)
+                .map(|(&fp, &ms)| Expiry {
+                    fingerprint: Fingerprint(fp),
+                    at: (ms != 0).then(|| Timestamp::from_millis(ms)),
+                }),
+        );
     }
     d
 }
@@ -504,6 +517,6 @@ fn report_save(done: Result<(anyhow::Result<()>, Duration), tokio::task::JoinErr
 }
 
 /// Resolves once `stopped` turns true (or its sender is gone).
-async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
+pub(crate) async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await.map(|_| ());
 }

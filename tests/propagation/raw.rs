@@ -73,5 +73,6 @@ pub fn hello(id: &str, version: u64, digest: u64, seed: u64) -> pb::Hello {
         digest,
         fingerprint_seed: seed,
         mode: "full".into(),
+        expiries: false,
     }
 }

@@ -27,15 +27,33 @@ pub struct Delta {
     /// measure how long the change took to reach them.
     #[serde(default)]
     pub at: crate::Timestamp,
+    /// The latest expiry of each fingerprint whose expiry is new or moved later: every
+    /// fingerprint in `added`, and a fingerprint already revoked when a re-revocation (or a
+    /// colliding key) extended it. In order; a later one for the same fingerprint supersedes an
+    /// earlier one. Not part of the digest: only subscribers that keep expiries (the Redis mirror
+    /// sets TTLs from them) ask for them on the stream.
+    #[serde(default)]
+    pub expiries: Vec<Expiry>,
+}
+
+/// When a revoked fingerprint stops mattering: the latest `expires_at` of the entries that have
+/// it, or `None` when one of them never expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expiry {
+    /// The fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Its latest expiry; `None`: until lifted.
+    pub at: Option<crate::Timestamp>,
 }
 
 impl Delta {
-    /// Whether the delta changes nothing.
+    /// Whether the delta changes nothing (an expiry moved later is a change).
     pub fn is_empty(&self) -> bool {
         self.added.is_empty()
             && self.removed.is_empty()
             && self.rules_set.is_empty()
             && self.rules_removed.is_empty()
+            && self.expiries.is_empty()
     }
 
     /// How many changes the delta carries.

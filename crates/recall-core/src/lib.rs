@@ -24,7 +24,7 @@ pub mod validate;
 pub mod verdict;
 
 pub use command::{Command, Meta, Revocation};
-pub use delta::{Delta, View};
+pub use delta::{Delta, Expiry, View};
 pub use digest::{Digest, RuleFingerprint};
 pub use fingerprint::{Fingerprint, FingerprintSeed, Fingerprinter, NamespaceHasher};
 pub use key::{Kind, RevocationKey};

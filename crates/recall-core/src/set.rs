@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::verdict::{Lookup, Presence};
 use crate::{
-    Command, Delta, Digest, Fingerprint, FingerprintSeed, Fingerprinter, Meta, Revocation,
+    Command, Delta, Digest, Expiry, Fingerprint, FingerprintSeed, Fingerprinter, Meta, Revocation,
     RevocationKey, Rule, RuleFingerprint, RuleScope, Timestamp, View,
 };
 
@@ -111,6 +111,15 @@ pub struct CorruptSnapshot {
 /// `None` is "never expires", which is later than any time.
 fn later(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     a.zip(b).map(|(a, b)| a.max(b))
+}
+
+/// The latest expiry of the entries of one fingerprint.
+fn latest(bucket: &[Entry]) -> Option<Timestamp> {
+    bucket
+        .iter()
+        .map(|e| e.expires_at)
+        .reduce(later)
+        .unwrap_or(None)
 }
 
 fn expired(expires_at: Option<Timestamp>, now: Timestamp) -> bool {
@@ -247,23 +256,32 @@ impl RevocationSet {
         for item in items {
             let fp = self.fp.key(&item.key);
             let bucket = self.entries.entry(fp).or_default();
+            // What the fingerprint's expiry was, when it was already revoked.
+            let held = (!bucket.is_empty()).then(|| latest(bucket));
             if let Some(e) = bucket.iter_mut().find(|e| e.key == item.key) {
                 e.expires_at = later(e.expires_at, item.expires_at);
                 out.already_present += 1;
-                continue;
+            } else {
+                if held.is_none() {
+                    delta.added.push(fp);
+                    self.digest.add_entry(fp);
+                }
+                bucket.push(Entry {
+                    key: item.key.clone(),
+                    expires_at: item.expires_at,
+                    revoked_in: version,
+                });
+                bucket.sort_by(|a, b| a.key.cmp(&b.key));
+                self.len += 1;
+                out.added += 1;
             }
-            if bucket.is_empty() {
-                delta.added.push(fp);
-                self.digest.add_entry(fp);
+            let at = latest(bucket);
+            if held != Some(at) {
+                delta.expiries.push(Expiry {
+                    fingerprint: fp,
+                    at,
+                });
             }
-            bucket.push(Entry {
-                key: item.key.clone(),
-                expires_at: item.expires_at,
-                revoked_in: version,
-            });
-            bucket.sort_by(|a, b| a.key.cmp(&b.key));
-            self.len += 1;
-            out.added += 1;
         }
         if out.added > 0 {
             self.events.insert(
@@ -374,6 +392,15 @@ impl RevocationSet {
             .flatten()
             .any(|e| expired(e.expires_at, now))
             || self.rules.values().any(|r| expired(r.rule.expires_at, now))
+    }
+
+    /// The latest expiry of each of `fingerprints` (`None`: until lifted, or not revoked), in
+    /// the same order: what a snapshot carries for subscribers that keep expiries.
+    pub fn expiries(&self, fingerprints: &[Fingerprint]) -> Vec<Option<Timestamp>> {
+        fingerprints
+            .iter()
+            .map(|fp| self.entries.get(fp).and_then(|b| latest(b)))
+            .collect()
     }
 
     /// The subscriber view: sorted fingerprints and rules at the current version.

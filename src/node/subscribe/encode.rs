@@ -1,7 +1,7 @@
 //! Turning deltas and snapshots into stream messages of bounded size: a 1M-entry change becomes
 //! many messages, never one huge one.
 
-use recall_core::{Delta, RuleFingerprint, View};
+use recall_core::{Delta, RuleFingerprint, Timestamp, View};
 
 use crate::proto as pb;
 use crate::proto::subscribe_response::Body;
@@ -22,8 +22,14 @@ fn msg(body: Body) -> pb::SubscribeResponse {
     pb::SubscribeResponse { body: Some(body) }
 }
 
-/// The messages of one delta, each at most about `max_bytes`.
-pub fn delta(d: &Delta, max_bytes: usize) -> Vec<pb::SubscribeResponse> {
+/// An expiry on the wire: unix milliseconds, 0 for none.
+fn expiry_ms(at: Option<Timestamp>) -> i64 {
+    at.map_or(0, Timestamp::as_millis)
+}
+
+/// The messages of one delta, each at most about `max_bytes`; with the fingerprints' expiries
+/// when `expiries` (the subscriber asked for them).
+pub fn delta(d: &Delta, max_bytes: usize, expiries: bool) -> Vec<pb::SubscribeResponse> {
     let budget = (max_bytes / FP_BYTES).max(16);
     let head = |part: u32| pb::Delta {
         version: d.version,
@@ -59,15 +65,27 @@ pub fn delta(d: &Delta, max_bytes: usize) -> Vec<pb::SubscribeResponse> {
         take(&mut parts, 1);
         parts.last_mut().expect("one part").rules_removed.push(fp.0);
     }
+    for e in d.expiries.iter().filter(|_| expiries) {
+        take(&mut parts, 2);
+        let part = parts.last_mut().expect("one part");
+        part.expiry_fingerprints.push(e.fingerprint.0);
+        part.expires_at_ms.push(expiry_ms(e.at));
+    }
     if let Some(last) = parts.last_mut() {
         last.last_part = true;
     }
     parts.into_iter().map(|p| msg(Body::Delta(p))).collect()
 }
 
-/// The messages of a snapshot of `view`, each chunk at most about `max_bytes`.
-pub fn snapshot(view: &View, reason: &str, max_bytes: usize) -> Vec<pb::SubscribeResponse> {
-    let per_chunk = (max_bytes / FP_BYTES).max(16);
+/// The messages of a snapshot of `view`, each chunk at most about `max_bytes`; with `expiries`
+/// (one for each of the view's fingerprints, in order) when the subscriber asked for them.
+pub fn snapshot(
+    view: &View,
+    expiries: Option<&[Option<Timestamp>]>,
+    reason: &str,
+    max_bytes: usize,
+) -> Vec<pb::SubscribeResponse> {
+    let per_chunk = (max_bytes / FP_BYTES / if expiries.is_some() { 2 } else { 1 }).max(16);
     let mut out = vec![msg(Body::SnapshotBegin(pb::SnapshotBegin {
         version: view.version,
         last_change_version: view.last_change,
@@ -77,16 +95,24 @@ pub fn snapshot(view: &View, reason: &str, max_bytes: usize) -> Vec<pb::Subscrib
         rules: view.rules.len() as u64,
         reason: reason.to_string(),
     }))];
-    for chunk in view.fingerprints.chunks(per_chunk) {
+    for (i, chunk) in view.fingerprints.chunks(per_chunk).enumerate() {
+        let expires_at_ms = expiries.map_or_else(Vec::new, |e| {
+            e[i * per_chunk..][..chunk.len()]
+                .iter()
+                .map(|&at| expiry_ms(at))
+                .collect()
+        });
         out.push(msg(Body::SnapshotChunk(pb::SnapshotChunk {
             fingerprints: chunk.iter().map(|f| f.0).collect(),
             rules: vec![],
+            expires_at_ms,
         })));
     }
     for chunk in view.rules.chunks((max_bytes / RULE_BYTES).max(16)) {
         out.push(msg(Body::SnapshotChunk(pb::SnapshotChunk {
             fingerprints: vec![],
             rules: chunk.iter().map(rule).collect(),
+            expires_at_ms: vec![],
         })));
     }
     out.push(msg(Body::SnapshotEnd(pb::SnapshotEnd {
@@ -111,7 +137,7 @@ mod tests {
             digest: Digest(7),
             ..Delta::default()
         };
-        let msgs = delta(&d, 64 * 1024);
+        let msgs = delta(&d, 64 * 1024, false);
         assert!(msgs.len() > 10);
         let parts: Vec<pb::Delta> = msgs
             .into_iter()

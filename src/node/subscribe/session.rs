@@ -293,7 +293,7 @@ impl Session {
             if d.version <= self.sent {
                 continue;
             }
-            for m in encode::delta(d, self.svc.config.chunk_bytes) {
+            for m in encode::delta(d, self.svc.config.chunk_bytes, self.hello.expiries) {
                 self.send(m).await?;
             }
             self.sent = d.version;
@@ -315,10 +315,15 @@ impl Session {
     }
 
     async fn snapshot(&mut self, reason: &str) -> Result<(), End> {
-        let view = self.svc.sm.with_set(|s| s.view());
+        let (view, expiries) = self.svc.sm.with_set(|s| {
+            let view = s.view();
+            let expiries = self.hello.expiries.then(|| s.expiries(&view.fingerprints));
+            (view, expiries)
+        });
         tracing::debug!(subscriber = %self.hello.subscriber_id, reason, version = view.version,
             entries = view.fingerprints.len(), "sending a snapshot");
-        for m in encode::snapshot(&view, reason, self.svc.config.chunk_bytes) {
+        let chunk = self.svc.config.chunk_bytes;
+        for m in encode::snapshot(&view, expiries.as_deref(), reason, chunk) {
             self.send(m).await?;
         }
         self.sent = view.version;
