@@ -63,6 +63,13 @@ fn pct(sorted: &[i64], p: f64) -> i64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    // RUST_LOG=recall::mirror=info shows the mirror's reconnects and refills on stderr.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     println!(
         "mirror benchmark: {} cores ({}), load average {}",
         common::nproc(),
