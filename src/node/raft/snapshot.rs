@@ -175,16 +175,15 @@ struct SnapshotDataBeforeStepUp {
     roles: crate::node::access::Bindings,
 }
 
-/// Encodes a snapshot: postcard, then the BLAKE3 of the postcard bytes.
-pub fn encode(data: &SnapshotData) -> Result<Vec<u8>, StateMachineError> {
-    let mut bytes = to_bytes("snapshot", data)?;
+/// `bytes` followed by their 32-byte BLAKE3: how snapshot bytes travel and rest.
+pub(super) fn seal(mut bytes: Vec<u8>) -> Vec<u8> {
     let sum = blake3::hash(&bytes);
     bytes.extend_from_slice(sum.as_bytes());
-    Ok(bytes)
+    bytes
 }
 
-/// Decodes snapshot bytes, refusing them if their checksum or encoding does not hold.
-pub fn decode(bytes: &[u8]) -> Result<SnapshotData, StateMachineError> {
+/// The bytes [`seal`] sealed, refused if their checksum does not hold.
+pub(super) fn unseal(bytes: &[u8]) -> Result<&[u8], StateMachineError> {
     let split = bytes
         .len()
         .checked_sub(32)
@@ -193,6 +192,17 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotData, StateMachineError> {
     if blake3::hash(body).as_bytes() != sum {
         return Err(StateMachineError::SnapshotChecksum);
     }
+    Ok(body)
+}
+
+/// Encodes a snapshot: postcard, then the BLAKE3 of the postcard bytes.
+pub fn encode(data: &SnapshotData) -> Result<Vec<u8>, StateMachineError> {
+    Ok(seal(to_bytes("snapshot", data)?))
+}
+
+/// Decodes snapshot bytes, refusing them if their checksum or encoding does not hold.
+pub fn decode(bytes: &[u8]) -> Result<SnapshotData, StateMachineError> {
+    let body = unseal(bytes)?;
     match from_bytes("snapshot", body) {
         Ok(data) => Ok(data),
         Err(e) => match postcard::from_bytes::<SnapshotDataBeforeStepUp>(body) {

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::snapshot::{StateMachineError, from_bytes, to_bytes};
+use super::snapshot::{StateMachineError, from_bytes, seal, to_bytes, unseal};
 use crate::node::audit::{AuditHead, AuditRecord, Verifier};
 use crate::node::history::Body;
 
@@ -29,7 +29,7 @@ pub fn pack(
     records: Vec<AuditRecord>,
     bodies: Vec<(u64, Body)>,
 ) -> Result<Vec<u8>, StateMachineError> {
-    let mut bytes = to_bytes(
+    let bytes = to_bytes(
         "snapshot transfer",
         &Transfer {
             state,
@@ -37,22 +37,12 @@ pub fn pack(
             bodies,
         },
     )?;
-    let sum = blake3::hash(&bytes);
-    bytes.extend_from_slice(sum.as_bytes());
-    Ok(bytes)
+    Ok(seal(bytes))
 }
 
 /// Decodes transfer bytes, refusing them if their checksum or encoding does not hold.
 pub fn unpack(bytes: &[u8]) -> Result<Transfer, StateMachineError> {
-    let split = bytes
-        .len()
-        .checked_sub(32)
-        .ok_or(StateMachineError::SnapshotChecksum)?;
-    let (body, sum) = bytes.split_at(split);
-    if blake3::hash(body).as_bytes() != sum {
-        return Err(StateMachineError::SnapshotChecksum);
-    }
-    from_bytes("snapshot transfer", body)
+    from_bytes("snapshot transfer", unseal(bytes)?)
 }
 
 /// Checks that `records` chain from the genesis to exactly `head` and that every command in
