@@ -61,43 +61,28 @@ pub struct AuditRecord {
 impl AuditRecord {
     /// The record of `cmd` applied at `version`, following the record whose hash is `prev`.
     pub fn next(prev: &[u8; 32], version: u64, cmd: &Command) -> Self {
-        let (at, actor, on_behalf_of, reason) = match cmd {
+        let (summary, hash) = (cmd.summary(), command_hash(cmd));
+        match cmd {
             Command::Revoke { meta, .. }
             | Command::AddRule { meta, .. }
-            | Command::Lift { meta, .. } => (
-                meta.at,
-                meta.actor.clone(),
-                meta.on_behalf_of.clone(),
-                meta.reason.clone(),
-            ),
-            Command::Prune { now } => (
-                *now,
-                SYSTEM_ACTOR.to_owned(),
-                String::new(),
-                "expiry".to_owned(),
-            ),
-        };
-        Self::link(
-            prev,
-            version,
-            (at, actor, on_behalf_of, reason),
-            cmd.summary(),
-            command_hash(cmd),
-        )
+            | Command::Lift { meta, .. } => Self::link(prev, version, meta, summary, hash),
+            Command::Prune { now } => {
+                let meta = Meta {
+                    at: *now,
+                    reason: "expiry".to_owned(),
+                    ..system_meta()
+                };
+                Self::link(prev, version, &meta, summary, hash)
+            }
+        }
     }
 
     /// The record of a role binding changed at `version`.
     pub fn of_roles(prev: &[u8; 32], version: u64, change: &RoleChange) -> Self {
-        let m = &change.meta;
         Self::link(
             prev,
             version,
-            (
-                m.at,
-                m.actor.clone(),
-                m.on_behalf_of.clone(),
-                m.reason.clone(),
-            ),
+            &change.meta,
             change.summary(),
             hash_of(change),
         )
@@ -129,33 +114,33 @@ impl AuditRecord {
             None => hash_of(&admins),
             Some(p) => hash_of(&(seed, admins, p)),
         };
-        Self::link(
-            prev,
-            version,
-            (
-                at,
-                SYSTEM_ACTOR.to_owned(),
-                String::new(),
-                "the configuration of a new cluster".to_owned(),
-            ),
-            summary,
-            hash,
-        )
+        let meta = Meta {
+            at,
+            reason: "the configuration of a new cluster".to_owned(),
+            ..system_meta()
+        };
+        Self::link(prev, version, &meta, summary, hash)
     }
 
     /// The record of an operator change applied at `version`; `how` says how its step-up was
     /// met (empty when it needed none).
     pub fn of_change(prev: &[u8; 32], version: u64, change: &Change, how: &str) -> Self {
-        match change {
-            Change::Command(cmd) if how.is_empty() => Self::next(prev, version, cmd),
-            Change::Roles(r) if how.is_empty() => Self::of_roles(prev, version, r),
-            _ => {
-                let m = change.meta().cloned().unwrap_or_else(system_meta);
-                let mut summary = change.summary();
-                if !how.is_empty() {
-                    summary = format!("{summary} ({how})");
-                }
-                Self::of_meta(prev, version, &m, summary, change.hash())
+        match (change, change.meta()) {
+            (Change::Command(cmd), None) => Self::next(prev, version, cmd),
+            (_, m) => {
+                let system;
+                let m = match m {
+                    Some(m) => m,
+                    None => {
+                        system = system_meta();
+                        &system
+                    }
+                };
+                let summary = match how {
+                    "" => change.summary(),
+                    how => format!("{} ({how})", change.summary()),
+                };
+                Self::link(prev, version, m, summary, change.hash())
             }
         }
     }
@@ -174,7 +159,7 @@ impl AuditRecord {
             change.summary(),
             proposed.expires_at
         );
-        Self::of_meta(prev, version, &m, summary, proposed.command_hash)
+        Self::link(prev, version, &m, summary, proposed.command_hash)
     }
 
     /// The record of an approval that applied pending request `p`: the actor is the approver,
@@ -187,13 +172,13 @@ impl AuditRecord {
             p.version,
             p.change.summary()
         );
-        Self::of_meta(prev, version, &a.meta, summary, p.command_hash)
+        Self::link(prev, version, &a.meta, summary, p.command_hash)
     }
 
     /// The record of an operator enrolling a one-time-code secret: it holds a commitment to
     /// the secret, never the secret.
     pub fn of_enrollment(prev: &[u8; 32], version: u64, e: &OtpEnrollment) -> Self {
-        Self::of_meta(prev, version, &e.meta, e.summary(), hash_of(&e.audited()))
+        Self::link(prev, version, &e.meta, e.summary(), hash_of(&e.audited()))
     }
 
     /// The record of node `node` binding its checkpoint key (at the leader's time `at`).
@@ -212,43 +197,22 @@ impl AuditRecord {
             "node {node} binds checkpoint key ed25519:{}",
             hex::encode(key)
         );
-        Self::of_meta(prev, version, &m, summary, hash_of(&(node, key)))
+        Self::link(prev, version, &m, summary, hash_of(&(node, key)))
     }
 
-    fn of_meta(
+    fn link(
         prev: &[u8; 32],
         version: u64,
         m: &Meta,
         summary: String,
         command_hash: [u8; 32],
     ) -> Self {
-        Self::link(
-            prev,
-            version,
-            (
-                m.at,
-                m.actor.clone(),
-                m.on_behalf_of.clone(),
-                m.reason.clone(),
-            ),
-            summary,
-            command_hash,
-        )
-    }
-
-    fn link(
-        prev: &[u8; 32],
-        version: u64,
-        (at, actor, on_behalf_of, reason): (Timestamp, String, String, String),
-        summary: String,
-        command_hash: [u8; 32],
-    ) -> Self {
         let mut record = Self {
             version,
-            at,
-            actor,
-            on_behalf_of,
-            reason,
+            at: m.at,
+            actor: m.actor.clone(),
+            on_behalf_of: m.on_behalf_of.clone(),
+            reason: m.reason.clone(),
             summary,
             command_hash,
             prev: *prev,
