@@ -2,6 +2,7 @@
 //! core crates (`recall-core`, `recall-filter`) and the `recall.v1` wire contract.
 
 pub mod cli;
+pub mod metrics;
 pub mod mirror;
 pub mod node;
 pub mod proto;

@@ -317,7 +317,11 @@ pub async fn bind() -> anyhow::Result<Bound> {
     Ok(Bound {
         client: client.local_addr()?.to_string(),
         peer: peer.local_addr()?.to_string(),
-        listeners: Listeners { client, peer },
+        listeners: Listeners {
+            client,
+            peer,
+            http: None,
+        },
     })
 }
 

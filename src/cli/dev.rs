@@ -26,6 +26,9 @@ pub struct DevArgs {
     /// The authority's peer port (Raft; a single node has no peers, but the port is served).
     #[arg(long, default_value = "127.0.0.1:7071")]
     peer_listen: String,
+    /// The authority's HTTP listener (`/metrics`).
+    #[arg(long, default_value = "127.0.0.1:7072")]
+    node_http: String,
     /// The sidecar's HTTP check address.
     #[arg(long, default_value = "127.0.0.1:7080")]
     http: String,
@@ -56,6 +59,7 @@ pub async fn run(a: DevArgs) -> anyhow::Result<()> {
     let listeners = Listeners {
         client: bind(a.listen.clone()).await?,
         peer: bind(a.peer_listen.clone()).await?,
+        http: Some(bind(a.node_http.clone()).await?),
     };
     let config = NodeConfig {
         advertise: a.peer_listen.clone(),
@@ -110,12 +114,13 @@ pub async fn run(a: DevArgs) -> anyhow::Result<()> {
          log a user out:     {r} rule --cluster {c} --scope subject --ns https://login.example --value alice\n\
          see the cluster:    {r} status --cluster {c}\n\
          grant a role:       {r} roles grant alice revoker --cluster {c}\n\
-         audit history:      {r} audit log --cluster {c}\n\n\
+         audit history:      {r} audit log --cluster {c}\n         metrics:            curl http://{m}/metrics (authority), curl http://{h}/metrics (sidecar)\n\n\
          Ctrl-C stops both.",
         r = invocation(),
         dir = a.data_dir.display(),
         h = a.http,
         g = a.grpc,
+        m = a.node_http,
     );
     super::server::shutdown_signal().await;
     sidecar.shutdown().await?;

@@ -100,7 +100,9 @@ fn to_revocation(line: Line, now: Timestamp) -> Result<Revocation, String> {
         key: RevocationKey::new(kind, line.namespace, line.value),
         expires_at: expires(line.expires_at)?,
     };
-    recall_core::validate::validate_revocation(&r, now).map_err(|e| e.to_string())?;
+    // The cluster's own limits decide; the defaults catch what every cluster refuses.
+    let limits = recall_core::Limits::default();
+    recall_core::validate::validate_revocation(&r, now, &limits).map_err(|e| e.to_string())?;
     Ok(r)
 }
 

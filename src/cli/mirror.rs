@@ -33,8 +33,8 @@ pub struct MirrorArgs {
     #[arg(long, env = "RECALL_MIRROR_PREFIX", default_value = "recall")]
     prefix: String,
     /// How long a key outlives its revocation's expiry; at least the leeway your readers give a
-    /// token's `exp`, e.g. 60s.
-    #[arg(long, env = "RECALL_MIRROR_EXPIRY_GRACE", default_value = "60s", value_parser = humantime::parse_duration)]
+    /// token's `exp`; the default matches the cluster's default prune grace.
+    #[arg(long, env = "RECALL_MIRROR_EXPIRY_GRACE", default_value = "5m", value_parser = humantime::parse_duration)]
     expiry_grace: Duration,
     /// How long to wait at start for Redis to answer before giving up (later outages are
     /// retried with backoff for as long as they last).

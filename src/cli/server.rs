@@ -25,6 +25,10 @@ pub struct ServerArgs {
     /// The peer port (the Raft RPC between nodes only). Default 127.0.0.1:7071.
     #[arg(long, env = "RECALL_PEER_LISTEN")]
     peer_listen: Option<String>,
+    /// Plain-HTTP listener for `GET /metrics` (Prometheus), e.g. 127.0.0.1:7072. Default: none.
+    /// Bind it where only your monitoring reaches it.
+    #[arg(long, env = "RECALL_HTTP_LISTEN")]
+    http_listen: Option<String>,
     /// The address other nodes reach this node's peer port at. Default: the peer listen address.
     #[arg(long, env = "RECALL_ADVERTISE")]
     advertise: Option<String>,
@@ -57,6 +61,11 @@ pub struct ServerArgs {
     /// The largest batch one request may carry. Default 100000.
     #[arg(long, env = "RECALL_MAX_BATCH")]
     max_batch: Option<usize>,
+    /// How long after its expiry a revocation still holds, in seconds: verifiers accept a token
+    /// until `exp` plus their leeway, so an entry is pruned only once `expires_at` plus this has
+    /// passed, and a revocation whose expiry passed less than this ago is accepted. Default 300.
+    #[arg(long, env = "RECALL_PRUNE_GRACE_S")]
+    prune_grace_s: Option<u64>,
     /// How many items (revoked keys, lifted keys, rules) one operator identity may write per
     /// second on this node. Default 500000.
     #[arg(long, env = "RECALL_WRITE_RATE")]
@@ -86,6 +95,7 @@ struct Resolved {
     config: NodeConfig,
     listen: String,
     peer_listen: String,
+    http_listen: Option<String>,
     json: bool,
     tls: super::TlsArgs,
 }
@@ -192,6 +202,10 @@ impl ServerArgs {
         if let Some(b) = self.max_batch.or(file.max_batch) {
             config.limits.max_batch = b;
         }
+        if let Some(g) = self.prune_grace_s.or(file.prune_grace_s) {
+            config.limits.expiry_grace_ms =
+                i64::try_from(g.saturating_mul(1000)).unwrap_or(i64::MAX);
+        }
         if let Some(r) = self.write_rate {
             config.write_rate.items_per_second = r;
         }
@@ -218,6 +232,7 @@ impl ServerArgs {
             config,
             listen,
             peer_listen,
+            http_listen: self.http_listen.or(file.http_listen),
             json: self.log_json,
             tls,
         })
@@ -238,6 +253,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let listeners = crate::node::Listeners {
         client: bind(r.listen, "--listen").await?,
         peer: bind(r.peer_listen, "--peer-listen").await?,
+        http: match r.http_listen {
+            Some(addr) => Some(bind(addr, "--http-listen").await?),
+            None => None,
+        },
     };
     crate::node::run(
         r.config,

@@ -59,7 +59,7 @@ impl MirrorConfig {
             subscriber,
             redis_url: redis_url.into(),
             prefix: "recall".into(),
-            expiry_grace: Duration::from_secs(60),
+            expiry_grace: Duration::from_secs(300),
             redis_start_timeout: Duration::from_secs(10),
             record_lags: false,
         }

@@ -120,6 +120,9 @@ impl NodeConfig {
         if self.write_timeout < Duration::from_millis(100) {
             return err("write_timeout", "must be at least 100ms");
         }
+        if !(0..=86_400_000).contains(&self.limits.expiry_grace_ms) {
+            return err("prune_grace", "must be between 0 and 1 day");
+        }
         if self.snapshot_after == 0 {
             return err("snapshot_after", "must be at least 1");
         }
@@ -165,6 +168,8 @@ pub struct FileConfig {
     pub listen: Option<String>,
     /// The peer port's address.
     pub peer_listen: Option<String>,
+    /// The HTTP listener's address (`/metrics`).
+    pub http_listen: Option<String>,
     /// See [`NodeConfig::advertise`].
     pub advertise: Option<String>,
     /// See [`NodeConfig::data_dir`].
@@ -185,6 +190,8 @@ pub struct FileConfig {
     pub prune_interval_s: Option<u64>,
     /// See [`Limits::max_batch`].
     pub max_batch: Option<usize>,
+    /// See [`Limits::expiry_grace_ms`], in seconds.
+    pub prune_grace_s: Option<u64>,
     /// See [`NodeConfig::admins`].
     pub admins: Option<Vec<String>>,
     /// See [`NodeConfig::step_up`]: `production` or `none`.

@@ -1,5 +1,6 @@
 //! What only the leader does: fix the cluster's fingerprint seed once, and propose expiry prunes
-//! with its own time inside the command, so every replica prunes identically.
+//! with their cutoff inside the command (its own time minus the prune grace), so every replica
+//! prunes identically and nothing a verifier could still accept is dropped.
 
 use std::time::Duration;
 
@@ -17,8 +18,10 @@ pub async fn run(
     writer: Writer,
     clock: Clock,
     prune_interval: Duration,
+    prune_grace: Duration,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let grace_ms = i64::try_from(prune_grace.as_millis()).unwrap_or(i64::MAX);
     let tick = prune_interval
         .min(Duration::from_millis(200))
         .max(Duration::from_millis(10));
@@ -44,7 +47,9 @@ pub async fn run(
         carry_out_approved_membership(&raft, &sm, &writer).await;
         if since_prune >= prune_interval {
             since_prune = Duration::ZERO;
-            let now = clock();
+            // Verifiers accept a token until `exp` plus their leeway: its revocation holds as
+            // long, so only what expired more than the grace ago goes.
+            let now = clock().plus_millis(-grace_ms);
             if sm.with_set(|s| s.has_expired(now)) {
                 match writer
                     .propose_system(Request::Command(Command::Prune { now }))

@@ -12,6 +12,7 @@
 //! - [`history`]: the commands kept with it, signed checkpoints, offline verification;
 //! - [`access`] and [`rate`]: who may do what, and how fast;
 //! - [`stepup`]: what the operations that can hurt need beyond a role (a code, a second operator);
+//! - [`metrics`] and [`http`]: `/metrics` for Prometheus on the optional HTTP listener;
 //! - [`config`] and [`clock`]: what a node is started with.
 //!
 //! Nothing here parses flags or reads the environment: the binary does, and passes a
@@ -24,7 +25,9 @@ pub mod config;
 pub mod contact;
 pub mod convergence;
 pub mod history;
+pub mod http;
 pub mod leader;
+pub mod metrics;
 pub mod operator;
 pub mod raft;
 pub mod rate;
@@ -50,12 +53,14 @@ use crate::transport::{Dialer, Security};
 use raft::network::GrpcNetwork;
 use raft::{LogStore, Node, Raft, StateMachine};
 
-/// The two listeners of a node, already bound (tests pass `127.0.0.1:0`).
+/// The listeners of a node, already bound (tests pass `127.0.0.1:0`).
 pub struct Listeners {
     /// The client port: operator API and subscribe stream.
     pub client: TcpListener,
     /// The peer port: the internal Raft RPC (its address is the one in the membership).
     pub peer: TcpListener,
+    /// The HTTP listener for `/metrics`, if any (plain HTTP: see [`http`]).
+    pub http: Option<TcpListener>,
 }
 
 /// The most bytes one subscriber message (a Hello or an Ack) may have.
@@ -74,7 +79,11 @@ pub struct RunningNode {
     pub writer: Writer,
     /// The node's live subscribers.
     pub subscribers: Arc<subscribe::Registry>,
+    /// The node's metrics (what `/metrics` renders).
+    pub metrics: Arc<metrics::NodeMetrics>,
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+    http: Option<JoinHandle<std::io::Result<()>>>,
+    watcher: JoinHandle<()>,
     duties: JoinHandle<()>,
     witness: JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -148,18 +157,41 @@ impl RunningNode {
 
         let registry = Arc::new(subscribe::Registry::default());
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut s: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = s.wait_for(|s| *s).await;
+        };
         let contact = Arc::new(contact::Contact::new(
             contact::out_of_touch_after(config.election_timeout),
             known_commit,
         ));
+        let node_metrics = metrics::NodeMetrics::new(
+            metrics::Live {
+                raft: raft.clone(),
+                sm: sm.clone(),
+                subscribers: registry.clone(),
+                contact: contact.clone(),
+            },
+            writer.commit_histogram(),
+        );
+        let watcher = node_metrics.watch(
+            raft.clone(),
+            &sm,
+            registry.clone(),
+            clock.clone(),
+            stopped.clone(),
+        );
+        let http = listeners.http.map(|l| {
+            tokio::spawn(http::serve(
+                node_metrics.clone(),
+                l,
+                until_stopped(stopped.clone()),
+            ))
+        });
         let convergence = Arc::new(convergence::Convergence::new(
             raft.clone(),
             registry.clone(),
             dialer,
         ));
-        let until_stopped = |mut s: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = s.wait_for(|s| *s).await;
-        };
         let peer_server = {
             let raft_svc = raft::service::RaftService::new(
                 raft.clone(),
@@ -191,15 +223,16 @@ impl RunningNode {
                 config.write_rate,
                 trust_domain,
             );
-            let sub_svc = subscribe::SubscribeService::new(
-                sm.clone(),
-                raft.clone(),
-                registry.clone(),
-                config.streams,
-                clock.clone(),
-                contact.clone(),
-                stopped.clone(),
-            );
+            let sub_svc = subscribe::SubscribeService {
+                sm: sm.clone(),
+                raft: raft.clone(),
+                registry: registry.clone(),
+                config: config.streams,
+                clock: clock.clone(),
+                contact: contact.clone(),
+                stopped: stopped.clone(),
+                metrics: node_metrics.clone(),
+            };
             let operator_limit = config
                 .limits
                 .max_batch
@@ -262,11 +295,17 @@ impl RunningNode {
             writer.clone(),
             clock,
             config.prune_interval,
+            std::time::Duration::from_millis(
+                u64::try_from(config.limits.expiry_grace_ms).unwrap_or(0),
+            ),
             stopped,
         ));
         tracing::info!(id = config.id, addr = %config.advertise, data = %config.data_dir.display(), "node started");
         Ok(Self {
             subscribers: registry,
+            metrics: node_metrics,
+            http,
+            watcher,
             raft,
             sm,
             writer,
@@ -282,7 +321,11 @@ impl RunningNode {
         let _ = self.stop.send(true);
         self.duties.abort();
         self.witness.abort();
+        self.watcher.abort();
         let _ = self.raft.shutdown().await;
+        if let Some(http) = self.http {
+            http.await??;
+        }
         for server in self.servers {
             server.await??;
         }

@@ -43,6 +43,8 @@ struct Inner {
     step_up: StepUpPolicy,
     dialer: Dialer,
     leaders: Mutex<HashMap<String, RaftInternalClient<Channel>>>,
+    /// `recall_commit_seconds`: from proposing on this node (as leader) until applied.
+    commit_seconds: prometheus::Histogram,
 }
 
 /// How a node's write path is set up.
@@ -216,8 +218,19 @@ impl Writer {
                 step_up: config.step_up,
                 dialer,
                 leaders: Mutex::new(HashMap::new()),
+                commit_seconds: crate::metrics::histogram(
+                    "recall_commit_seconds",
+                    "Time from proposing a write on this node, as leader, until it was \
+                     committed and applied here.",
+                    crate::metrics::LATENCY_BUCKETS,
+                ),
             }),
         }
+    }
+
+    /// The commit latency histogram, for the node's metrics.
+    pub fn commit_histogram(&self) -> prometheus::Histogram {
+        self.inner.commit_seconds.clone()
     }
 
     /// Validates `cmd`, then commits it (in byte-bounded chunks, pipelined) through the leader.
@@ -296,6 +309,14 @@ impl Writer {
         if !self.inner.sm.seeded() {
             self.client_write(self.init_request()).await?;
         }
+        if let Write::Propose(change) = &write
+            && let Some(why) = self
+                .inner
+                .sm
+                .with_stepup(|g, roles| super::stepup::no_approver(g, roles, change))
+        {
+            return Err(Propose::Failed(WriteError::StepUp(why)));
+        }
         let req = write.stamped((self.inner.clock)());
         self.client_write(req).await
     }
@@ -323,7 +344,7 @@ impl Writer {
             return match self.propose(write).await {
                 Ok(r) => Ok(r),
                 Err(Propose::Failed(e)) => Err(e.into()),
-                Err(Propose::NotLeader(_)) => Err(tonic::Status::failed_precondition(
+                Err(Propose::NotLeader(_)) => Err(tonic::Status::unavailable(
                     "this node is no longer the leader; retry",
                 )),
             };
@@ -369,7 +390,7 @@ impl Writer {
         match self.propose(write).await {
             Ok(r) => Ok(r),
             Err(Propose::Failed(e)) => Err(e.into()),
-            Err(Propose::NotLeader(_)) => Err(tonic::Status::failed_precondition(
+            Err(Propose::NotLeader(_)) => Err(tonic::Status::unavailable(
                 "this node is no longer the leader; retry",
             )),
         }
@@ -385,8 +406,14 @@ impl Writer {
     }
 
     async fn client_write(&self, req: Request) -> Result<Response, Propose> {
+        let started = tokio::time::Instant::now();
         match self.inner.raft.client_write(req).await {
-            Ok(r) => Ok(r.data),
+            Ok(r) => {
+                self.inner
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(r.data)
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(Propose::NotLeader(f.leader_id.zip(f.leader_node)))
             }
@@ -416,7 +443,8 @@ impl Writer {
             .map_err(|s| match s.code() {
                 tonic::Code::InvalidArgument
                 | tonic::Code::PermissionDenied
-                | tonic::Code::ResourceExhausted => WriteError::Refused(s),
+                | tonic::Code::ResourceExhausted
+                | tonic::Code::FailedPrecondition => WriteError::Refused(s),
                 _ => fail(crate::transport::errors::describe(&s)),
             })?
             .into_inner();

@@ -14,6 +14,8 @@ pub struct Bearer {
     pub verifier: Option<Arc<Verifier>>,
     /// Whether an allowed request carries every verified claim on (`X-Recall-Claims`).
     pub pass_claims: bool,
+    /// Checks counted by face and verdict.
+    pub metrics: Arc<super::metrics::SidecarMetrics>,
 }
 
 /// Why there is no verdict to give.
@@ -25,9 +27,20 @@ impl Bearer {
     pub async fn check(&self, token: &str) -> Option<TokenVerdict> {
         let verifier = self.verifier.as_ref()?;
         let verified = verifier.verify(token).await;
-        Some(TokenVerdict::decide(verified, |facts| {
+        Some(self.counted(TokenVerdict::decide(verified, |facts| {
             self.subscriber.check(facts)
-        }))
+        })))
+    }
+
+    /// The verdict on a request refused before any token was read (no header, another scheme).
+    pub fn refuse(&self, why: Rejection) -> TokenVerdict {
+        self.counted(TokenVerdict::rejected(why))
+    }
+
+    /// `v`, counted in the metrics.
+    pub fn counted(&self, v: TokenVerdict) -> TokenVerdict {
+        self.metrics.token(v.verdict);
+        v
     }
 }
 

@@ -51,13 +51,13 @@ impl ExtAuthz {
             .and_then(|r| r.http.as_ref())
             .and_then(|h| h.headers.get("authorization"));
         let Some(header) = header else {
-            return Ok(TokenVerdict::rejected(Rejection::new(
+            return Ok(self.bearer.refuse(Rejection::new(
                 Reason::Malformed,
                 "no Authorization header: send `Authorization: Bearer <token>`",
             )));
         };
         match bearer::from_authorization(header.as_bytes()) {
-            Err(r) => Ok(TokenVerdict::rejected(r)),
+            Err(r) => Ok(self.bearer.refuse(r)),
             Ok(token) => self.bearer.check(token).await.ok_or(NO_ISSUERS),
         }
     }
@@ -76,7 +76,9 @@ impl ExtAuthz {
             .zip(claims.get("iss").and_then(|v| v.as_str()))
             .and_then(|(v, iss)| v.tenant_claim(iss).map(str::to_string));
         let verified = Verified::from_claims(claims, tenant_claim.as_deref()).map(Arc::new);
-        TokenVerdict::decide(verified, |f| self.bearer.subscriber.check(f))
+        self.bearer.counted(TokenVerdict::decide(verified, |f| {
+            self.bearer.subscriber.check(f)
+        }))
     }
 }
 

@@ -39,7 +39,7 @@ pub async fn auth(State(b): State<Arc<Bearer>>, headers: HeaderMap) -> Response 
     };
     let token = match bearer::from_authorization(value.as_bytes()) {
         Ok(t) => t,
-        Err(r) => return refused(&TokenVerdict::rejected(r), "invalid_request"),
+        Err(r) => return refused(&b.refuse(r), "invalid_request"),
     };
     match b.check(token).await {
         None => error(StatusCode::INTERNAL_SERVER_ERROR, NO_ISSUERS),

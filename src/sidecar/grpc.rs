@@ -23,12 +23,16 @@ const MAX_EXT_AUTHZ_BYTES: usize = 1 << 20;
 /// The `Check` service over an embedded subscriber.
 pub struct CheckService {
     subscriber: Arc<Subscriber>,
+    metrics: Arc<super::metrics::SidecarMetrics>,
 }
 
 impl CheckService {
-    /// Answers from `subscriber`.
-    pub fn new(subscriber: Arc<Subscriber>) -> Self {
-        Self { subscriber }
+    /// Answers from `subscriber`, counting answers in `metrics`.
+    pub fn new(subscriber: Arc<Subscriber>, metrics: Arc<super::metrics::SidecarMetrics>) -> Self {
+        Self {
+            subscriber,
+            metrics,
+        }
     }
 }
 
@@ -41,6 +45,7 @@ impl Check for CheckService {
         let request = request.into_inner();
         let facts = wire::facts_from_wire("facts", request.facts.as_ref())?;
         let answer = self.subscriber.check(&facts);
+        self.metrics.claims(&answer);
         Ok(Response::new(wire::reply_to_wire(&answer, &facts)))
     }
 
@@ -57,6 +62,7 @@ impl Check for CheckService {
             .zip(&facts)
             .map(|(c, f)| {
                 let answer = sub.answer(c);
+                self.metrics.claims(&answer);
                 wire::reply_to_wire(&answer, f)
             })
             .collect();
@@ -71,9 +77,12 @@ pub async fn serve(
     tls: Option<crate::transport::Security>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let service = CheckServer::new(CheckService::new(bearer.subscriber.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let service = CheckServer::new(CheckService::new(
+        bearer.subscriber.clone(),
+        bearer.metrics.clone(),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let ext_authz = AuthorizationServer::new(super::ext_authz::ExtAuthz::new(bearer))
         .max_decoding_message_size(MAX_EXT_AUTHZ_BYTES);
     let router = crate::transport::grpc_server()

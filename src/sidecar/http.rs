@@ -86,6 +86,7 @@ pub fn router(bearer: Arc<Bearer>) -> Router {
         .route("/v1/status", get(status))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(bearer)
@@ -118,7 +119,11 @@ async fn check(
         }
     };
     match query::parse(&pairs) {
-        Ok(facts) => Json(b.subscriber.check(&facts)).into_response(),
+        Ok(facts) => {
+            let answer = b.subscriber.check(&facts);
+            b.metrics.claims(&answer);
+            Json(answer).into_response()
+        }
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
@@ -141,6 +146,10 @@ async fn status(State(b): State<Arc<Bearer>>) -> Json<StatusBody> {
         node: s.node,
         node_stale_reason: s.node_stale_reason,
     })
+}
+
+async fn metrics(State(b): State<Arc<Bearer>>) -> Response {
+    crate::metrics::render(b.metrics.registry())
 }
 
 async fn healthz() -> &'static str {
@@ -175,6 +184,6 @@ async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "no such endpoint: use GET /v1/check?iss=..., /v1/auth (Authorization: Bearer), \
-         POST /v1/token, /v1/status, /healthz or /readyz",
+         POST /v1/token, /v1/status, /metrics, /healthz or /readyz",
     )
 }

@@ -3,7 +3,8 @@
 //! "is this token revoked?" locally over HTTP and, optionally, gRPC.
 //!
 //! - [`config`]: what a sidecar is started with;
-//! - [`http`]: `GET /v1/check`, `/v1/status`, `/healthz`, `/readyz` (axum);
+//! - [`http`]: `GET /v1/check`, `/v1/status`, `/metrics`, `/healthz`, `/readyz` (axum);
+//! - [`metrics`]: checks by verdict and the subscriber's state, for Prometheus;
 //! - [`query`]: the check query string into a token's facts, with refusals that say what to fix;
 //! - [`bearer`]: bearer tokens in, one verdict out (verification, then revocation);
 //! - [`forward_auth`]: `/v1/auth` for nginx, Traefik and Envoy HTTP ext_authz, `POST /v1/token`;
@@ -20,6 +21,7 @@ pub mod ext_authz;
 pub mod forward_auth;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod query;
 
 use std::future::Future;
@@ -77,6 +79,7 @@ impl RunningSidecar {
                 .context("starting the subscriber")?,
         );
         let bearer = Arc::new(Bearer {
+            metrics: metrics::SidecarMetrics::new(subscriber.clone()),
             subscriber: subscriber.clone(),
             verifier,
             pass_claims: config.pass_claims,

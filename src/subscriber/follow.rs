@@ -352,6 +352,7 @@ impl Follower {
                     bail!("snapshot began inside a delta");
                 }
                 tracing::info!(version = b.version, entries = b.entries, reason = %b.reason, "receiving a snapshot");
+                self.shared.snapshot_begun(&b.reason);
                 let mut l = self.filter.begin_snapshot(
                     FingerprintSeed(b.fingerprint_seed),
                     b.version,

@@ -64,6 +64,19 @@ pub struct Shared {
     pub connects: AtomicU64,
     /// Checks answered while stale.
     pub stale_answers: AtomicU64,
+    /// Snapshots begun, by reason: one per [`crate::wire::SNAPSHOT_REASONS`], then "other".
+    pub snapshot_reasons: [AtomicU64; 7],
+}
+
+impl Shared {
+    /// Counts a snapshot begun for `reason`.
+    pub fn snapshot_begun(&self, reason: &str) {
+        let i = crate::wire::SNAPSHOT_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(crate::wire::SNAPSHOT_REASONS.len());
+        self.snapshot_reasons[i].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A running subscriber.

@@ -48,6 +48,17 @@ impl WireError {
 }
 
 /// `field.leaf`, or whichever of the two is not empty.
+/// Why a node sends a subscriber a snapshot (`SnapshotBegin.reason`, `Resync.reason`); a
+/// metric labels anything else "other".
+pub const SNAPSHOT_REASONS: [&str; 6] = [
+    "new_subscriber",
+    "behind_window",
+    "too_slow",
+    "digest_mismatch",
+    "seed_changed",
+    "future_version",
+];
+
 pub(crate) fn join(field: &str, leaf: &str) -> String {
     match (field.is_empty(), leaf.is_empty()) {
         (true, _) => leaf.to_string(),

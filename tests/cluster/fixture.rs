@@ -346,6 +346,7 @@ impl Cluster {
             let listeners_of = Listeners {
                 client: TcpListener::bind("127.0.0.1:0").await.expect("binds"),
                 peer: TcpListener::bind("127.0.0.1:0").await.expect("binds"),
+                http: None,
             };
             listeners.insert(id, listeners_of);
         }
@@ -434,6 +435,7 @@ impl Cluster {
                 };
                 let listeners = Listeners {
                     client: bind(client_addr).await?,
+                    http: None,
                     peer: bind(config.advertise.clone()).await?,
                 };
                 RunningNode::start(config, listeners, node_security(id), clock::system())
@@ -459,6 +461,8 @@ struct Proc {
     addr: String,
     /// The peer port.
     peer: String,
+    /// The HTTP listener (`/metrics`).
+    http: String,
     dir: PathBuf,
     log: PathBuf,
     client: Client,
@@ -492,6 +496,7 @@ impl Procs {
                     client: client(&addr),
                     addr,
                     peer: format!("127.0.0.1:{}", free_port()),
+                    http: format!("127.0.0.1:{}", free_port()),
                     dir: root.path().join(format!("node-{id}")),
                     log: root.path().join(format!("node-{id}.log")),
                     child: None,
@@ -537,6 +542,7 @@ impl Procs {
         cmd.arg("server")
             .args(["--id", &id.to_string(), "--listen", &p.addr])
             .args(["--peer-listen", &p.peer])
+            .args(["--http-listen", &p.http])
             .arg("--data-dir")
             .arg(&p.dir)
             .arg("--pki")
@@ -569,6 +575,11 @@ impl Procs {
     /// Node `id`'s client port.
     pub fn addr(&self, id: u64) -> &str {
         &self.members[&id].addr
+    }
+
+    /// Node `id`'s HTTP listener (`/metrics`).
+    pub fn http(&self, id: u64) -> &str {
+        &self.members[&id].http
     }
 
     /// Kills node `id` with SIGKILL (no chance to flush or close anything) and reaps it.

@@ -13,7 +13,7 @@ use recall::proto as pb;
 use recall_core::Command;
 
 use crate::fixture::{
-    Client, Cluster, PATIENCE, eventually, keys_bound, leader, revoke_range, status,
+    Client, Cluster, PATIENCE, converged, eventually, keys_bound, leader, revoke_range, status,
 };
 
 fn fast(c: &mut recall::node::NodeConfig) {
@@ -289,6 +289,8 @@ async fn a_node_whose_stored_history_was_rewritten_is_detected_and_stops_serving
     let head = witnessed_history(&cluster).await;
     let l = leader(&cluster).await;
     let victim = cluster.ids().into_iter().find(|id| *id != l).unwrap();
+    // A quorum witnessed the head, which need not include the victim: let it apply it first.
+    converged(&cluster, head).await;
     cluster.stop(victim).await;
 
     // Someone with the disk rewrites who did what from the third record on, and re-links the

@@ -38,6 +38,7 @@ async fn rotated_certificates_serve_new_connections_without_a_restart() {
 
     let listeners = Listeners {
         client: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        http: None,
         peer: TcpListener::bind("127.0.0.1:0").await.unwrap(),
     };
     let addr = listeners.client.local_addr().unwrap().to_string();

@@ -44,6 +44,7 @@ pub async fn listeners() -> Listeners {
     Listeners {
         client: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         peer: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        http: None,
     }
 }
 

@@ -57,7 +57,8 @@ pub enum Command {
     },
     /// Drop every entry and rule whose `expires_at` is at or before `now`.
     Prune {
-        /// The leader's time when it proposed the prune.
+        /// The cutoff: the leader's time when it proposed the prune minus the prune grace, so
+        /// every replica drops exactly the same entries.
         now: Timestamp,
     },
 }

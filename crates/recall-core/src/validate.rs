@@ -24,13 +24,21 @@ pub struct Limits {
     /// How far in the future (milliseconds) a rule's `not_before` may lie, to absorb clocks that
     /// run slightly ahead of the leader's. Beyond it a rule would lock out tokens not yet issued.
     pub max_skew_ms: i64,
+    /// The prune grace (milliseconds): verifiers accept a token until its `exp` plus their
+    /// leeway, so a revocation holds until `expires_at` plus this grace, and one whose expiry
+    /// passed less than the grace ago is still accepted.
+    pub expiry_grace_ms: i64,
 }
+
+/// The default prune grace: five minutes, above the 30 to 300 s leeway verifiers commonly allow.
+pub const DEFAULT_EXPIRY_GRACE_MS: i64 = 300_000;
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_batch: 100_000,
             max_skew_ms: 60_000,
+            expiry_grace_ms: DEFAULT_EXPIRY_GRACE_MS,
         }
     }
 }
@@ -121,15 +129,19 @@ pub enum ValidationError {
         /// The value given.
         value: String,
     },
-    /// An `expires_at` that has already passed: nothing it names can still be used.
+    /// An `expires_at` that passed longer ago than the prune grace: no verifier accepts what it
+    /// names any more.
     #[error(
-        "expires_at {expires_at} is not after now ({now}): it has already expired, nothing to revoke"
+        "expires_at {expires_at} is not after now ({now}) minus the prune grace ({grace_ms} ms): \
+         it has already expired beyond any verifier's leeway, nothing to revoke"
     )]
     AlreadyExpired {
         /// The expiry given.
         expires_at: Timestamp,
         /// The leader's time.
         now: Timestamp,
+        /// The prune grace.
+        grace_ms: i64,
     },
     /// One item of a batch is invalid.
     #[error("item {index}: {error}")]
@@ -193,19 +205,32 @@ fn validate_meta(meta: &Meta) -> Result<(), ValidationError> {
     text("reason", &meta.reason, MAX_REASON_LEN, false)
 }
 
-fn not_expired(expires_at: Option<Timestamp>, now: Timestamp) -> Result<(), ValidationError> {
+fn not_expired(
+    expires_at: Option<Timestamp>,
+    now: Timestamp,
+    limits: &Limits,
+) -> Result<(), ValidationError> {
+    let grace_ms = limits.expiry_grace_ms;
     match expires_at {
-        Some(expires_at) if expires_at <= now => {
-            Err(ValidationError::AlreadyExpired { expires_at, now })
+        Some(expires_at) if expires_at <= now.plus_millis(-grace_ms) => {
+            Err(ValidationError::AlreadyExpired {
+                expires_at,
+                now,
+                grace_ms,
+            })
         }
         _ => Ok(()),
     }
 }
 
-/// Checks one revocation against the time `now`.
-pub fn validate_revocation(item: &Revocation, now: Timestamp) -> Result<(), ValidationError> {
+/// Checks one revocation against the time `now` and the prune grace.
+pub fn validate_revocation(
+    item: &Revocation,
+    now: Timestamp,
+    limits: &Limits,
+) -> Result<(), ValidationError> {
     validate_key(&item.key)?;
-    not_expired(item.expires_at, now)
+    not_expired(item.expires_at, now, limits)
 }
 
 /// Checks a rule against the time `now` and the allowed skew.
@@ -220,7 +245,7 @@ pub fn validate_rule(rule: &Rule, now: Timestamp, limits: &Limits) -> Result<(),
             max_skew_ms: limits.max_skew_ms,
         });
     }
-    not_expired(rule.expires_at, now)
+    not_expired(rule.expires_at, now, limits)
 }
 
 fn batch<T>(
@@ -253,7 +278,9 @@ pub fn validate(cmd: &Command, now: Timestamp, limits: &Limits) -> Result<(), Va
     match cmd {
         Command::Revoke { meta, items } => {
             validate_meta(meta)?;
-            batch("revoke", items, limits, |i| validate_revocation(i, now))
+            batch("revoke", items, limits, |i| {
+                validate_revocation(i, now, limits)
+            })
         }
         Command::AddRule { meta, rule } => {
             validate_meta(meta)?;

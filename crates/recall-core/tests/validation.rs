@@ -260,24 +260,54 @@ fn namespace_rule_with_a_value_is_refused() {
     }
 }
 
-/// Revoking something that has already expired is pointless and is refused; an expiry equal to
-/// now counts as expired (a prune at `now` would drop it at once). Rules are held to the same.
+/// Revoking what expired longer ago than the prune grace is pointless and is refused; an expiry
+/// exactly the grace ago counts as expired (a prune at `now` would drop it at once). Rules are
+/// held to the same.
 #[test]
-fn already_expired_revocation_is_refused() {
+fn revocation_expired_beyond_the_grace_is_refused() {
+    let grace_ms = recall_core::validate::DEFAULT_EXPIRY_GRACE_MS;
     let mut stale = item(Kind::Token, "jti-1");
-    stale.expires_at = Some(NOW);
+    let expires_at = NOW.plus_millis(-grace_ms);
+    stale.expires_at = Some(expires_at);
     let err = refused_item(vec![stale], 0);
-    let (expires_at, now) = (NOW, NOW);
-    assert_eq!(err, ValidationError::AlreadyExpired { expires_at, now });
-    says(&err, &["expires_at 1700000000000ms", "already expired"]);
-    says(&err, &["not after now (1700000000000ms)"]);
+    let now = NOW;
+    assert_eq!(
+        err,
+        ValidationError::AlreadyExpired {
+            expires_at,
+            now,
+            grace_ms
+        }
+    );
+    says(&err, &["expires_at 1699999700000ms", "already expired"]);
+    says(
+        &err,
+        &["not after now (1700000000000ms)", "prune grace (300000 ms)"],
+    );
 
     let mut cmd = rule(ScopeKind::Issuer, "", NOW);
     if let Command::AddRule { rule, .. } = &mut cmd {
-        rule.expires_at = Some(NOW.plus_millis(-1));
+        rule.expires_at = Some(NOW.plus_millis(-grace_ms - 1));
     }
     let err = refused(&cmd);
     assert!(matches!(err, ValidationError::AlreadyExpired { .. }));
+}
+
+/// A verifier may still accept a token whose `exp` passed less than its leeway ago, so its
+/// revocation must still be accepted and hold: anything within the grace passes.
+#[test]
+fn revocation_expired_within_the_grace_is_accepted() {
+    let grace_ms = recall_core::validate::DEFAULT_EXPIRY_GRACE_MS;
+    let mut recent = item(Kind::Token, "jti-1");
+    recent.expires_at = Some(NOW.plus_millis(-grace_ms + 1));
+    passes(&revoke(vec![recent]));
+    let strict = Limits {
+        expiry_grace_ms: 0,
+        ..Limits::default()
+    };
+    let mut now_expired = item(Kind::Token, "jti-2");
+    now_expired.expires_at = Some(NOW);
+    assert!(validate(&revoke(vec![now_expired]), NOW, &strict).is_err());
 }
 
 /// In a large batch the operator learns which item is wrong: its index from 0, followed by what

@@ -13,10 +13,7 @@ mod stepup;
 use super::access::{self, Caller, Role, RoleChange};
 use super::raft::{Node, Raft, Response, StateMachine};
 use super::rate::{RateLimiter, WriteRate};
-use super::stepup::{
-    Change, MembershipChange, MembershipOp, Proposed, Requirement,
-    has_approver as stepup_has_approver,
-};
+use super::stepup::{Change, MembershipChange, MembershipOp, Proposed, Requirement};
 use super::writer::Write;
 use super::writer::Writer;
 use crate::proto as pb;
@@ -121,11 +118,9 @@ impl OperatorService {
         wait: Option<pb::WaitConverged>,
     ) -> Result<TonicResponse<pb::WriteReply>, Status> {
         let started = std::time::Instant::now();
-        let (need, approver) = self.sm.with_stepup(|g, roles| {
-            let need = g.requirement(&change, roles);
-            let role = change.needs().unwrap_or(Role::Admin);
-            (need, stepup_has_approver(roles, change.actor(), role))
-        });
+        let need = self
+            .sm
+            .with_stepup(|g, roles| g.requirement(&change, roles));
         let action = change.action();
         let write = match (need, otp) {
             (Requirement::None, _) => match change {
@@ -145,14 +140,7 @@ impl OperatorService {
                     change.action()
                 )));
             }
-            (Requirement::TwoPerson, _) if !approver => {
-                let role = change.needs().unwrap_or(Role::Admin);
-                return Err(Status::failed_precondition(format!(
-                    "{action} needs a second operator's approval, but no other operator holds the \
-                     {role} role or a higher one: an admin grants one first (`recall roles grant \
-                     NAME {role}`)"
-                )));
-            }
+            // The leader refuses a request nobody could approve (`stepup::no_approver`).
             (Requirement::TwoPerson, _) => Write::Propose(change),
         };
         let shape = write_shape(&write);

@@ -473,6 +473,23 @@ pub fn has_approver(bindings: &Bindings, proposer: &str, need: Role) -> bool {
         .any(|(who, role)| who != proposer && *role >= need)
 }
 
+/// Why `change` cannot even be proposed: it needs a second operator's approval and nobody but
+/// its proposer holds the role to give it. Checked by the leader, whose bindings include every
+/// role change it has acknowledged (a follower may not have applied a grant yet).
+pub fn no_approver(gov: &Governance, bindings: &Bindings, change: &Change) -> Option<String> {
+    if gov.requirement(change, bindings) != Requirement::TwoPerson {
+        return None;
+    }
+    let role = change.needs().unwrap_or(Role::Admin);
+    (!has_approver(bindings, change.actor(), role)).then(|| {
+        format!(
+            "{} needs a second operator's approval, but no other operator holds the {role} role \
+             or a higher one: an admin grants one first (`recall roles grant NAME {role}`)",
+            change.action()
+        )
+    })
+}
+
 /// The refusal of a change applied without the step-up it needs.
 fn refusal(change: &Change, need: Requirement) -> Refused {
     let op = change.operation().map_or("prune", Operation::name);

@@ -7,18 +7,21 @@
 //! - [`registry`]: the live subscribers and their acked versions (convergence);
 //! - [`acks`]: which acks count (versions sent on the stream, with the node's digest);
 //! - [`session`]: one stream;
-//! - [`encode`]: deltas and snapshots as messages of bounded size.
+//! - [`encode`]: deltas and snapshots as messages of bounded size;
+//! - [`waves`]: how long each change took to land at every subscriber.
 
 pub mod acks;
 pub mod encode;
 pub mod registry;
 pub mod session;
+pub mod waves;
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
+use prost::Message;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -79,27 +82,37 @@ pub struct SubscribeService {
     pub(crate) contact: Arc<crate::node::contact::Contact>,
     /// Turns true when the node stops: every session ends, so shutdown never waits on streams.
     pub(crate) stopped: tokio::sync::watch::Receiver<bool>,
+    /// The node's metrics (snapshots sent, stream ends, queued bytes).
+    pub(crate) metrics: Arc<crate::node::metrics::NodeMetrics>,
+}
+
+/// A message queued to a subscriber; its bytes count in `recall_stream_queue_bytes` until the
+/// transport takes it (or the stream is dropped with it still queued).
+pub struct Queued {
+    msg: Result<pb::SubscribeResponse, Status>,
+    _bytes: QueueBytes,
+}
+
+struct QueueBytes {
+    gauge: prometheus::IntGauge,
+    n: i64,
+}
+
+impl Drop for QueueBytes {
+    fn drop(&mut self) {
+        self.gauge.sub(self.n);
+    }
 }
 
 impl SubscribeService {
-    /// Serves streams from `sm`, recording subscribers in `registry`.
-    pub fn new(
-        sm: StateMachine,
-        raft: Raft,
-        registry: Arc<Registry>,
-        config: StreamConfig,
-        clock: Clock,
-        contact: Arc<crate::node::contact::Contact>,
-        stopped: tokio::sync::watch::Receiver<bool>,
-    ) -> Self {
-        Self {
-            sm,
-            raft,
-            registry,
-            config,
-            clock,
-            contact,
-            stopped,
+    /// `msg`, counted in the queued bytes until the transport takes it.
+    pub(crate) fn queued(&self, msg: Result<pb::SubscribeResponse, Status>) -> Queued {
+        let n = msg.as_ref().map_or(0, |m| m.encoded_len()) as i64;
+        let gauge = self.metrics.queue_bytes.clone();
+        gauge.add(n);
+        Queued {
+            msg,
+            _bytes: QueueBytes { gauge, n },
         }
     }
 }
@@ -179,6 +192,8 @@ impl Subscription for SubscribeService {
         let (tx, rx) = tokio::sync::mpsc::channel(self.config.queue.max(2));
         let session = session::Session::new(self.clone(), hello, tx);
         tokio::spawn(session.run(incoming));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(rx).map(|q: Queued| q.msg),
+        )))
     }
 }

@@ -1,11 +1,14 @@
 //! The subscribers a node serves and the versions they have applied: what convergence is
-//! computed from. A newer stream with the same id replaces the older one.
+//! computed from, and how long each change took to land at them ([`Waves`]). A newer stream with
+//! the same id replaces the older one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use recall_core::{Digest, Timestamp};
 use tokio::sync::watch;
+
+use super::waves::{Landed, Waves};
 
 /// What a node knows of one live subscriber.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +43,20 @@ pub struct Full {
 /// The live subscribers of one node.
 #[derive(Default)]
 pub struct Registry {
-    inner: Mutex<(u64, HashMap<String, Entry>)>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next: u64,
+    map: HashMap<String, Entry>,
+    waves: Waves,
+}
+
+impl Inner {
+    fn applied(map: &HashMap<String, Entry>) -> Vec<u64> {
+        map.values().map(|e| e.info.applied).collect()
+    }
 }
 
 /// A registration; dropping it removes the subscriber (if it was not replaced meanwhile).
@@ -64,7 +80,7 @@ impl Registry {
         max: usize,
     ) -> Result<Registration, Full> {
         let mut guard = self.inner.lock().expect("registry lock");
-        let (next, map) = &mut *guard;
+        let Inner { next, map, waves } = &mut *guard;
         if !map.contains_key(id) && map.len() >= max {
             return Err(Full { max });
         }
@@ -82,8 +98,10 @@ impl Registry {
             },
             replaced: tx,
         };
+        waves.joined(0);
         if let Some(old) = map.insert(id.to_string(), entry) {
             let _ = old.replaced.send(true);
+            waves.left(old.info.applied, &|| Inner::applied(map));
         }
         Ok(Registration {
             registry: Arc::clone(self),
@@ -96,19 +114,42 @@ impl Registry {
     /// The live subscribers.
     pub fn list(&self) -> Vec<SubscriberInfo> {
         let guard = self.inner.lock().expect("registry lock");
-        let mut out: Vec<SubscriberInfo> = guard.1.values().map(|e| e.info.clone()).collect();
+        let mut out: Vec<SubscriberInfo> = guard.map.values().map(|e| e.info.clone()).collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
 
     /// How many subscribers are live.
     pub fn len(&self) -> usize {
-        self.inner.lock().expect("registry lock").1.len()
+        self.inner.lock().expect("registry lock").map.len()
     }
 
     /// Whether no subscriber is live.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// This node applied a change at `version` (at `now`, node clock): a wave starts landing.
+    pub fn changed(&self, version: u64, now: Timestamp) {
+        let mut guard = self.inner.lock().expect("registry lock");
+        let Inner { map, waves, .. } = &mut *guard;
+        waves.changed(version, now, &|| Inner::applied(map));
+    }
+
+    /// The most recent waves that landed at every live subscriber, oldest first.
+    pub fn landed(&self) -> Vec<Landed> {
+        self.inner.lock().expect("registry lock").waves.recent()
+    }
+
+    /// The histogram of landed waves, for the node's metrics.
+    pub fn wave_histogram(&self) -> prometheus::Histogram {
+        self.inner.lock().expect("registry lock").waves.histogram()
+    }
+
+    /// Waves still landing, and waves given up because too many were waiting.
+    pub fn waves_waiting(&self) -> (usize, u64) {
+        let guard = self.inner.lock().expect("registry lock");
+        (guard.waves.pending(), guard.waves.abandoned())
     }
 }
 
@@ -116,14 +157,14 @@ impl Registration {
     /// Records an ack.
     pub fn ack(&self, applied: u64, digest: Digest, now: Timestamp) {
         let mut guard = self.registry.inner.lock().expect("registry lock");
-        if let Some(e) = guard
-            .1
-            .get_mut(&self.id)
-            .filter(|e| e.stream == self.stream)
-        {
-            e.info.applied = e.info.applied.max(applied);
+        let Inner { map, waves, .. } = &mut *guard;
+        if let Some(e) = map.get_mut(&self.id).filter(|e| e.stream == self.stream) {
+            let old = e.info.applied;
+            e.info.applied = old.max(applied);
             e.info.digest = digest;
             e.info.last_ack = now;
+            let new = e.info.applied;
+            waves.acked(old, new, &|| Inner::applied(map));
         }
     }
 }
@@ -131,12 +172,11 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let mut guard = self.registry.inner.lock().expect("registry lock");
-        if guard
-            .1
-            .get(&self.id)
-            .is_some_and(|e| e.stream == self.stream)
+        let Inner { map, waves, .. } = &mut *guard;
+        if map.get(&self.id).is_some_and(|e| e.stream == self.stream)
+            && let Some(gone) = map.remove(&self.id)
         {
-            guard.1.remove(&self.id);
+            waves.left(gone.info.applied, &|| Inner::applied(map));
         }
     }
 }

@@ -15,12 +15,13 @@ use crate::node::raft::DeltasAfter;
 use crate::proto as pb;
 use crate::proto::subscribe_response::Body;
 
-type Tx = mpsc::Sender<Result<pb::SubscribeResponse, Status>>;
+type Tx = mpsc::Sender<super::Queued>;
 
-/// The stream ended (subscriber gone) or must end with a status.
+/// The stream ended (subscriber gone) or must end with a status; each with why, for the
+/// node's metrics (one of `metrics::STREAM_ENDS`).
 enum End {
-    Gone,
-    Status(Status),
+    Gone(&'static str),
+    Status(&'static str, Status),
 }
 
 /// One stream's state.
@@ -57,11 +58,17 @@ impl Session {
     pub async fn run(mut self, incoming: Streaming<pb::SubscribeRequest>) {
         let id = self.hello.subscriber_id.clone();
         let tx = self.tx.clone();
-        match self.serve(incoming).await {
-            End::Gone => tracing::debug!(subscriber = %id, "stream closed"),
-            End::Status(s) => {
+        let end = self.serve(incoming).await;
+        let metrics = &self.svc.metrics;
+        match end {
+            End::Gone(why) => {
+                metrics.stream_ended(why);
+                tracing::debug!(subscriber = %id, why, "stream closed")
+            }
+            End::Status(why, s) => {
+                metrics.stream_ended(why);
                 tracing::info!(subscriber = %id, code = ?s.code(), msg = s.message(), "stream ended");
-                let _ = tx.send(Err(s)).await;
+                let _ = tx.send(self.svc.queued(Err(s))).await;
             }
         }
     }
@@ -75,7 +82,7 @@ impl Session {
             self.svc.config.max_subscribers,
         ) {
             Ok(r) => r,
-            Err(full) => return End::Status(Status::resource_exhausted(full.to_string())),
+            Err(full) => return End::Status("full", Status::resource_exhausted(full.to_string())),
         };
         let mut replaced = reg.replaced.clone();
         let mut stopped = self.svc.stopped.clone();
@@ -92,35 +99,35 @@ impl Session {
         loop {
             tokio::select! {
                 _ = stopped.changed() => {
-                    return End::Status(Status::unavailable("the node is shutting down; reconnect to another node"));
+                    return End::Status("shutdown", Status::unavailable("the node is shutting down; reconnect to another node"));
                 }
                 _ = alarm.changed() => {
                     if let Some(why) = alarm.borrow().clone() {
-                        return End::Status(super::alarmed(&why));
+                        return End::Status("history_alarm", super::alarmed(&why));
                     }
                 }
                 r = replaced.changed() => {
                     if r.is_err() || *replaced.borrow() {
-                        return End::Status(Status::aborted("a newer stream with the same subscriber_id replaced this one"));
+                        return End::Status("replaced", Status::aborted("a newer stream with the same subscriber_id replaced this one"));
                     }
                 }
                 msg = incoming.message() => match msg {
-                    Ok(None) => return End::Gone,
+                    Ok(None) => return End::Gone("closed"),
                     Err(e) => {
                         tracing::debug!(error = %e, "subscriber stream broke");
-                        return End::Gone;
+                        return End::Gone("closed");
                     }
                     Ok(Some(pb::SubscribeRequest { body: Some(pb::subscribe_request::Body::Ack(ack)) })) => {
                         if let Err(e) = self.on_ack(&reg, &ack).await {
                             return e;
                         }
                     }
-                    Ok(Some(_)) => return End::Status(Status::invalid_argument(
+                    Ok(Some(_)) => return End::Status("protocol_error", Status::invalid_argument(
                         "after the Hello, a subscriber sends only Acks")),
                 },
                 changed = applied.changed() => {
                     if changed.is_err() {
-                        return End::Status(Status::unavailable("the node is shutting down; reconnect to another node"));
+                        return End::Status("shutdown", Status::unavailable("the node is shutting down; reconnect to another node"));
                     }
                     if let Err(e) = self.catch_up().await {
                         return e;
@@ -156,22 +163,27 @@ impl Session {
                     "ignored an ack of a version this stream has moved past");
                 Ok(())
             }
-            AckCheck::NeverSent if v > self.sent => {
-                Err(End::Status(Status::invalid_argument(format!(
+            AckCheck::NeverSent if v > self.sent => Err(End::Status(
+                "protocol_error",
+                Status::invalid_argument(format!(
                     "ack.applied_version {v} is beyond the last version sent, {}: ack only what \
                      you applied",
                     self.sent
-                ))))
-            }
-            AckCheck::NeverSent => Err(End::Status(Status::invalid_argument(format!(
-                "ack.applied_version {v} was never sent on this stream (the last version sent is \
+                )),
+            )),
+            AckCheck::NeverSent => Err(End::Status(
+                "protocol_error",
+                Status::invalid_argument(format!(
+                    "ack.applied_version {v} was never sent on this stream (the last version sent is \
                  {}): ack only the version of a snapshot, delta or heartbeat you applied",
-                self.sent
-            )))),
+                    self.sent
+                )),
+            )),
             AckCheck::DigestDiffers { expected } => {
                 tracing::warn!(subscriber = %self.hello.subscriber_id, version = v,
                     acked = %Digest(ack.digest), node = %expected,
                     "subscriber digest differs from the node's: ack not counted, resyncing");
+                self.svc.metrics.digest_mismatches.inc();
                 self.resync("digest_mismatch").await
             }
         }
@@ -182,10 +194,13 @@ impl Session {
         let silence = self.svc.contact.lost(&self.svc.raft)?;
         tracing::warn!(subscriber = %self.hello.subscriber_id, silence_ms = silence.as_millis() as u64,
             "no leader contact: ending the stream so the subscriber moves to another node");
-        Some(End::Status(Status::unavailable(format!(
-            "this node has heard from no leader for {} ms and may be behind the cluster; connect to another node",
-            silence.as_millis()
-        ))))
+        Some(End::Status(
+            "out_of_touch",
+            Status::unavailable(format!(
+                "this node has heard from no leader for {} ms and may be behind the cluster; connect to another node",
+                silence.as_millis()
+            )),
+        ))
     }
 
     /// Chooses the start: deltas from the Hello version, or a snapshot and why.
@@ -205,9 +220,12 @@ impl Session {
                     m.current_leader == Some(m.id)
                 };
                 if !leads {
-                    return Err(End::Status(Status::unavailable(format!(
-                        "this node is behind the subscriber (version {want}); connect to another node"
-                    ))));
+                    return Err(End::Status(
+                        "behind_subscriber",
+                        Status::unavailable(format!(
+                            "this node is behind the subscriber (version {want}); connect to another node"
+                        )),
+                    ));
                 }
                 return self.snapshot("future_version").await;
             }
@@ -320,6 +338,7 @@ impl Session {
             let expiries = self.hello.expiries.then(|| s.expiries(&view.fingerprints));
             (view, expiries)
         });
+        self.svc.metrics.snapshot_sent(reason);
         tracing::debug!(subscriber = %self.hello.subscriber_id, reason, version = view.version,
             entries = view.fingerprints.len(), "sending a snapshot");
         let chunk = self.svc.config.chunk_bytes;
@@ -337,12 +356,12 @@ impl Session {
     /// and its stream ends (it reconnects and resumes from what it applied).
     async fn send(&self, m: pb::SubscribeResponse) -> Result<(), End> {
         let deadline = self.svc.config.send_timeout;
-        match tokio::time::timeout(deadline, self.tx.send(Ok(m))).await {
-            Ok(r) => r.map_err(|_| End::Gone),
+        match tokio::time::timeout(deadline, self.tx.send(self.svc.queued(Ok(m)))).await {
+            Ok(r) => r.map_err(|_| End::Gone("closed")),
             Err(_) => {
                 tracing::info!(subscriber = %self.hello.subscriber_id, ?deadline,
                     "subscriber did not read for the send deadline: ending its stream");
-                Err(End::Gone)
+                Err(End::Gone("not_reading"))
             }
         }
     }

@@ -1,0 +1,218 @@
+//! A sidecar's Prometheus metrics, served at `GET /metrics` on its HTTP listener: checks by
+//! face and verdict (counted at the faces, never in the embedded check path, which stays free
+//! of shared writes), and the subscriber's state read at scrape time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
+
+use crate::metrics::{counters, register};
+use crate::subscriber::{Answer, Subscriber};
+use crate::token::Reason;
+
+/// The metrics of one sidecar.
+pub struct SidecarMetrics {
+    registry: Registry,
+    checks: IntCounterVec,
+}
+
+impl SidecarMetrics {
+    /// The metrics of a sidecar around `subscriber`.
+    pub fn new(subscriber: Arc<Subscriber>) -> Arc<Self> {
+        let m = Self {
+            registry: crate::metrics::registry(),
+            checks: counters(
+                "recall_checks_total",
+                "Checks answered, by face (claims: /v1/check and gRPC Check; token: /v1/auth, \
+                 /v1/token and ext_authz) and verdict.",
+                &["face", "verdict"],
+            ),
+        };
+        register(&m.registry, m.checks.clone());
+        register(&m.registry, SubscriberCollector::new(subscriber));
+        Arc::new(m)
+    }
+
+    /// The registry to render at `/metrics`.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Counts a token verdict.
+    pub fn token(&self, verdict: Reason) {
+        self.checks
+            .with_label_values(&["token", verdict.as_str()])
+            .inc();
+    }
+
+    /// Counts the answer to a claims check: its filter verdict, or `stale` when it was refused
+    /// only because the state could not be vouched for.
+    pub fn claims(&self, answer: &Answer) {
+        let verdict = match answer.status {
+            recall_core::Status::Allowed if answer.revoked => "stale",
+            recall_core::Status::Allowed => "allowed",
+            recall_core::Status::Revoked => "revoked",
+            recall_core::Status::PossiblyRevoked => "possibly_revoked",
+        };
+        self.checks.with_label_values(&["claims", verdict]).inc();
+    }
+}
+
+/// The subscriber's state, read at scrape time.
+struct SubscriberCollector {
+    subscriber: Arc<Subscriber>,
+    version: IntGauge,
+    entries: IntGauge,
+    synced: IntGauge,
+    staleness: prometheus::Gauge,
+    snapshots: Mirror,
+    deltas: Mirror,
+    resyncs: Mirror,
+    digest_mismatches: Mirror,
+    connects: Mirror,
+    stale_answers: Mirror,
+    by_reason: IntCounterVec,
+    by_reason_seen: [AtomicU64; 7],
+    descs: Vec<Desc>,
+}
+
+/// A counter that follows one of the subscriber's own monotonic counters.
+struct Mirror {
+    counter: IntCounter,
+    seen: AtomicU64,
+}
+
+impl Mirror {
+    fn new(name: &str, help: &str) -> Self {
+        Self {
+            counter: IntCounter::new(name, help).expect("a valid counter"),
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    fn follow(&self, now: u64) {
+        let seen = self.seen.swap(now, Ordering::Relaxed);
+        self.counter.inc_by(now.saturating_sub(seen));
+    }
+}
+
+impl SubscriberCollector {
+    fn new(subscriber: Arc<Subscriber>) -> Self {
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("a valid gauge");
+        let mut c = Self {
+            subscriber,
+            version: gauge(
+                "recall_sidecar_applied_version",
+                "The version of the cluster's state this sidecar has applied.",
+            ),
+            entries: gauge(
+                "recall_sidecar_revocations",
+                "Revoked fingerprints held by the local filter.",
+            ),
+            synced: gauge(
+                "recall_sidecar_synced",
+                "1 once a node has vouched for this sidecar's state, else 0.",
+            ),
+            staleness: prometheus::Gauge::new(
+                "recall_sidecar_staleness_seconds",
+                "Seconds since a node last vouched for this sidecar's state (monotonic clock); \
+                 +Inf before the first time.",
+            )
+            .expect("a valid gauge"),
+            snapshots: Mirror::new(
+                "recall_sidecar_snapshots_applied_total",
+                "Snapshots applied.",
+            ),
+            deltas: Mirror::new("recall_sidecar_deltas_applied_total", "Deltas applied."),
+            resyncs: Mirror::new(
+                "recall_sidecar_resyncs_total",
+                "Resyncs a node asked for mid-stream.",
+            ),
+            digest_mismatches: Mirror::new(
+                "recall_sidecar_digest_mismatches_total",
+                "Times the local digest differed from the authority's (each forces a snapshot).",
+            ),
+            connects: Mirror::new(
+                "recall_sidecar_connects_total",
+                "Stream connections opened to nodes.",
+            ),
+            stale_answers: Mirror::new(
+                "recall_sidecar_stale_answers_total",
+                "Checks answered while stale (past the bound, diverged or never synced).",
+            ),
+            by_reason: counters(
+                "recall_sidecar_snapshots_begun_total",
+                "Snapshots a node began sending this sidecar, by why.",
+                &["reason"],
+            ),
+            by_reason_seen: Default::default(),
+            descs: Vec::new(),
+        };
+        c.descs = c
+            .parts()
+            .iter()
+            .flat_map(|m| m.desc().into_iter().cloned())
+            .collect();
+        c
+    }
+
+    fn parts(&self) -> Vec<&dyn Collector> {
+        vec![
+            &self.version,
+            &self.entries,
+            &self.synced,
+            &self.staleness,
+            &self.snapshots.counter,
+            &self.deltas.counter,
+            &self.resyncs.counter,
+            &self.digest_mismatches.counter,
+            &self.connects.counter,
+            &self.stale_answers.counter,
+            &self.by_reason,
+        ]
+    }
+
+    fn refresh(&self) {
+        let s = self.subscriber.status();
+        let shared = self.subscriber.shared();
+        self.version
+            .set(i64::try_from(s.version).unwrap_or(i64::MAX));
+        self.entries
+            .set(i64::try_from(s.entries).unwrap_or(i64::MAX));
+        self.synced.set(i64::from(s.synced));
+        let since = shared.contact.since(tokio::time::Instant::now());
+        self.staleness
+            .set(since.map_or(f64::INFINITY, |d| d.as_secs_f64()));
+        self.snapshots.follow(s.snapshots);
+        self.deltas.follow(s.deltas);
+        self.resyncs.follow(s.resyncs);
+        self.digest_mismatches.follow(s.digest_mismatches);
+        self.connects.follow(s.connects);
+        self.stale_answers
+            .follow(shared.stale_answers.load(Ordering::Relaxed));
+        let reasons = crate::wire::SNAPSHOT_REASONS.iter().chain(["other"].iter());
+        for (i, reason) in reasons.enumerate() {
+            let now = shared.snapshot_reasons[i].load(Ordering::Relaxed);
+            let seen = self.by_reason_seen[i].swap(now, Ordering::Relaxed);
+            if now > seen || now > 0 {
+                self.by_reason
+                    .with_label_values(&[reason])
+                    .inc_by(now.saturating_sub(seen));
+            }
+        }
+    }
+}
+
+impl Collector for SubscriberCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.refresh();
+        self.parts().iter().flat_map(|m| m.collect()).collect()
+    }
+}
