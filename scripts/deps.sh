@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages recall's tests need: real Redis (the mirror tests write into it,
 # the chaos harness compares against it) and etcd servers, nginx (the forward-auth test puts it
-# in front of an upstream) and wrk (the forward-auth benchmark). Idempotent: does nothing when
-# they are already present.
+# in front of an upstream), wrk (the forward-auth benchmark) and docker-compose (the compose test
+# validates docker-compose.yml with `docker-compose config`; no container engine runs here).
+# Idempotent: does nothing when they are already present.
 set -euo pipefail
 
 need=()
@@ -10,6 +11,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
