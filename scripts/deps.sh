@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system packages recall's tests need: real Redis (the mirror tests write into it,
 # the chaos harness compares against it) and etcd servers, nginx (the forward-auth test puts it
-# in front of an upstream), wrk (the forward-auth benchmark) and Prometheus (the metrics test
-# scrapes nodes and a sidecar with it and checks their expositions with its promtool).
+# in front of an upstream), wrk (the forward-auth benchmark), Prometheus (the metrics test
+# scrapes nodes and a sidecar with it and checks their expositions with its promtool) and
+# docker-compose (the compose test validates docker-compose.yml with `docker-compose config`;
+# no container engine runs here).
 # Idempotent: does nothing when they are already present.
 set -euo pipefail
 
@@ -12,6 +14,7 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi

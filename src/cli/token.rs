@@ -1,18 +1,31 @@
-//! `recall token mint`: a token of the development issuer `recall dev` made, to try the
-//! sidecar's bearer-token faces (`/v1/auth`, `POST /v1/token`, ext_authz).
+//! `recall token init` and `recall token mint`: the development issuer (`recall dev` makes it
+//! too) and tokens signed by it, to try the sidecar's bearer-token faces (`/v1/auth`,
+//! `POST /v1/token`, ext_authz).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::token::dev_issuer::DevIssuer;
+use crate::token::dev_issuer::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
 
 /// `recall token ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum TokenCmd {
-    /// Print a token signed by the development issuer (`recall dev` makes it).
+    /// Make the development issuer (an ES256 key, its JWKS and an issuers file for
+    /// `recall sidecar --issuers`) in a folder, unless it is already there.
+    Init(InitArgs),
+    /// Print a token signed by the development issuer (`recall dev` or `recall token init`
+    /// makes it).
     Mint(MintArgs),
+}
+
+/// Flags of `recall token init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// The development issuer's folder.
+    #[arg(long, default_value = "recall-data/dev-issuer")]
+    dir: PathBuf,
 }
 
 /// Flags of `recall token mint`.
@@ -43,7 +56,10 @@ pub struct MintArgs {
 
 /// Runs `recall token ...`.
 pub fn run(cmd: TokenCmd) -> anyhow::Result<()> {
-    let TokenCmd::Mint(a) = cmd;
+    let a = match cmd {
+        TokenCmd::Init(a) => return init(&a.dir),
+        TokenCmd::Mint(a) => a,
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
@@ -61,5 +77,19 @@ pub fn run(cmd: TokenCmd) -> anyhow::Result<()> {
     claims.insert("iat".into(), Value::from(now));
     claims.insert("exp".into(), Value::from(now + a.ttl.as_secs().max(1)));
     println!("{}", DevIssuer::in_dir(&a.dir).mint(claims)?);
+    Ok(())
+}
+
+/// Makes the development issuer in `dir` unless it is there, and says which.
+fn init(dir: &std::path::Path) -> anyhow::Result<()> {
+    let issuer = DevIssuer::in_dir(dir);
+    let made = issuer.ensure()?;
+    let what = if made { "made" } else { "kept" };
+    println!(
+        "{what} the development issuer {DEV_ISSUER} (audience {DEV_AUDIENCE}) in {}; give a \
+         sidecar --issuers {}",
+        dir.display(),
+        issuer.issuers_file().display()
+    );
     Ok(())
 }

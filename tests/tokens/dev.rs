@@ -139,3 +139,33 @@ async fn recall_dev_verifies_minted_tokens_and_refuses_them_once_revoked() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `recall token init` (what the compose deployment's one-shot service runs) makes the
+/// development issuer once: a second run keeps its key, the issuers file it writes is what
+/// `recall sidecar --issuers` loads, and a token `recall token mint` signs verifies against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recall_token_init_makes_an_issuer_the_sidecar_loads_and_keeps_it() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("recall-data");
+    let issuer = dir.path().join("issuer");
+    let arg = issuer.to_str().unwrap();
+    let made = recall(&["token", "init", "--dir", arg], &data).await;
+    assert!(made.starts_with("made "), "{made}");
+    let key = std::fs::read(issuer.join("signing-key.pem")).unwrap();
+    let kept = recall(&["token", "init", "--dir", arg], &data).await;
+    assert!(kept.starts_with("kept "), "{kept}");
+    assert_eq!(std::fs::read(issuer.join("signing-key.pem")).unwrap(), key);
+
+    let policies = recall::token::IssuersFile::load(&issuer.join("issuers.toml")).unwrap();
+    assert_eq!(policies.len(), 1);
+    assert_eq!(
+        policies[0].jwks_file.as_deref(),
+        Some(issuer.join("jwks.json").as_path())
+    );
+    let verifier = recall::token::Verifier::start(policies, recall::node::clock::system())
+        .await
+        .unwrap();
+    let token = recall(&["token", "mint", "--dir", arg, "--sub", "bob"], &data).await;
+    let verified = verifier.verify(token.trim()).await.unwrap();
+    assert_eq!(verified.sub.as_deref(), Some("bob"));
+}
