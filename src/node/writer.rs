@@ -233,6 +233,11 @@ impl Writer {
         self.inner.commit_seconds.clone()
     }
 
+    /// Checks `cmd` against this node's clock and limits, as [`Writer::write`] does first.
+    pub fn validate(&self, cmd: &Command) -> Result<(), WriteError> {
+        Ok(validate(cmd, (self.inner.clock)(), &self.inner.limits)?)
+    }
+
     /// Validates `cmd`, then commits it (in byte-bounded chunks, pipelined) through the leader.
     /// The reply sums the chunks; its version is the last one committed.
     pub async fn write(&self, cmd: Command) -> Result<Response, WriteError> {

@@ -8,6 +8,7 @@ mod cli;
 mod fixture;
 mod follower_write;
 mod history;
+mod import_pipeline;
 mod isolated_node;
 mod leader_failover_import;
 mod metrics;
