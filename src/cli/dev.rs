@@ -114,7 +114,8 @@ pub async fn run(a: DevArgs) -> anyhow::Result<()> {
          log a user out:     {r} rule --cluster {c} --scope subject --ns https://login.example --value alice\n\
          see the cluster:    {r} status --cluster {c}\n\
          grant a role:       {r} roles grant alice revoker --cluster {c}\n\
-         audit history:      {r} audit log --cluster {c}\n         metrics:            curl http://{m}/metrics (authority), curl http://{h}/metrics (sidecar)\n\n\
+         audit history:      {r} audit log --cluster {c}\n         metrics:            curl http://{m}/metrics (authority), curl http://{h}/metrics (sidecar)\n\
+         watch waves land:   http://{m}/ui\n\n\
          Ctrl-C stops both.",
         r = invocation(),
         dir = a.data_dir.display(),

@@ -12,7 +12,8 @@
 //! - [`history`]: the commands kept with it, signed checkpoints, offline verification;
 //! - [`access`] and [`rate`]: who may do what, and how fast;
 //! - [`stepup`]: what the operations that can hurt need beyond a role (a code, a second operator);
-//! - [`metrics`] and [`http`]: `/metrics` for Prometheus on the optional HTTP listener;
+//! - [`metrics`], [`ui`] and [`http`]: `/metrics` for Prometheus and the live page `/ui` on the
+//!   optional HTTP listener;
 //! - [`config`] and [`clock`]: what a node is started with.
 //!
 //! Nothing here parses flags or reads the environment: the binary does, and passes a
@@ -33,6 +34,7 @@ pub mod raft;
 pub mod rate;
 pub mod stepup;
 pub mod subscribe;
+pub mod ui;
 pub mod write_error;
 pub mod writer;
 
@@ -164,15 +166,13 @@ impl RunningNode {
             contact::out_of_touch_after(config.election_timeout),
             known_commit,
         ));
-        let node_metrics = metrics::NodeMetrics::new(
-            metrics::Live {
-                raft: raft.clone(),
-                sm: sm.clone(),
-                subscribers: registry.clone(),
-                contact: contact.clone(),
-            },
-            writer.commit_histogram(),
-        );
+        let live = metrics::Live {
+            raft: raft.clone(),
+            sm: sm.clone(),
+            subscribers: registry.clone(),
+            contact: contact.clone(),
+        };
+        let node_metrics = metrics::NodeMetrics::new(live.clone(), writer.commit_histogram());
         let watcher = node_metrics.watch(
             raft.clone(),
             &sm,
@@ -183,6 +183,7 @@ impl RunningNode {
         let http = listeners.http.map(|l| {
             tokio::spawn(http::serve(
                 node_metrics.clone(),
+                live.clone(),
                 l,
                 until_stopped(stopped.clone()),
             ))

@@ -22,3 +22,4 @@ mod rotation;
 mod sigkill_catch_up;
 mod silent_node;
 mod stepup;
+mod ui;
