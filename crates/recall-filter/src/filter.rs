@@ -20,7 +20,8 @@ use crate::state::State;
 /// What a filter keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
-    /// The exact fingerprints: every answer is certain (about 8.3 bytes an entry).
+    /// The exact fingerprints behind a prefilter: every answer is certain (about 10.2 bytes an
+    /// entry: 8 exact, 2 prefilter).
     #[default]
     Full,
     /// Bloom filters only (about 1.7 bytes an entry): a hit answers "possibly revoked", to be
