@@ -175,14 +175,13 @@ mod tests {
         let mut fps = fps.to_vec();
         fps.sort_unstable();
         let shift = 64 - FULL_SHARD_BITS;
+        let mut rest = &fps[..];
         (0..PAGES * SHARDS_PER_PAGE)
             .map(|s| {
-                let mine: Vec<u64> = fps
-                    .iter()
-                    .copied()
-                    .filter(|&x| (x >> shift) as usize == s)
-                    .collect();
-                Shard::build(&mine, true)
+                let (mine, tail) =
+                    rest.split_at(rest.partition_point(|&x| (x >> shift) as usize == s));
+                rest = tail;
+                Shard::build(mine, true)
             })
             .collect()
     }
