@@ -2,11 +2,9 @@
 //! snapshots and publishes each result; any number of [`Reader`]s check against the latest
 //! published state without ever waiting for the writer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-use arc_swap::Cache;
 use recall_core::{
     Delta, Digest, Fingerprint, FingerprintSeed, Fingerprinter, Kind, RuleFingerprint, TokenFacts,
     Verdict, View,
@@ -14,13 +12,16 @@ use recall_core::{
 
 use crate::FilterError;
 use crate::loader::SnapshotLoader;
+use crate::published::Published;
+use crate::rules::Rules;
 use crate::shard::Shard;
 use crate::state::State;
 
 /// What a filter keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
-    /// The exact fingerprints: every answer is certain (about 8.3 bytes an entry).
+    /// The exact fingerprints behind a prefilter: every answer is certain (about 10.2 bytes an
+    /// entry: 8 exact, 2 prefilter).
     #[default]
     Full,
     /// Bloom filters only (about 1.7 bytes an entry): a hit answers "possibly revoked", to be
@@ -54,7 +55,7 @@ pub struct Stats {
     pub rules: usize,
     /// Removals a lite filter could not apply.
     pub stale_removals: usize,
-    /// Heap bytes of the Bloom filters.
+    /// Heap bytes of the Bloom filters (lite mode) or of the prefilter (full mode).
     pub bloom_bytes: usize,
     /// Heap bytes of the exact fingerprints.
     pub exact_bytes: usize,
@@ -64,13 +65,13 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Filter {
     mode: Mode,
-    shared: Arc<ArcSwap<State>>,
+    shared: Arc<Published>,
 }
 
 /// A cheap, cloneable handle that checks against the latest published state.
 #[derive(Clone, Debug)]
 pub struct Reader {
-    shared: Arc<ArcSwap<State>>,
+    shared: Arc<Published>,
 }
 
 impl Filter {
@@ -81,12 +82,12 @@ impl Filter {
             0,
             0,
             &[],
-            HashMap::new(),
+            Rules::default(),
             mode_full(mode),
         );
         Self {
             mode,
-            shared: Arc::new(ArcSwap::from_pointee(state)),
+            shared: Arc::new(Published::new(state)),
         }
     }
 
@@ -141,7 +142,7 @@ impl Filter {
         // The net change against `cur`'s shards: fingerprints to add, and to remove.
         let mut adds: HashSet<u64> = HashSet::new();
         let mut rems: HashSet<u64> = HashSet::new();
-        let mut rules: Option<HashMap<Fingerprint, recall_core::Timestamp>> = None;
+        let mut rules: Option<Rules> = None;
         for delta in deltas {
             if delta.prev_version != next.last_change || delta.version <= next.version {
                 return Err(FilterError::Gap {
@@ -189,7 +190,7 @@ impl Filter {
             next.len = (next.len + added.len()).saturating_sub(removed.len());
 
             if !delta.rules_set.is_empty() || !delta.rules_removed.is_empty() {
-                let rules = rules.get_or_insert_with(|| HashMap::clone(&cur.rules));
+                let rules = rules.get_or_insert_with(|| Rules::clone(&cur.rules));
                 for r in &delta.rules_set {
                     if let Some(old) = rules.insert(r.scope, r.not_before) {
                         next.digest.remove_rule(r.scope, old);
@@ -221,6 +222,7 @@ impl Filter {
             added.sort_unstable();
             removed.sort_unstable();
             let mut shards: Vec<Shard> = cur.shards.to_vec();
+            let mut touched = Vec::new();
             let (mut a, mut r) = (&added[..], &removed[..]);
             while !a.is_empty() || !r.is_empty() {
                 let shard_of = |x: u64| cur.layout.shard_of(x);
@@ -232,11 +234,13 @@ impl Filter {
                 let (ah, at) = a.split_at(a.partition_point(|&x| shard_of(x) == index));
                 let (rh, rt) = r.split_at(r.partition_point(|&x| shard_of(x) == index));
                 shards[index] = shards[index].changed(ah, rh);
+                touched.push(index);
                 (a, r) = (at, rt);
             }
+            next.prefilter = cur.prefilter.as_ref().map(|p| p.changed(&shards, &touched));
             next.shards = shards.into();
         }
-        self.shared.store(Arc::new(next));
+        self.shared.store(next);
         Ok(())
     }
 
@@ -256,7 +260,7 @@ impl Filter {
         if version > cur.version {
             let mut next = State::clone(&cur);
             next.version = version;
-            self.shared.store(Arc::new(next));
+            self.shared.store(next);
         }
         Ok(())
     }
@@ -291,7 +295,7 @@ impl Filter {
         last_change: u64,
         digest: Digest,
         fps: &[u64],
-        rules: HashMap<Fingerprint, recall_core::Timestamp>,
+        rules: Rules,
     ) -> Result<(), FilterError> {
         let cur = self.shared.load();
         if version < cur.version && seed == cur.fp.seed() {
@@ -316,7 +320,7 @@ impl Filter {
                 computed: state.digest,
             });
         }
-        self.shared.store(Arc::new(state));
+        self.shared.store(state);
         Ok(())
     }
 
@@ -350,7 +354,8 @@ impl Filter {
     /// What the filter holds.
     pub fn stats(&self) -> Stats {
         let cur = self.shared.load_full();
-        let (mut bloom_bytes, mut exact_bytes) = (0, 0);
+        let (mut bloom_bytes, mut exact_bytes) =
+            (cur.prefilter.as_ref().map_or(0, |p| p.heap_bytes()), 0);
         for shard in cur.shards.iter() {
             let (b, e) = shard.heap_bytes();
             bloom_bytes += b;
@@ -376,34 +381,33 @@ impl Reader {
     /// Checks every fact of a token against the entries and the rules.
     #[inline]
     pub fn check_token(&self, facts: &TokenFacts<'_>) -> Checked {
-        let state = self.shared.load();
-        Checked {
-            verdict: state.fp.check_token(facts, &**state),
+        self.shared.with_latest(|state| Checked {
+            verdict: state.fp.check_token(facts, state),
             version: state.version,
-        }
+        })
     }
 
     /// Checks several tokens against one published state, so every answer carries the same
     /// version even if the writer publishes meanwhile (a batch check promises one state).
     pub fn check_tokens(&self, facts: &[TokenFacts<'_>]) -> Vec<Checked> {
-        let state = self.shared.load_full();
-        facts
-            .iter()
-            .map(|f| Checked {
-                verdict: state.fp.check_token(f, &*state),
-                version: state.version,
-            })
-            .collect()
+        self.shared.with_latest(|state| {
+            facts
+                .iter()
+                .map(|f| Checked {
+                    verdict: state.fp.check_token(f, state),
+                    version: state.version,
+                })
+                .collect()
+        })
     }
 
     /// Checks one key.
     #[inline]
     pub fn check_key(&self, kind: Kind, namespace: &str, value: &str) -> Checked {
-        let state = self.shared.load();
-        Checked {
-            verdict: state.fp.check_key(kind, namespace, value, &**state),
+        self.shared.with_latest(|state| Checked {
+            verdict: state.fp.check_key(kind, namespace, value, state),
             version: state.version,
-        }
+        })
     }
 
     /// The version of the published state.
@@ -411,12 +415,15 @@ impl Reader {
         self.shared.load().version
     }
 
-    /// A reader for one thread's hot loop: it keeps the published state it saw last and only
-    /// reloads when the writer has published a newer one (one atomic load per check instead of
-    /// a guarded load).
+    /// A reader for one thread's hot loop: it keeps the published state it saw last in itself
+    /// and only reloads when the writer has published a newer one (one plain load per check),
+    /// where a [`Reader`] keeps it in a slot of its thread.
     pub fn local(&self) -> LocalReader {
+        let generation = self.shared.generation();
         LocalReader {
-            cache: Cache::new(Arc::clone(&self.shared)),
+            state: self.shared.load_full(),
+            generation,
+            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -424,16 +431,19 @@ impl Reader {
 /// A reader owned by one thread (see [`Reader::local`]).
 #[derive(Debug)]
 pub struct LocalReader {
-    cache: Cache<Arc<ArcSwap<State>>, Arc<State>>,
+    shared: Arc<Published>,
+    /// The generation read before `state` was loaded.
+    generation: u64,
+    state: Arc<State>,
 }
 
 impl LocalReader {
     /// Checks every fact of a token against the entries and the rules.
     #[inline]
     pub fn check_token(&mut self, facts: &TokenFacts<'_>) -> Checked {
-        let state = self.cache.load();
+        let state = self.latest();
         Checked {
-            verdict: state.fp.check_token(facts, &**state),
+            verdict: state.fp.check_token(facts, state),
             version: state.version,
         }
     }
@@ -441,17 +451,31 @@ impl LocalReader {
     /// Checks one key.
     #[inline]
     pub fn check_key(&mut self, kind: Kind, namespace: &str, value: &str) -> Checked {
-        let state = self.cache.load();
+        let state = self.latest();
         Checked {
-            verdict: state.fp.check_key(kind, namespace, value, &**state),
+            verdict: state.fp.check_key(kind, namespace, value, state),
             version: state.version,
         }
+    }
+
+    /// The latest published state, reloaded only if the writer has published since.
+    #[inline]
+    fn latest(&mut self) -> &State {
+        let generation = self.shared.generation();
+        if generation != self.generation {
+            self.generation = generation;
+            self.state = self.shared.load_full();
+        }
+        &self.state
     }
 }
 
 fn mode_full(mode: Mode) -> bool {
     mode == Mode::Full
 }
+
+#[cfg(test)]
+mod exactness;
 
 #[cfg(test)]
 mod tests {

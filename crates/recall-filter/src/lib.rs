@@ -3,14 +3,16 @@
 //!
 //! - [`Filter`] is the single writer: it applies a snapshot ([`SnapshotLoader`]) or a chain of
 //!   [`Delta`](recall_core::Delta)s, checks the digest after each, and publishes an immutable
-//!   state;
-//! - [`Reader`] is the check path, cloned into every request handler: it loads the published
-//!   state (a lock-free `arc-swap` load) and never waits for the writer; a [`LocalReader`]
-//!   does the same for one thread with a cheaper load;
+//!   state (`published.rs`);
+//! - [`Reader`] is the check path, cloned into every request handler: it finds the published
+//!   state with one plain load of a generation counter (its thread keeps the state it saw last)
+//!   and never waits for the writer; a [`LocalReader`] keeps that state in itself;
 //! - the state is split into shards by the top bits of the fingerprint ([`FULL_SHARD_BITS`],
-//!   [`LITE_SHARD_BITS`]), so a delta copies only the shards it touches; a full shard is a sorted exact fingerprint array probed
-//!   where the fingerprint's uniform bits predict it (see `shard.rs` for why no Bloom filter sits
-//!   in front of it);
+//!   [`LITE_SHARD_BITS`]), so a delta copies only the shards it touches; a full shard is a
+//!   word-blocked Bloom prefilter keyed straight from the fingerprint's bits (`prefilter.rs`),
+//!   which answers most negatives from one word, in front of the sorted exact fingerprints,
+//!   probed where the fingerprint's uniform bits predict;
+//! - rules are kept by scope fingerprint in a map that hashes with the identity (`rules.rs`);
 //! - [`Mode::Lite`] keeps only Bloom filters (the `bloomfilter` crate, 1% false positives): a hit
 //!   answers "possibly revoked, confirm".
 //!
@@ -20,6 +22,9 @@
 mod error;
 mod filter;
 mod loader;
+mod prefilter;
+mod published;
+mod rules;
 mod shard;
 mod state;
 

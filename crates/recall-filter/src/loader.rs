@@ -2,10 +2,9 @@
 //! filter keeps answering from its current state; `finish` checks the whole against the announced
 //! digest and only then publishes it.
 
-use std::collections::HashMap;
+use recall_core::{Digest, Fingerprint, FingerprintSeed, RuleFingerprint};
 
-use recall_core::{Digest, Fingerprint, FingerprintSeed, RuleFingerprint, Timestamp};
-
+use crate::rules::Rules;
 use crate::{Filter, FilterError};
 
 /// A snapshot being received.
@@ -16,7 +15,7 @@ pub struct SnapshotLoader {
     last_change: u64,
     digest: Digest,
     fps: Vec<u64>,
-    rules: HashMap<Fingerprint, Timestamp>,
+    rules: Rules,
     duplicate_rule: Option<Fingerprint>,
 }
 
@@ -33,7 +32,7 @@ impl SnapshotLoader {
             last_change,
             digest,
             fps: Vec::new(),
-            rules: HashMap::new(),
+            rules: Rules::default(),
             duplicate_rule: None,
         }
     }

@@ -3,10 +3,11 @@
 //! filter (the `bloomfilter` crate) alone. Shards are immutable once built: a change builds a new
 //! shard from the old one and the changes, and every other shard is shared.
 //!
-//! Full mode has no Bloom filter in front of the exact array. Measured on the 1M-entry benchmark
-//! (BENCHMARKS.md), the crate's filter costs two SipHash-1-3 rounds, a 64-bit division per probe
-//! and one more dependent cache miss, and answered negatives slower than the exact probe it was
-//! meant to spare; the exact probe touches one cache line in the common case.
+//! A full check reaches a shard only when the state's prefilter (`prefilter.rs`) lets the
+//! fingerprint pass: the held ones, and about 0.5% of the others. The `bloomfilter` crate was
+//! measured in front of the exact arrays first and was slower than the exact probe alone (two
+//! SipHash-1-3 rounds and a 64-bit division per probe, BENCHMARKS.md); the prefilter hashes
+//! nothing.
 
 use std::sync::Arc;
 
@@ -15,8 +16,8 @@ use recall_core::Presence;
 
 /// How many shards of sorted exact fingerprints a full filter has (log2). A delta rebuilds
 /// every shard it touches, so the cost of a delta is about (shards touched) × (entries per
-/// shard): with 16384 shards, a 1000-entry delta into a 1M-entry filter copies about 60k
-/// entries instead of the whole set, and a one-key delta copies about 60.
+/// shard): with 4096 shards, a 1000-entry delta into a 1M-entry filter copies about 220k
+/// entries instead of the whole set, and a one-key delta copies about 250.
 pub const FULL_SHARD_BITS: u32 = 12;
 
 /// How many Bloom shards a lite filter has (log2): fewer, because each Bloom filter has a fixed
@@ -114,7 +115,12 @@ impl Shard {
     /// distinct, present). A lite shard can only set bits: its removals wait for a snapshot.
     pub(crate) fn changed(&self, added: &[u64], removed: &[u64]) -> Self {
         match self {
-            Shard::Exact(exact) => Shard::Exact(merge(exact, added, removed).into()),
+            Shard::Exact(exact) => {
+                let n = (exact.len() + added.len()).saturating_sub(removed.len());
+                let mut out = Vec::with_capacity(n);
+                merge(exact, added, removed, &mut out);
+                Shard::Exact(out.into())
+            }
             Shard::Lite(lite) => {
                 let mut next = LiteShard::clone(lite);
                 added.iter().for_each(|fp| next.bloom.set(fp));
@@ -151,9 +157,8 @@ impl Shard {
 
 /// Whether sorted `exact` (a shard of a layout with `bits` shard bits) holds `fp`. Fingerprints
 /// are uniform keyed hashes, so the position of `fp` is predicted from the bits below its shard
-/// index; a branchless search of the `WINDOW` entries around the
-/// prediction (a few adjacent cache lines) finds it, and a binary search of the whole shard
-/// covers the rare prediction that is further off.
+/// index; a search of the `WINDOW` entries around the prediction finds it, and a binary search
+/// of the whole shard covers the rare prediction that is further off.
 #[inline]
 fn contains(exact: &[u64], fp: u64, bits: u32) -> bool {
     let n = exact.len();
@@ -164,16 +169,38 @@ fn contains(exact: &[u64], fp: u64, bits: u32) -> bool {
     let below = fp << bits;
     let guess = ((u128::from(below) * n as u128) >> 64) as usize;
     let lo = guess.saturating_sub(WINDOW / 2).min(n - WINDOW);
-    let window = &exact[lo..lo + WINDOW];
+    let window: &[u64; WINDOW] = exact[lo..lo + WINDOW]
+        .try_into()
+        .expect("the window is WINDOW entries long");
     if window[0] <= fp && fp <= window[WINDOW - 1] {
-        holds(window, fp)
+        in_window(window, fp)
     } else {
         exact.binary_search(&fp).is_ok()
     }
 }
 
-/// How many entries around the predicted position are searched first (a power of two).
+/// How many entries around the predicted position are searched first (a multiple of `GROUP`).
 const WINDOW: usize = 64;
+
+/// How many entries of the window are compared in the second step (one cache line of them).
+const GROUP: usize = 8;
+
+/// Whether the sorted window, whose first entry is at most `fp`, holds `fp`. The first entry of
+/// every group is compared at once (independent loads, so the window's cache lines are fetched
+/// together rather than one after another as a binary search would), then the group that can
+/// hold `fp` is compared whole.
+#[inline]
+fn in_window(window: &[u64; WINDOW], fp: u64) -> bool {
+    let at_or_below = window
+        .iter()
+        .step_by(GROUP)
+        .map(|&x| usize::from(x <= fp))
+        .sum::<usize>();
+    let start = (at_or_below.max(1) - 1) * GROUP;
+    window[start..start + GROUP]
+        .iter()
+        .fold(false, |found, &x| found | (x == fp))
+}
 
 /// Whether sorted `xs` holds `fp`, searched without data-dependent branches: the invariant is
 /// that `fp`, if held, lies in `xs[base..base + len]`.
@@ -200,9 +227,8 @@ fn new_bloom(capacity: usize) -> Bloom<u64> {
         .expect("a positive capacity and a rate in (0, 1) are always accepted")
 }
 
-/// `(old ∖ removed) ∪ added`, all sorted and distinct.
-fn merge(old: &[u64], added: &[u64], removed: &[u64]) -> Vec<u64> {
-    let mut out = Vec::with_capacity(old.len() + added.len() - removed.len().min(old.len()));
+/// Appends `(old ∖ removed) ∪ added` to `out`, all sorted and distinct.
+fn merge(old: &[u64], added: &[u64], removed: &[u64], out: &mut Vec<u64>) {
     let (mut a, mut r) = (added.iter().peekable(), removed.iter().peekable());
     for &fp in old {
         while let Some(&&x) = a.peek() {
@@ -218,23 +244,29 @@ fn merge(old: &[u64], added: &[u64], removed: &[u64]) -> Vec<u64> {
         }
     }
     out.extend(a);
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn merged(old: &[u64], added: &[u64], removed: &[u64]) -> Vec<u64> {
+        let mut out = Vec::new();
+        merge(old, added, removed, &mut out);
+        out
+    }
+
     #[test]
     fn merge_adds_and_removes_in_order() {
-        assert_eq!(merge(&[2, 4, 6], &[1, 5, 9], &[4]), vec![1, 2, 5, 6, 9]);
-        assert_eq!(merge(&[], &[3], &[]), vec![3]);
-        assert_eq!(merge(&[3], &[], &[3]), Vec::<u64>::new());
+        assert_eq!(merged(&[2, 4, 6], &[1, 5, 9], &[4]), vec![1, 2, 5, 6, 9]);
+        assert_eq!(merged(&[], &[3], &[]), vec![3]);
+        assert_eq!(merged(&[3], &[], &[3]), Vec::<u64>::new());
     }
 
     #[test]
     fn contains_finds_every_held_and_no_other_fingerprint() {
-        // Clustered values (not uniform) exercise the scan bound and the binary search behind it.
+        // Clustered values (not uniform) exercise the window bounds and the binary search
+        // behind them.
         let layout = Layout::new(true);
         let shift = 64 - FULL_SHARD_BITS;
         let base = 5u64 << shift;
@@ -255,6 +287,7 @@ mod tests {
         assert_eq!(s.lookup(20, Layout::new(true)), Presence::Absent);
         assert_eq!(s.lookup(25, Layout::new(true)), Presence::Present);
         assert_eq!(s.fingerprints(), &[10, 25, 30]);
+        assert_eq!(s.len(), 3);
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The published state: everything a check reads, immutable once published. The writer builds
-//! the next state from the current one, sharing every shard it did not touch.
+//! the next state from the current one, sharing every shard and prefilter page it did not touch.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use recall_core::{Digest, Fingerprint, Fingerprinter, Lookup, Presence, Timestamp};
 
+use crate::prefilter::Prefilter;
+use crate::rules::Rules;
 use crate::shard::{Layout, Shard};
 
 /// One published state of a filter.
@@ -27,8 +28,11 @@ pub(crate) struct State {
     pub(crate) layout: Layout,
     /// The shards, `layout.shards()` of them.
     pub(crate) shards: Arc<[Shard]>,
+    /// What a full state's shards hold, for the negative checks that need not reach them
+    /// (`None` in lite mode, whose shards are Bloom filters already).
+    pub(crate) prefilter: Option<Prefilter>,
     /// Rules by scope fingerprint.
-    pub(crate) rules: Arc<HashMap<Fingerprint, Timestamp>>,
+    pub(crate) rules: Arc<Rules>,
 }
 
 impl State {
@@ -38,7 +42,7 @@ impl State {
         version: u64,
         last_change: u64,
         fps: &[u64],
-        rules: HashMap<Fingerprint, Timestamp>,
+        rules: Rules,
         full: bool,
     ) -> Self {
         let layout = Layout::new(full);
@@ -50,6 +54,7 @@ impl State {
             shards.push(Shard::build(mine, full));
             rest = tail;
         }
+        let prefilter = full.then(|| Prefilter::build(&shards));
         let mut digest = Digest::default();
         fps.iter().for_each(|&x| digest.add_entry(Fingerprint(x)));
         rules
@@ -64,6 +69,7 @@ impl State {
             stale_removals: 0,
             layout,
             shards: shards.into(),
+            prefilter,
             rules: Arc::new(rules),
         }
     }
@@ -76,16 +82,26 @@ impl State {
 }
 
 impl State {
+    /// Whether the prefilter lets `fp` pass (always, in lite mode): `false` means certainly
+    /// not held.
+    #[inline]
+    fn may_hold(&self, fp: u64) -> bool {
+        self.prefilter.as_ref().is_none_or(|p| p.may_hold(fp))
+    }
+
     /// Whether a full filter's state holds `fp`.
     #[inline]
     pub(crate) fn holds(&self, fp: u64) -> bool {
-        self.shard(fp).contains(fp, self.layout)
+        self.may_hold(fp) && self.shard(fp).contains(fp, self.layout)
     }
 }
 
 impl Lookup for State {
     #[inline]
     fn entry(&self, fp: Fingerprint) -> Presence {
+        if !self.may_hold(fp.0) {
+            return Presence::Absent;
+        }
         self.shard(fp.0).lookup(fp.0, self.layout)
     }
 
