@@ -14,7 +14,8 @@ use super::support::{MirrorProc, RedisServer, connect, exact, mirror_certs};
 const ISS: &str = "https://idp.example";
 /// 2100-01-01, in unix milliseconds.
 const FAR: i64 = 4_102_444_800_000;
-const GRACE_MS: i64 = 60_000;
+/// The mirror's default `--expiry-grace` (5 minutes, the cluster's default prune grace).
+const GRACE_MS: i64 = 300_000;
 
 fn expiring(jti: &str, ms: i64) -> pb::Revocation {
     pb::Revocation {
