@@ -314,7 +314,14 @@ impl Writer {
         if !self.inner.sm.seeded() {
             self.client_write(self.init_request()).await?;
         }
-        if let Write::Propose(change) = &write
+        // Only the leader's bindings hold every role change it acknowledged: a follower leaves
+        // the check to it (the proposal is forwarded when this node does not lead).
+        let leads = {
+            let m = self.inner.raft.metrics().borrow().clone();
+            m.current_leader == Some(m.id)
+        };
+        if leads
+            && let Write::Propose(change) = &write
             && let Some(why) = self
                 .inner
                 .sm
