@@ -297,36 +297,30 @@ impl LiveCollector {
 
     fn refresh(&self) {
         let live = &self.live;
-        let now = live.sm.applied();
+        // The same reading the live page draws.
+        let now = super::ui::read(live);
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.applied.set(as_i64(now.version));
-        self.committed
-            .set(as_i64(live.contact.committed().max(now.version)));
-        self.last_change.set(as_i64(now.last_change));
-        self.revocations
-            .set(as_i64(live.sm.with_set(|s| s.len()) as u64));
-        {
-            let m = live.raft.metrics().borrow().clone();
-            self.term.set(as_i64(m.current_term));
-            self.is_leader
-                .set(i64::from(m.current_leader == Some(m.id)));
-            self.last_log.set(as_i64(m.last_log_index.unwrap_or(0)));
-        }
-        let subs = live.subscribers.list();
+        self.applied.set(as_i64(now.applied_version));
+        self.committed.set(as_i64(now.committed_version));
+        self.last_change.set(as_i64(now.last_change_version));
+        self.revocations.set(as_i64(now.revocations as u64));
+        self.term.set(as_i64(now.term));
+        self.is_leader.set(i64::from(now.leader == Some(now.node)));
+        let last_log = live.raft.metrics().borrow().last_log_index.unwrap_or(0);
+        self.last_log.set(as_i64(last_log));
         self.subscribers.reset();
         self.lag.reset();
         let mut max = 0;
-        for s in &subs {
+        for s in &now.subscribers {
             self.subscribers.with_label_values(&[s.mode.as_str()]).inc();
-            let lag = now.last_change.saturating_sub(s.applied);
-            max = max.max(lag);
+            max = max.max(s.lag);
             self.lag
                 .with_label_values(&[s.id.as_str()])
-                .set(as_i64(lag));
+                .set(as_i64(s.lag));
         }
         self.lag_max.set(as_i64(max));
-        let (pending, abandoned) = live.subscribers.waves_waiting();
-        self.waves_pending.set(as_i64(pending as u64));
+        self.waves_pending.set(as_i64(now.waves_pending as u64));
+        let abandoned = live.subscribers.waves_waiting().1;
         let seen = self.abandoned_seen.swap(abandoned, Ordering::Relaxed);
         self.waves_abandoned.inc_by(abandoned.saturating_sub(seen));
         self.history_version
@@ -335,8 +329,7 @@ impl LiveCollector {
             .set(as_i64(live.sm.with_witnesses(|w| {
                 w.witnessed.as_ref().map_or(0, |c| c.version)
             })));
-        self.alarm
-            .set(i64::from(live.sm.alarm().borrow().is_some()));
+        self.alarm.set(i64::from(now.history_alarm.is_some()));
     }
 }
 
