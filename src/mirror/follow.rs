@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::FutureExt;
-use recall_core::{Delta, Digest, Fingerprint, FingerprintSeed};
+use recall_core::{Delta, Digest};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -19,9 +19,11 @@ use super::state::{MirrorState, Refused};
 use super::{MirrorConfig, MirrorStats};
 use crate::node::clock::Clock;
 use crate::proto as pb;
-use crate::proto::subscribe_response::Body;
 use crate::proto::subscription_client::SubscriptionClient;
-use crate::subscriber::follow::{assemble, rule, until_stopped};
+use crate::subscriber::follow::until_stopped;
+use crate::wire::stream::{down_from_wire, up_to_wire};
+use recall_stream::message::{DeltaPart, Down, Heartbeat, assemble};
+use recall_stream::{Ack, Hello, Up};
 
 /// Changes written in one transaction at most (a single larger delta is still written whole).
 const MAX_BATCH_CHANGES: usize = 50_000;
@@ -155,7 +157,7 @@ struct Received {
     /// A snapshot being received, with the entries and rules it announced.
     fill: Option<(Fill, u64, u64)>,
     /// The parts of a delta so far.
-    parts: Vec<pb::Delta>,
+    parts: Vec<DeltaPart>,
     /// Complete deltas waiting to be written together.
     ready: Vec<Delta>,
     /// Whether this stream has acked anything yet.
@@ -183,19 +185,17 @@ impl Stream<'_> {
             .map_err(anyhow::Error::from)?;
         let mut client = SubscriptionClient::new(channel).max_decoding_message_size(64 << 20);
         let (up, up_rx) = mpsc::channel::<pb::SubscribeRequest>(64);
-        let hello = pb::Hello {
+        let hello = Hello {
             subscriber_id: sub.id.clone(),
             applied_version: self.state.version,
-            digest: self.state.digest.0,
-            fingerprint_seed: self.state.seed.0,
+            digest: self.state.digest,
+            seed: self.state.seed,
             mode: "mirror".into(),
             expiries: true,
         };
-        up.send(pb::SubscribeRequest {
-            body: Some(pb::subscribe_request::Body::Hello(hello)),
-        })
-        .await
-        .map_err(|_| anyhow::anyhow!("the stream closed before the Hello"))?;
+        up.send(up_to_wire(&Up::Hello(hello)))
+            .await
+            .map_err(|_| anyhow::anyhow!("the stream closed before the Hello"))?;
         let silence = sub.silence_timeout;
         let mut down = tokio::time::timeout(silence, client.subscribe(ReceiverStream::new(up_rx)))
             .await
@@ -235,14 +235,12 @@ impl Stream<'_> {
             }
             acked = self.flush(&mut rx.ready).await?.or(acked);
             if let Some(version) = acked {
-                let ack = pb::Ack {
-                    applied_version: version,
-                    digest: self.state.digest.0,
+                let ack = Ack {
+                    version,
+                    digest: self.state.digest,
                 };
                 // Acks coalesce: if the queue is full, a later ack supersedes this one.
-                let _ = up.try_send(pb::SubscribeRequest {
-                    body: Some(pb::subscribe_request::Body::Ack(ack)),
-                });
+                let _ = up.try_send(up_to_wire(&Up::Ack(ack)));
                 rx.acked = true;
             }
         }
@@ -283,15 +281,13 @@ impl Stream<'_> {
         msg: pb::SubscribeResponse,
         rx: &mut Received,
     ) -> Result<Option<u64>, Ended> {
-        let Some(body) = msg.body else {
-            return Err(anyhow::anyhow!("empty message from the node").into());
-        };
+        let body = down_from_wire(msg).context("malformed message from the node")?;
         let flushed = match body {
-            Body::Delta(_) => None,
+            Down::Delta(_) => None,
             _ => self.flush(&mut rx.ready).await?,
         };
         let ack = match body {
-            Body::SnapshotBegin(b) => {
+            Down::SnapshotBegin(b) => {
                 if !rx.parts.is_empty() {
                     return Err(anyhow::anyhow!("snapshot began inside a delta").into());
                 }
@@ -299,27 +295,30 @@ impl Stream<'_> {
                     "receiving a snapshot to refill Redis");
                 let fill = Fill {
                     version: b.version,
-                    last_change: b.last_change_version,
-                    digest: Digest(b.digest),
-                    seed: FingerprintSeed(b.fingerprint_seed),
+                    last_change: b.last_change,
+                    digest: b.digest,
+                    seed: b.seed,
                     ..Fill::default()
                 };
                 rx.fill = Some((fill, b.entries, b.rules));
                 None
             }
-            Body::SnapshotChunk(c) => {
+            Down::SnapshotChunk(c) => {
                 let Some((fill, _, _)) = rx.fill.as_mut() else {
                     return Err(anyhow::anyhow!("snapshot chunk outside a snapshot").into());
                 };
-                fill.fingerprints
-                    .extend(c.fingerprints.into_iter().map(Fingerprint));
-                fill.expires_at_ms.extend(c.expires_at_ms);
+                fill.fingerprints.extend(c.fingerprints);
+                fill.expires_at_ms
+                    .extend(c.expiries.iter().map(|e| e.map_or(0, |t| t.as_millis())));
                 // A node that sent no expiries: keep the keys until lifted or pruned.
                 fill.expires_at_ms.resize(fill.fingerprints.len(), 0);
-                fill.rules.extend(c.rules.iter().map(rule));
+                fill.rules.extend(c.rules);
                 None
             }
-            Body::SnapshotEnd(e) => {
+            Down::SnapshotEnd {
+                version,
+                digest: end_digest,
+            } => {
                 let Some((fill, entries, rules)) = rx.fill.take() else {
                     return Err(anyhow::anyhow!("snapshot end outside a snapshot").into());
                 };
@@ -332,7 +331,7 @@ impl Stream<'_> {
                     .into());
                 }
                 let digest = Digest::of(&fill.fingerprints, &fill.rules);
-                if digest != fill.digest || e.digest != fill.digest.0 {
+                if digest != fill.digest || end_digest != fill.digest {
                     return Err(anyhow::anyhow!(
                         "snapshot at version {} has digest {digest}, the node says {}",
                         fill.version,
@@ -349,9 +348,9 @@ impl Stream<'_> {
                     took_ms = started.elapsed().as_millis() as u64,
                     "Redis refilled from the snapshot"
                 );
-                Some(e.version)
+                Some(version)
             }
-            Body::Delta(p) => {
+            Down::Delta(p) => {
                 if rx.fill.is_some() {
                     return Err(anyhow::anyhow!("delta inside a snapshot").into());
                 }
@@ -372,9 +371,9 @@ impl Stream<'_> {
                 }
                 None
             }
-            Body::Heartbeat(h) => self.heartbeat(&h, rx.acked).await?,
-            Body::Resync(r) => {
-                tracing::warn!(reason = %r.reason, "the node resyncs the mirror");
+            Down::Heartbeat(h) => self.heartbeat(&h, rx.acked).await?,
+            Down::Resync { reason } => {
+                tracing::warn!(%reason, "the node resyncs the mirror");
                 rx.parts.clear();
                 None
             }
@@ -384,14 +383,12 @@ impl Stream<'_> {
 
     /// A heartbeat: moves the version past entries that changed nothing, or shows a gap or a
     /// divergence. The version to ack, if any.
-    async fn heartbeat(&mut self, h: &pb::Heartbeat, acked: bool) -> Result<Option<u64>, Ended> {
-        if h.last_change_version != self.state.last_change {
-            if h.last_change_version > self.state.last_change
-                && h.applied_version > self.state.version
-            {
+    async fn heartbeat(&mut self, h: &Heartbeat, acked: bool) -> Result<Option<u64>, Ended> {
+        if h.last_change != self.state.last_change {
+            if h.last_change > self.state.last_change && h.applied_version > self.state.version {
                 return Err(anyhow::anyhow!(
                     "heartbeat shows change {} that the mirror did not receive (last {})",
-                    h.last_change_version,
+                    h.last_change,
                     self.state.last_change
                 )
                 .into());
@@ -399,12 +396,10 @@ impl Stream<'_> {
             // A heartbeat sent before a change the mirror has already written.
             return Ok(None);
         }
-        if h.digest != self.state.digest.0 {
+        if h.digest != self.state.digest {
             return Err(Ended::Diverged(format!(
                 "at version {} Redis's digest is {}, the node's {}",
-                h.applied_version,
-                self.state.digest,
-                Digest(h.digest)
+                h.applied_version, self.state.digest, h.digest
             )));
         }
         if h.applied_version > self.state.version {

@@ -6,6 +6,7 @@
 mod check;
 mod keys;
 mod path;
+pub mod stream;
 
 pub use check::{
     MAX_CHECK_BATCH, batch_from_wire, facts_from_wire, match_to_wire, policy_to_wire,
@@ -47,18 +48,9 @@ impl WireError {
     }
 }
 
-/// `field.leaf`, or whichever of the two is not empty.
-/// Why a node sends a subscriber a snapshot (`SnapshotBegin.reason`, `Resync.reason`); a
-/// metric labels anything else "other".
-pub const SNAPSHOT_REASONS: [&str; 6] = [
-    "new_subscriber",
-    "behind_window",
-    "too_slow",
-    "digest_mismatch",
-    "seed_changed",
-    "future_version",
-];
+pub use recall_stream::SNAPSHOT_REASONS;
 
+/// `field.leaf`, or whichever of the two is not empty.
 pub(crate) fn join(field: &str, leaf: &str) -> String {
     match (field.is_empty(), leaf.is_empty()) {
         (true, _) => leaf.to_string(),

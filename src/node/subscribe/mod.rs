@@ -5,13 +5,10 @@
 //! retained window is resynced with a snapshot; nothing is ever skipped.
 //!
 //! - [`registry`]: the live subscribers and their acked versions (convergence);
-//! - [`acks`]: which acks count (versions sent on the stream, with the node's digest);
-//! - [`session`]: one stream;
-//! - [`encode`]: deltas and snapshots as messages of bounded size;
+//! - [`session`]: one stream, the driver of the protocol's session machine
+//!   (`recall_stream::Session`: which acks count, deltas or a snapshot, heartbeats);
 //! - [`waves`]: how long each change took to land at every subscriber.
 
-pub mod acks;
-pub mod encode;
 pub mod registry;
 pub mod session;
 pub mod waves;
@@ -145,31 +142,20 @@ impl Subscription for SubscribeService {
                     self.config.hello_timeout
                 ))
             })?;
-        let hello = match first? {
-            Some(pb::SubscribeRequest {
-                body: Some(pb::subscribe_request::Body::Hello(h)),
-            }) => h,
-            Some(_) => {
+        let hello = match first?.map(crate::wire::stream::up_from_wire) {
+            Some(Ok(recall_stream::Up::Hello(h))) => h,
+            Some(Ok(_)) => {
                 return Err(Status::invalid_argument(
                     "the first message must be a Hello",
                 ));
             }
+            Some(Err(e)) => return Err(e.into()),
             None => {
                 return Err(Status::invalid_argument(
                     "the stream ended before its Hello",
                 ));
             }
         };
-        if hello.subscriber_id.is_empty() || hello.subscriber_id.len() > 256 {
-            return Err(Status::invalid_argument(
-                "hello.subscriber_id must be 1 to 256 bytes",
-            ));
-        }
-        if hello.mode.len() > 32 {
-            return Err(Status::invalid_argument(
-                "hello.mode must be at most 32 bytes",
-            ));
-        }
         if let Some(identity) = &peer.identity
             && identity.subscriber_id() != Some(hello.subscriber_id.as_str())
         {
@@ -190,8 +176,7 @@ impl Subscription for SubscribeService {
             ));
         }
         let (tx, rx) = tokio::sync::mpsc::channel(self.config.queue.max(2));
-        let session = session::Session::new(self.clone(), hello, tx);
-        tokio::spawn(session.run(incoming));
+        tokio::spawn(session::run(self.clone(), hello, tx, incoming));
         Ok(Response::new(Box::pin(
             ReceiverStream::new(rx).map(|q: Queued| q.msg),
         )))
