@@ -15,7 +15,7 @@ use openraft::{
 use recall::node::audit::{AuditRecord, GENESIS, verify};
 use recall::node::raft::snapshot::{self, SnapshotData};
 use recall::node::raft::state_machine::{
-    AppliedState, DeltasAfter, FILE_NAME, StateMachine, StateMachineConfig, StateMachineError,
+    AppliedState, FILE_NAME, StateMachine, StateMachineConfig, StateMachineError,
 };
 use recall::node::raft::transfer;
 use recall::node::raft::{Node, NodeId, Request, Response, TypeConfig};
@@ -23,6 +23,7 @@ use recall_core::{
     Command, FingerprintSeed, Kind, Meta, Revocation, RevocationKey, RevocationSet, Rule,
     RuleScope, ScopeKind, Timestamp,
 };
+use recall_stream::Window;
 use redb::{ReadableDatabase, TableDefinition};
 
 /// The state file's audit table, as documented in `recall::node::raft::snapshot`.
@@ -127,9 +128,9 @@ fn open(dir: &Path) -> StateMachine {
     StateMachine::open(dir, StateMachineConfig::default()).expect("opens")
 }
 
-fn versions(after: DeltasAfter) -> Vec<u64> {
+fn versions(after: Window) -> Vec<u64> {
     match after {
-        DeltasAfter::Deltas(deltas) => deltas.iter().map(|d| d.version).collect(),
+        Window::Deltas(deltas) => deltas.iter().map(|d| d.version).collect(),
         other => panic!("expected deltas, got {other:?}"),
     }
 }
@@ -193,8 +194,8 @@ async fn applies_entries_and_serves_deltas() {
     assert_eq!(versions(sm.deltas_after(5)), [6, 7]);
     assert!(versions(sm.deltas_after(7)).is_empty());
     assert!(versions(sm.deltas_after(8)).is_empty());
-    assert_eq!(sm.deltas_after(9), DeltasAfter::Ahead { current: 8 });
-    let DeltasAfter::Deltas(deltas) = sm.deltas_after(4) else {
+    assert_eq!(sm.deltas_after(9), Window::Ahead { current: 8 });
+    let Window::Deltas(deltas) = sm.deltas_after(4) else {
         panic!("deltas");
     };
     assert_eq!(
@@ -234,7 +235,7 @@ async fn window_overflow_sends_subscribers_to_a_snapshot() {
     let keys: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
     let entries = (1..=5).map(|i| entry(i, revoke(&[keys[i as usize - 1].as_str()])));
     sm.apply(entries).await.unwrap();
-    assert_eq!(sm.deltas_after(1), DeltasAfter::TooOld { oldest: 2 });
+    assert_eq!(sm.deltas_after(1), Window::TooOld { oldest: 2 });
     assert_eq!(versions(sm.deltas_after(2)), [3, 4, 5]);
 
     // A big delta pushes out the older ones by entry count; one bigger than the whole window
@@ -250,12 +251,12 @@ async fn window_overflow_sends_subscribers_to_a_snapshot() {
         .unwrap();
     assert_eq!(versions(sm.deltas_after(0)), [1, 2]);
     sm.apply([entry(3, revoke(&["e"]))]).await.unwrap();
-    assert_eq!(sm.deltas_after(0), DeltasAfter::TooOld { oldest: 1 });
+    assert_eq!(sm.deltas_after(0), Window::TooOld { oldest: 1 });
     assert_eq!(versions(sm.deltas_after(1)), [2, 3]);
     sm.apply([entry(4, revoke(&["f", "g", "h", "i", "j"]))])
         .await
         .unwrap();
-    assert_eq!(sm.deltas_after(3), DeltasAfter::TooOld { oldest: 4 });
+    assert_eq!(sm.deltas_after(3), Window::TooOld { oldest: 4 });
     assert!(versions(sm.deltas_after(4)).is_empty());
 
     let zero = StateMachineConfig {
@@ -342,7 +343,7 @@ async fn reopens_from_its_snapshot() {
         .unwrap();
     assert_eq!((sm.applied(), sm.audit_head()), before_close);
     assert_eq!(versions(sm.deltas_after(7)), [9]);
-    assert_eq!(sm.deltas_after(6), DeltasAfter::TooOld { oldest: 7 });
+    assert_eq!(sm.deltas_after(6), Window::TooOld { oldest: 7 });
     assert!(sm.audit_verify().await.unwrap().is_ok());
 }
 
@@ -425,7 +426,7 @@ async fn install_gives_an_equal_state_and_history() {
         snap.meta
     );
     // Its window starts at the snapshot.
-    assert_eq!(b.deltas_after(4), DeltasAfter::TooOld { oldest: 7 });
+    assert_eq!(b.deltas_after(4), Window::TooOld { oldest: 7 });
     assert!(versions(b.deltas_after(7)).is_empty());
 
     let next = || [entry(9, revoke(&["a", "q"]))];

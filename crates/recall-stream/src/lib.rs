@@ -9,10 +9,12 @@ pub mod follower;
 pub mod message;
 mod replica;
 pub mod session;
+pub mod window;
 
 pub use follower::{Event, Failure, Follower, Replica};
 pub use message::{Ack, Down, Hello, Up};
-pub use session::{Action, Applied, Session, SessionConfig, Source, Window};
+pub use session::{Action, Applied, Session, SessionConfig, Source};
+pub use window::{DeltaWindow, Window};
 
 /// Why a node sends a subscriber a snapshot (`SnapshotBegin.reason`, `Resync.reason`); a
 /// metric labels anything else "other".

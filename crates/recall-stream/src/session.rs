@@ -10,6 +10,7 @@ use recall_core::{Delta, Digest, FingerprintSeed, Timestamp, View};
 
 use crate::acks::{AckCheck, Sent};
 use crate::message::{Ack, Down, Heartbeat, Hello, split_delta, split_snapshot};
+use crate::window::Window;
 
 /// The node's applied state, as a session sees it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -20,17 +21,6 @@ pub struct Applied {
     pub last_change: u64,
     /// The digest of the subscriber view.
     pub digest: Digest,
-}
-
-/// The deltas a node can send after a version.
-#[derive(Clone, Debug)]
-pub enum Window {
-    /// Every change after that version, in order (empty when it is up to date).
-    Deltas(Vec<Arc<Delta>>),
-    /// The window no longer reaches back that far.
-    TooOld,
-    /// The version is beyond what this node has applied.
-    Ahead,
 }
 
 /// What a session reads from its node.
@@ -307,18 +297,24 @@ impl Session {
         if now < until {
             return;
         }
-        if !src.leads() {
+        // Only a leader that has applied everything committed knows the subscriber holds what
+        // was never committed; any other node (a leader still applying its log, say) would send
+        // it back to an older state and undo revocations it enforces.
+        let applied = src.applied().version;
+        if !src.leads() || applied < src.committed() {
             return self.end(
                 out,
                 "behind_subscriber",
                 Code::Unavailable,
                 format!(
-                    "this node is behind the subscriber (version {want}); connect to another node"
+                    "this node is at version {applied}, behind the subscriber (version {want}); \
+                     connect to another node"
                 ),
             );
         }
         // The leader holds everything committed: a subscriber ahead of it holds what was never
-        // committed (a lost leader's tail) and must start again from the leader's state.
+        // committed (a lost leader's tail, a cluster rebuilt from an older backup) and must start
+        // again from the leader's state.
         self.phase = Phase::Streaming;
         self.snapshot(src, "future_version", out);
     }
@@ -334,8 +330,8 @@ impl Session {
             return self.snapshot(src, "seed_changed", out);
         }
         match src.deltas_after(want) {
-            Window::TooOld => self.snapshot(src, "behind_window", out),
-            Window::Ahead => self.snapshot(src, "future_version", out),
+            Window::TooOld { .. } => self.snapshot(src, "behind_window", out),
+            Window::Ahead { .. } => self.snapshot(src, "future_version", out),
             Window::Deltas(ds) => {
                 let now = src.applied();
                 if ds.is_empty() && want >= now.last_change && self.hello.digest != now.digest {
@@ -356,8 +352,8 @@ impl Session {
     fn catch_up(&mut self, src: &impl Source, out: &mut Out) {
         loop {
             match src.deltas_after(self.sent) {
-                Window::TooOld => return self.resync(src, "too_slow", out),
-                Window::Ahead => return,
+                Window::TooOld { .. } => return self.resync(src, "too_slow", out),
+                Window::Ahead { .. } => return,
                 Window::Deltas(ds) => self.send_deltas(&ds, out),
             }
             let now = src.applied();

@@ -12,5 +12,5 @@ pub mod transfer;
 pub mod types;
 
 pub use log_store::{LogStore, LogStoreError};
-pub use state_machine::{AppliedState, DeltasAfter, StateMachine, StateMachineConfig};
+pub use state_machine::{AppliedState, StateMachine, StateMachineConfig};
 pub use types::{Node, NodeId, Raft, Request, Response, TypeConfig};

@@ -6,14 +6,13 @@
 use std::time::Duration;
 
 use recall_core::{FingerprintSeed, Timestamp, View};
-use recall_stream::session::{Action, Applied, Code, End as MachineEnd, Window};
-use recall_stream::{Hello, Session, SessionConfig, Source, Up};
+use recall_stream::session::{Action, Applied, Code, End as MachineEnd};
+use recall_stream::{Hello, Session, SessionConfig, Source, Up, Window};
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use super::SubscribeService;
 use super::registry::Registration;
-use crate::node::raft::DeltasAfter;
 use crate::proto as pb;
 use crate::wire::stream::{down_to_wire, up_from_wire};
 
@@ -44,11 +43,7 @@ impl Source for Node<'_> {
     }
 
     fn deltas_after(&self, version: u64) -> Window {
-        match self.0.sm.deltas_after(version) {
-            DeltasAfter::Deltas(ds) => Window::Deltas(ds),
-            DeltasAfter::TooOld { .. } => Window::TooOld,
-            DeltasAfter::Ahead { .. } => Window::Ahead,
-        }
+        self.0.sm.deltas_after(version)
     }
 
     fn snapshot(&self, expiries: bool) -> (View, Option<Vec<Option<Timestamp>>>) {

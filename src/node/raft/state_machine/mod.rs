@@ -19,7 +19,8 @@ use openraft::{
     Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, Snapshot, StorageError,
     StoredMembership,
 };
-use recall_core::{Delta, Digest, FingerprintSeed, OutOfOrder, RevocationSet};
+use recall_core::{Digest, FingerprintSeed, OutOfOrder, RevocationSet};
+use recall_stream::{DeltaWindow, Window};
 use tokio::sync::{Mutex, watch};
 
 mod changes;
@@ -65,24 +66,6 @@ impl StateMachineConfig {
     }
 }
 
-/// What a subscriber at some version needs next.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DeltasAfter {
-    /// Every change after that version, in order (empty when it is up to date): the first one's
-    /// `prev_version` is at or before the subscriber's version.
-    Deltas(Vec<Arc<Delta>>),
-    /// The window no longer reaches back that far: send a snapshot first.
-    TooOld {
-        /// The oldest version a subscriber can resume from with deltas.
-        oldest: u64,
-    },
-    /// The subscriber claims a version this node has not applied yet.
-    Ahead {
-        /// This node's version.
-        current: u64,
-    },
-}
-
 /// What the state machine has applied, published after every apply batch and install.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AppliedState {
@@ -122,7 +105,7 @@ pub(super) struct State {
     pub(super) head: AuditHead,
     /// The latest record heads, to compare with what a quorum witnesses.
     recent: VecDeque<(u64, [u8; 32])>,
-    window: Window,
+    window: DeltaWindow,
 }
 
 /// How many recent record heads a node keeps to compare with witnessed checkpoints.
@@ -135,51 +118,6 @@ struct Out {
     records: Vec<(AuditRecord, Body)>,
     witnessed: Vec<Witnessed>,
     alarm: Option<String>,
-}
-
-/// The retained deltas, oldest first, bounded by count and by total entries.
-struct Window {
-    deltas: VecDeque<Arc<Delta>>,
-    entries: usize,
-    config: StateMachineConfig,
-}
-
-impl Window {
-    fn push(&mut self, delta: Delta) {
-        self.entries += delta.len();
-        self.deltas.push_back(Arc::new(delta));
-        while self.deltas.len() > self.config.max_deltas
-            || self.entries > self.config.max_delta_entries
-        {
-            let Some(old) = self.deltas.pop_front() else {
-                break;
-            };
-            self.entries -= old.len();
-        }
-    }
-
-    fn clear(&mut self) {
-        self.deltas.clear();
-        self.entries = 0;
-    }
-
-    /// With no delta retained, the window starts at the set's last change.
-    fn after(&self, version: u64, set: &RevocationSet) -> DeltasAfter {
-        if version > set.version() {
-            return DeltasAfter::Ahead {
-                current: set.version(),
-            };
-        }
-        let floor = self
-            .deltas
-            .front()
-            .map_or(set.last_change(), |d| d.prev_version);
-        if version < floor {
-            return DeltasAfter::TooOld { oldest: floor };
-        }
-        let start = self.deltas.partition_point(|d| d.version <= version);
-        DeltasAfter::Deltas(self.deltas.range(start..).cloned().collect())
-    }
 }
 
 impl State {
@@ -470,11 +408,7 @@ impl StateMachine {
             witnesses: Witnesses::default(),
             head: AuditHead::default(),
             recent: VecDeque::new(),
-            window: Window {
-                deltas: VecDeque::new(),
-                entries: 0,
-                config,
-            },
+            window: DeltaWindow::new(config.max_deltas, config.max_delta_entries),
         };
         if let Some((meta, bytes)) = db.load_snapshot()? {
             state.restore(&meta, snapshot::restore(&meta, &bytes)?);
@@ -579,9 +513,12 @@ impl StateMachine {
     }
 
     /// What a subscriber that has applied `version` needs next.
-    pub fn deltas_after(&self, version: u64) -> DeltasAfter {
+    pub fn deltas_after(&self, version: u64) -> Window {
         let state = self.inner.read();
-        state.window.after(version, &state.set)
+        let set = &state.set;
+        state
+            .window
+            .after(version, set.version(), set.last_change())
     }
 
     /// Up to `limit` audit records from `from_version` on, oldest first.
