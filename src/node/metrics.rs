@@ -38,6 +38,9 @@ pub struct NodeMetrics {
     registry: Registry,
     /// `recall_snapshots_sent_total{reason}`.
     pub snapshots_sent: IntCounterVec,
+    /// `recall_snapshot_builds_total`: snapshots built from the set (each shared by every
+    /// session that sends that version).
+    pub snapshot_builds: IntCounter,
     /// `recall_stream_digest_mismatches_total`: acks whose digest differed from the node's.
     pub digest_mismatches: IntCounter,
     /// `recall_streams_ended_total{reason}`.
@@ -59,6 +62,12 @@ impl NodeMetrics {
                  digest_mismatch, seed_changed, future_version).",
                 &["reason"],
             ),
+            snapshot_builds: IntCounter::new(
+                "recall_snapshot_builds_total",
+                "Snapshots built from the set; each is shared by every session that sends that \
+                 version.",
+            )
+            .expect("a valid counter"),
             digest_mismatches: IntCounter::new(
                 "recall_stream_digest_mismatches_total",
                 "Acks whose digest differed from this node's at that version (each resyncs the \
@@ -83,6 +92,7 @@ impl NodeMetrics {
             registry,
         };
         register(&m.registry, m.snapshots_sent.clone());
+        register(&m.registry, m.snapshot_builds.clone());
         register(&m.registry, m.digest_mismatches.clone());
         register(&m.registry, m.streams_ended.clone());
         register(&m.registry, m.queue_bytes.clone());

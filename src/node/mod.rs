@@ -233,6 +233,7 @@ impl RunningNode {
                 contact: contact.clone(),
                 stopped: stopped.clone(),
                 metrics: node_metrics.clone(),
+                snapshots: Default::default(),
             };
             let operator_limit = config
                 .limits

@@ -64,3 +64,54 @@ async fn every_sidecar_reports_the_revocation_and_the_wave_is_seen_landing() {
         s.shutdown().await.unwrap();
     }
 }
+
+/// Subscribers that join at the same version share one snapshot: the node views its set once,
+/// not once per stream, and every one of them holds the whole set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_joining_at_one_version_share_one_snapshot() {
+    let node = OneNode::start().await;
+    let items: Vec<_> = (0..1000).map(|i| token(ISS, &format!("t{i}"))).collect();
+    let version = node
+        .client()
+        .await
+        .revoke(pb::RevokeRequest {
+            items,
+            actor: "test".into(),
+            reason: "mass recall".into(),
+            wait: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .version;
+    let metrics = &node.node.metrics;
+    let builds = metrics.snapshot_builds.get();
+    let joins = (0..6).map(|i| {
+        let c = node.subscriber_config(&format!("share-{i}"));
+        tokio::spawn(crate::fixture::subscribe(c))
+    });
+    let mut subs = Vec::new();
+    for j in joins {
+        subs.push(j.await.unwrap());
+    }
+    for s in &subs {
+        s.wait_version(version, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let st = s.watch().borrow().clone();
+        assert_eq!(st.entries, 1000, "{st:?}");
+    }
+    let sent = metrics
+        .snapshots_sent
+        .with_label_values(&["new_subscriber"])
+        .get();
+    assert_eq!(sent, 6, "every new subscriber got a snapshot");
+    assert_eq!(
+        metrics.snapshot_builds.get() - builds,
+        1,
+        "one view of the set served all six"
+    );
+    for s in subs {
+        s.shutdown().await;
+    }
+}

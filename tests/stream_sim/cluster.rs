@@ -2,10 +2,11 @@
 //! apply a prefix of it, keep a delta window, hear from a leader or not, and restart from an
 //! older disk.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use recall_core::{Command, Digest, FingerprintSeed, RevocationSet, Timestamp, View};
-use recall_stream::{Applied, DeltaWindow, Source, Window};
+use recall_core::{Command, Digest, FingerprintSeed, RevocationSet};
+use recall_stream::{Applied, DeltaWindow, Snapshot, Source, Window};
 
 use super::SimConfig;
 
@@ -150,10 +151,10 @@ impl Source for NodeSource<'_> {
             .after(version, set.version(), set.last_change())
     }
 
-    fn snapshot(&self, expiries: bool) -> (View, Option<Vec<Option<Timestamp>>>) {
+    fn snapshot(&self, expiries: bool, max_bytes: usize) -> Arc<Snapshot> {
         let view = self.node.set.view();
         let expiries = expiries.then(|| self.node.set.expiries(&view.fingerprints));
-        (view, expiries)
+        Arc::new(Snapshot::build(&view, expiries.as_deref(), max_bytes))
     }
 
     fn leads(&self) -> bool {

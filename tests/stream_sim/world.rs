@@ -318,21 +318,24 @@ impl World {
         sub.next_connect = self.now + backoff;
     }
 
+    fn send(&mut self, l: usize, ms: &[Down]) {
+        let link = &mut self.links[l];
+        if link.node_ended {
+            return;
+        }
+        if link.down.is_empty() {
+            link.last_read = self.now;
+        }
+        link.down.extend(ms.iter().map(encode_down));
+    }
+
     /// Does what a session said, as the node's driver does.
     fn perform(&mut self, l: usize, actions: Vec<Action>) -> Result<(), Violation> {
         let s = self.links[l].sub;
         for a in actions {
             match a {
-                Action::Send(m) => {
-                    let link = &mut self.links[l];
-                    if link.node_ended {
-                        continue;
-                    }
-                    if link.down.is_empty() {
-                        link.last_read = self.now;
-                    }
-                    link.down.push_back(encode_down(&m));
-                }
+                Action::Send(m) => self.send(l, std::slice::from_ref(&m)),
+                Action::SendShared(ms) => self.send(l, &ms),
                 Action::Counted(ack) => {
                     let truth = self.truth.digest_at(ack.version);
                     if truth != Some(ack.digest) {

@@ -222,43 +222,74 @@ pub fn split_delta(d: &Delta, max_bytes: usize, expiries: bool) -> Vec<Down> {
     parts.into_iter().map(Down::Delta).collect()
 }
 
-/// The messages of a snapshot of `view`, each chunk at most about `max_bytes`; with `expiries`
-/// (one for each of the view's fingerprints, in order) when the subscriber asked for them.
+/// A snapshot as every session sends it: built once per version and shared by every stream
+/// that needs it. Only the first message differs between streams (it says why).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The first message; its `reason` is empty here.
+    pub begin: SnapshotBegin,
+    /// The chunks and the end, in order.
+    pub body: Encoded,
+}
+
+impl Snapshot {
+    /// The snapshot of `view`, in chunks of at most about `max_bytes`, each fingerprint with its
+    /// expiry when `expiries` is given (in the same order).
+    pub fn build(view: &View, expiries: Option<&[Option<Timestamp>]>, max_bytes: usize) -> Self {
+        let per_chunk = (max_bytes / FP_BYTES / if expiries.is_some() { 2 } else { 1 }).max(16);
+        let mut body = Vec::new();
+        for (i, chunk) in view.fingerprints.chunks(per_chunk).enumerate() {
+            body.push(Down::SnapshotChunk(SnapshotChunk {
+                fingerprints: chunk.to_vec(),
+                rules: vec![],
+                expiries: expiries
+                    .map_or_else(Vec::new, |e| e[i * per_chunk..][..chunk.len()].to_vec()),
+            }));
+        }
+        for chunk in view.rules.chunks((max_bytes / RULE_BYTES).max(16)) {
+            body.push(Down::SnapshotChunk(SnapshotChunk {
+                rules: chunk.to_vec(),
+                ..SnapshotChunk::default()
+            }));
+        }
+        body.push(Down::SnapshotEnd {
+            version: view.version,
+            digest: view.digest,
+        });
+        Self {
+            begin: SnapshotBegin {
+                version: view.version,
+                last_change: view.last_change,
+                seed: view.seed,
+                digest: view.digest,
+                entries: view.fingerprints.len() as u64,
+                rules: view.rules.len() as u64,
+                reason: String::new(),
+            },
+            body: body.into(),
+        }
+    }
+
+    /// Its first message, saying why it is sent.
+    pub fn begin(&self, reason: &str) -> Down {
+        Down::SnapshotBegin(SnapshotBegin {
+            reason: reason.to_owned(),
+            ..self.begin.clone()
+        })
+    }
+}
+
+/// Every message of the snapshot of `view` sent for `reason` (see [`Snapshot::build`]).
 pub fn split_snapshot(
     view: &View,
     expiries: Option<&[Option<Timestamp>]>,
     reason: &str,
     max_bytes: usize,
 ) -> Vec<Down> {
-    let per_chunk = (max_bytes / FP_BYTES / if expiries.is_some() { 2 } else { 1 }).max(16);
-    let mut out = vec![Down::SnapshotBegin(SnapshotBegin {
-        version: view.version,
-        last_change: view.last_change,
-        seed: view.seed,
-        digest: view.digest,
-        entries: view.fingerprints.len() as u64,
-        rules: view.rules.len() as u64,
-        reason: reason.to_string(),
-    })];
-    for (i, chunk) in view.fingerprints.chunks(per_chunk).enumerate() {
-        out.push(Down::SnapshotChunk(SnapshotChunk {
-            fingerprints: chunk.to_vec(),
-            rules: vec![],
-            expiries: expiries
-                .map_or_else(Vec::new, |e| e[i * per_chunk..][..chunk.len()].to_vec()),
-        }));
-    }
-    for chunk in view.rules.chunks((max_bytes / RULE_BYTES).max(16)) {
-        out.push(Down::SnapshotChunk(SnapshotChunk {
-            rules: chunk.to_vec(),
-            ..SnapshotChunk::default()
-        }));
-    }
-    out.push(Down::SnapshotEnd {
-        version: view.version,
-        digest: view.digest,
-    });
-    out
+    let s = Snapshot::build(view, expiries, max_bytes);
+    std::iter::once(s.begin(reason))
+        .chain(s.body.iter().cloned())
+        .collect()
 }
 
 /// The whole delta of a complete, in-order sequence of parts.
@@ -280,8 +311,7 @@ pub fn assemble(parts: Vec<DeltaPart>) -> Delta {
     d
 }
 
-/// A delta's messages, shared: encoded once per version and handed to every session that sends
-/// it (the messages of a version never change).
+/// Messages shared by every session that sends them (the messages of a version never change).
 pub type Encoded = Arc<[Down]>;
 
 #[cfg(test)]

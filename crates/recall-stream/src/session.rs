@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use recall_core::{Delta, Digest, FingerprintSeed, Timestamp, View};
+use recall_core::{Delta, Digest, FingerprintSeed};
 
 use crate::acks::{AckCheck, Sent};
-use crate::message::{Ack, Down, Heartbeat, Hello, split_delta, split_snapshot};
+use crate::message::{Ack, Down, Encoded, Heartbeat, Hello, Snapshot, split_delta};
 use crate::window::Window;
 
 /// The node's applied state, as a session sees it.
@@ -31,8 +31,10 @@ pub trait Source {
     fn seed(&self) -> FingerprintSeed;
     /// The changes after `version`.
     fn deltas_after(&self, version: u64) -> Window;
-    /// The whole subscriber view, with each fingerprint's expiry when `expiries`.
-    fn snapshot(&self, expiries: bool) -> (View, Option<Vec<Option<Timestamp>>>);
+    /// The snapshot of the whole subscriber view in chunks of about `max_bytes`, with each
+    /// fingerprint's expiry when `expiries`: built once per version and shared by every session
+    /// that sends it.
+    fn snapshot(&self, expiries: bool, max_bytes: usize) -> Arc<Snapshot>;
     /// Whether this node leads the cluster now.
     fn leads(&self) -> bool;
     /// How long this node has been out of touch with any leader, when it is (its streams end).
@@ -79,6 +81,8 @@ pub struct End {
 pub enum Action {
     /// Queue a message to the subscriber, in order.
     Send(Down),
+    /// Queue these shared messages to the subscriber, in order (a snapshot's body).
+    SendShared(Encoded),
     /// Record the subscriber's applied version (it counts for convergence).
     Counted(Ack),
     /// A snapshot is being sent, and why.
@@ -408,20 +412,18 @@ impl Session {
     }
 
     fn snapshot(&mut self, src: &impl Source, reason: &'static str, out: &mut Out) {
-        let (view, expiries) = src.snapshot(self.hello.expiries);
+        let snap = src.snapshot(self.hello.expiries, self.config.chunk_bytes);
+        let b = &snap.begin;
         out.push(Action::Snapshot {
             reason,
-            version: view.version,
-            entries: view.fingerprints.len(),
+            version: b.version,
+            entries: b.entries as usize,
         });
-        out.extend(
-            split_snapshot(&view, expiries.as_deref(), reason, self.config.chunk_bytes)
-                .into_iter()
-                .map(Action::Send),
-        );
-        self.sent = view.version;
-        self.sent_change = view.last_change;
-        self.sent_digests.restart(view.version);
-        self.sent_digests.insert(view.version, view.digest);
+        out.push(Action::Send(snap.begin(reason)));
+        out.push(Action::SendShared(snap.body.clone()));
+        self.sent = b.version;
+        self.sent_change = b.last_change;
+        self.sent_digests.restart(b.version);
+        self.sent_digests.insert(b.version, b.digest);
     }
 }

@@ -7,10 +7,12 @@
 //! - [`registry`]: the live subscribers and their acked versions (convergence);
 //! - [`session`]: one stream, the driver of the protocol's session machine
 //!   (`recall_stream::Session`: which acks count, deltas or a snapshot, heartbeats);
+//! - [`snapshots`]: snapshots built once per version and shared by every session;
 //! - [`waves`]: how long each change took to land at every subscriber.
 
 pub mod registry;
 pub mod session;
+pub mod snapshots;
 pub mod waves;
 
 use std::pin::Pin;
@@ -81,6 +83,8 @@ pub struct SubscribeService {
     pub(crate) stopped: tokio::sync::watch::Receiver<bool>,
     /// The node's metrics (snapshots sent, stream ends, queued bytes).
     pub(crate) metrics: Arc<crate::node::metrics::NodeMetrics>,
+    /// The snapshots sessions share.
+    pub(crate) snapshots: Arc<snapshots::Snapshots>,
 }
 
 /// A message queued to a subscriber; its bytes count in `recall_stream_queue_bytes` until the

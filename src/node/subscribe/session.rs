@@ -5,9 +5,11 @@
 
 use std::time::Duration;
 
-use recall_core::{FingerprintSeed, Timestamp, View};
+use std::sync::Arc;
+
+use recall_core::FingerprintSeed;
 use recall_stream::session::{Action, Applied, Code, End as MachineEnd};
-use recall_stream::{Hello, Session, SessionConfig, Source, Up, Window};
+use recall_stream::{Hello, Session, SessionConfig, Snapshot, Source, Up, Window};
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
@@ -46,11 +48,17 @@ impl Source for Node<'_> {
         self.0.sm.deltas_after(version)
     }
 
-    fn snapshot(&self, expiries: bool) -> (View, Option<Vec<Option<Timestamp>>>) {
-        self.0.sm.with_set(|s| {
-            let view = s.view();
-            let expiries = expiries.then(|| s.expiries(&view.fingerprints));
-            (view, expiries)
+    fn snapshot(&self, expiries: bool, max_bytes: usize) -> Arc<Snapshot> {
+        let sm = &self.0.sm;
+        let version = sm.applied().version;
+        self.0.snapshots.get(version, expiries, max_bytes, || {
+            self.0.metrics.snapshot_builds.inc();
+            let (view, expiries) = sm.with_set(|s| {
+                let view = s.view();
+                let expiries = expiries.then(|| s.expiries(&view.fingerprints));
+                (view, expiries)
+            });
+            Snapshot::build(&view, expiries.as_deref(), max_bytes)
         })
     }
 
@@ -215,6 +223,11 @@ impl Driver {
         for action in std::mem::take(&mut self.actions) {
             match action {
                 Action::Send(m) => self.send(down_to_wire(&m)).await?,
+                Action::SendShared(ms) => {
+                    for m in ms.iter() {
+                        self.send(down_to_wire(m)).await?;
+                    }
+                }
                 Action::Counted(ack) => reg.ack(ack.version, ack.digest, (self.svc.clock)()),
                 Action::Snapshot {
                     reason,
