@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::raft::Raft;
 
-/// How long a node may go without a leader before it stops vouching for its state: ten election
+/// How long a node may go without a leader before it ends its streams: ten election
 /// timeouts, so a failover (an election timeout, a vote, perhaps a split vote and a second
 /// round, a leader lease running out) never ends healthy streams, while a node truly cut off
 /// lets its subscribers go in seconds.
@@ -21,10 +21,18 @@ pub fn out_of_touch_after(election_timeout: Duration) -> Duration {
     election_timeout * 10
 }
 
+/// How long a node may go without a leader and still vouch for its state: two election
+/// timeouts, time for a healthy failover. Past it, heartbeats say `no_leader_contact` and the
+/// node's subscribers count the silence against their own staleness bound, long before the
+/// node gives up and ends their streams ([`out_of_touch_after`]).
+pub fn vouch_within(election_timeout: Duration) -> Duration {
+    election_timeout * 2
+}
+
 /// Why a node cannot vouch that its state is current.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Doubt {
-    /// It has heard from no leader since it started.
+    /// It has heard from no leader since it started, or for longer than it may vouch.
     NoLeaderContact,
     /// Its applied version trails the commit index it knows by more than the bound.
     BehindCommit {
@@ -60,6 +68,8 @@ pub struct Contact {
     last: Mutex<Option<Instant>>,
     started: Instant,
     limit: Duration,
+    /// The longest silence after which it still vouches for its state.
+    vouch: Duration,
     /// The highest commit index known: a leader's `leader_commit` on a follower, and whatever
     /// the Raft log is told is committed (the leader's own commits); shared with the log store.
     committed: Arc<AtomicU64>,
@@ -67,13 +77,14 @@ pub struct Contact {
 
 impl Contact {
     /// A contact record that tolerates `limit` of silence (counted from now, so a node that
-    /// has just started gets one `limit` to be reached before its streams end), learning
-    /// commits through `committed` too.
-    pub fn new(limit: Duration, committed: Arc<AtomicU64>) -> Self {
+    /// has just started gets one `limit` to be reached before its streams end) and vouches for
+    /// its state through at most `vouch` of it, learning commits through `committed` too.
+    pub fn new(limit: Duration, vouch: Duration, committed: Arc<AtomicU64>) -> Self {
         Self {
             last: Mutex::new(None),
             started: Instant::now(),
             limit,
+            vouch: vouch.min(limit),
             committed,
         }
     }
@@ -125,15 +136,15 @@ impl Contact {
     }
 
     /// Why this node, having applied `applied`, cannot vouch that its state is current: it has
-    /// heard from no leader since it started, or it trails the commit index it knows by more
-    /// than `max_lag` versions. `None` when it can.
+    /// heard from no leader since it started or for longer than it may vouch, or it trails the
+    /// commit index it knows by more than `max_lag` versions. `None` when it can.
     pub fn doubt(&self, raft: &Raft, applied: u64, max_lag: u64) -> Option<Doubt> {
-        let heard = matches!(self.touch(raft), Touch::Since(_));
+        let heard = matches!(self.touch(raft), Touch::Since(s) if s <= self.vouch);
         doubt(heard, applied, self.committed(), max_lag)
     }
 }
 
-/// Why a node that has (or has not) `heard` from a leader since it started, having applied
+/// Why a node that has (or has not) `heard` from a leader recently enough, having applied
 /// `applied` and knowing `committed`, cannot vouch for its state.
 fn doubt(heard: bool, applied: u64, committed: u64, max_lag: u64) -> Option<Doubt> {
     if !heard {

@@ -164,6 +164,7 @@ impl RunningNode {
         };
         let contact = Arc::new(contact::Contact::new(
             contact::out_of_touch_after(config.election_timeout),
+            contact::vouch_within(config.election_timeout),
             known_commit,
         ));
         let live = metrics::Live {
