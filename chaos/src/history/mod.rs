@@ -7,17 +7,22 @@
 //!   over a [`History`]; no I/O, no clock.
 //! - [`exposure`]: per sampled revocation, the time from the writer's acknowledgement until
 //!   every sidecar refuses it, from the live answers and from the sidecars' own reports; pure.
+//! - [`live`]: the checker tasks that present credentials and record answers (the only I/O).
+//! - [`lifts`]: a few revoke-then-lift cycles written during the recall, so lifted credentials
+//!   are in the history too.
 //!
 //! Times are offsets from one origin (the scenario's first write) on the harness's monotonic
 //! clock; credentials are numbers ([`Cred`]) the live checker maps to token ids.
 
 pub mod check;
 pub mod exposure;
+pub mod lifts;
+pub mod live;
 
 use std::ops::Range;
 use std::time::Duration;
 
-/// A credential by number: the live checker maps it to a token id.
+/// A credential by number: the live checker's [`live::Creds`] maps it to a token id.
 pub type Cred = u32;
 
 /// What a write did to its credentials.
