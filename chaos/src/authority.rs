@@ -371,6 +371,34 @@ impl Writer {
         Ok(reply.into_inner().version)
     }
 
+    /// Lifts the revocation of token `id` under `iss`; returns the version it committed at, or
+    /// `None` when it took more than one attempt (an earlier attempt may have committed at an
+    /// earlier version: the version a retry names is only an upper bound).
+    pub async fn lift(&self, iss: &str, id: &str) -> anyhow::Result<Option<u64>> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let key = pb::RevocationKey {
+            kind: pb::Kind::Token as i32,
+            namespace: iss.into(),
+            value: id.into(),
+        };
+        let attempts = AtomicUsize::new(0);
+        let reply = self
+            .retry("lift", |mut c| {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                let req = pb::LiftRequest {
+                    keys: vec![key.clone()],
+                    rules: Vec::new(),
+                    actor: "recall-chaos".into(),
+                    reason: "chaos lift".into(),
+                    wait: None,
+                };
+                async move { c.lift(req).await }
+            })
+            .await?;
+        let version = reply.into_inner().version;
+        Ok((attempts.into_inner() == 1).then_some(version))
+    }
+
     /// Revokes every token of issuer `iss` issued before `not_before_ms`; returns the version.
     pub async fn recall_issuer(&self, iss: &str, not_before_ms: i64) -> anyhow::Result<u64> {
         let reply = self

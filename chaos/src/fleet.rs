@@ -111,8 +111,9 @@ pub struct Fleet {
 
 impl Fleet {
     /// Starts `count` sidecars of `recall` (the binary) following `authority`, with data under
-    /// `dir` and certificates from `pki` (which must hold [`sidecar_ids`]`(count)`), and waits
-    /// until each has synced. Sidecar `i` tries node `i mod 3` first, so the streams spread over
+    /// `dir`, certificates from `pki` (which must hold [`sidecar_ids`]`(count)`) and the
+    /// staleness bound `staleness_bound` (fail-closed, full mode), and waits until each has
+    /// synced. Sidecar `i` tries node `i mod 3` first, so the streams spread over
     /// the nodes.
     pub async fn start(
         recall: &Path,
@@ -120,6 +121,7 @@ impl Fleet {
         authority: &Authority,
         count: usize,
         pki: &Pki,
+        staleness_bound: Duration,
     ) -> anyhow::Result<Self> {
         let mut sidecars = Vec::new();
         for index in 0..count {
@@ -141,6 +143,9 @@ impl Fleet {
                 format!("--grpc={grpc}"),
                 format!("--data-dir={}", dir.join(&id).display()),
                 "--silence-timeout-ms=2000".into(),
+                format!("--staleness-bound-ms={}", staleness_bound.as_millis()),
+                "--policy=fail-closed".into(),
+                "--mode=full".into(),
             ];
             args.extend(pki.args());
             let proc = Proc::spawn(id.clone(), recall, args, dir)?;

@@ -6,6 +6,7 @@
 pub mod authority;
 pub mod baseline;
 pub mod fleet;
+pub mod history;
 pub mod observe;
 pub mod pki;
 pub mod procs;

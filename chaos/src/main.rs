@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use recall_chaos::authority::RaftTiming;
+use recall_chaos::history::live::LiveConfig;
 use recall_chaos::run::{RunConfig, System, recall_passed};
 use recall_chaos::scenario::Scenario;
 use recall_chaos::scenario::runner::RecallSettings;
@@ -50,6 +51,16 @@ struct Args {
     /// Revoked and never-revoked tokens checked on every sidecar.
     #[arg(long, default_value_t = 10_000)]
     sample: usize,
+    /// The sidecars' staleness bound, in milliseconds: the live history allows no "allowed"
+    /// for a revocation acknowledged longer ago than this.
+    #[arg(long, default_value_t = 10_000)]
+    staleness_bound_ms: u64,
+    /// How often the live checkers ask each sidecar, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    check_period_ms: u64,
+    /// Revoke-then-lift cycles the live checkers write during each recall.
+    #[arg(long, default_value_t = 4)]
+    lifts: usize,
     /// The authority's Raft election timeout, in milliseconds.
     #[arg(long, default_value_t = 500)]
     election_timeout_ms: u64,
@@ -137,6 +148,12 @@ fn main() -> anyhow::Result<()> {
             hold: Duration::from_millis(args.hold_ms),
             latency: Duration::from_millis(args.latency_ms),
             sample: args.sample,
+            staleness_bound: Duration::from_millis(args.staleness_bound_ms),
+            live: LiveConfig {
+                period: Duration::from_millis(args.check_period_ms.max(1)),
+                lifts: args.lifts,
+                ..LiveConfig::default()
+            },
             progress,
         },
         etcd_bin: args.etcd_bin,

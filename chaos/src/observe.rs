@@ -136,6 +136,17 @@ impl Observer {
         reached(&self.cluster, id, target)
     }
 
+    /// Sidecar `id`'s own timeline: each version it reported and when it applied it (Unix
+    /// milliseconds), in the order seen.
+    pub fn own_timeline(&self, id: &str) -> Vec<Seen> {
+        self.own
+            .lock()
+            .expect("timelines lock")
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Stops the pollers (what they saw stays readable).
     pub async fn stop(&mut self) {
         let _ = self.stop.send(true);

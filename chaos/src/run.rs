@@ -112,6 +112,7 @@ fn failed(system: &str, scenario: Scenario, workload: &Workload, e: anyhow::Erro
         views_max_diff_ms: None,
         lost: 0,
         checks: None,
+        history: None,
         faults: Vec::new(),
         failures: vec![format!("the scenario could not run: {e:#}")],
     }

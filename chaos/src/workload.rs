@@ -3,13 +3,15 @@
 //! false-positive checks). The same workload goes to recall, etcd and Redis.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// The issuer (recall namespace) of every revoked token.
 pub const ISSUER: &str = "https://chaos.recall.invalid";
@@ -54,6 +56,13 @@ impl Workload {
         (0..n).map(|_| token_id(&mut rng)).collect()
     }
 
+    /// `n` token ids the live checkers revoke and then lift, one at a time (a third stream of
+    /// the seed: never among the revoked or the clean ones).
+    pub fn lifted(&self, n: usize) -> Vec<String> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x11f7_ed00_0000_0003);
+        (0..n).map(|_| token_id(&mut rng)).collect()
+    }
+
     /// `n` revoked ids picked at random (with `rng`), for the sampled checks.
     pub fn sample(&self, rng: &mut ChaCha8Rng, n: usize) -> Vec<String> {
         if self.revoked.is_empty() {
@@ -73,16 +82,28 @@ impl Workload {
     }
 }
 
-/// How far the writes have got, shared with whoever injects faults "mid-recall". A gated
-/// progress holds back new write requests once `at` revocations are acknowledged, until the
-/// fault is in place ([`WriteProgress::release`]): the fault then lands mid-recall however fast
-/// the system under test writes, and the writes go on while it lasts.
+/// One write request the system under test acknowledged: which revocations, and when the
+/// acknowledgement arrived (the moment the writer may tell an operator "revoked").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// The revocations, as indices into [`Workload::revoked`].
+    pub range: Range<usize>,
+    /// When the acknowledgement arrived.
+    pub at: Instant,
+}
+
+/// How far the writes have got, shared with whoever injects faults "mid-recall" and with the
+/// live checkers (which present only acknowledged revocations). A gated progress holds back new
+/// write requests once `at` revocations are acknowledged, until the fault is in place
+/// ([`WriteProgress::release`]): the fault then lands mid-recall however fast the system under
+/// test writes, and the writes go on while it lasts.
 #[derive(Clone)]
 pub struct WriteProgress {
     written: Arc<AtomicU64>,
     changed: Arc<watch::Sender<u64>>,
     gate_at: Option<u64>,
     open: Arc<watch::Sender<bool>>,
+    acks: Arc<Mutex<Vec<Ack>>>,
 }
 
 impl Default for WriteProgress {
@@ -92,6 +113,7 @@ impl Default for WriteProgress {
             changed: Arc::new(watch::channel(0).0),
             gate_at: None,
             open: Arc::new(watch::channel(true).0),
+            acks: Arc::default(),
         }
     }
 }
@@ -131,6 +153,19 @@ impl WriteProgress {
         self.changed.send_replace(now);
     }
 
+    /// Records that the revocations `range` were acknowledged at `at`.
+    pub fn acknowledged(&self, range: Range<usize>, at: Instant) {
+        let n = range.len() as u64;
+        self.acks.lock().expect("acks lock").push(Ack { range, at });
+        self.add(n);
+    }
+
+    /// The acknowledgements from the `from`-th on, in the order they arrived.
+    pub fn acks_since(&self, from: usize) -> Vec<Ack> {
+        let acks = self.acks.lock().expect("acks lock");
+        acks.get(from..).map(<[Ack]>::to_vec).unwrap_or_default()
+    }
+
     /// Waits until at least `n` revocations are acknowledged.
     pub async fn reached(&self, n: u64) {
         let mut rx = self.changed.subscribe();
@@ -139,7 +174,8 @@ impl WriteProgress {
 }
 
 /// Runs `write` on every batch with `in_flight` requests at a time; each batch is retried by
-/// `write` itself until it is acknowledged. Returns the results in completion order.
+/// `write` itself until it is acknowledged, and `progress` records the acknowledgement the
+/// moment it arrives. Returns the results in completion order.
 pub async fn pipelined<T, F, Fut>(
     workload: &Workload,
     batch: usize,
@@ -155,19 +191,48 @@ where
     let mut out = Vec::new();
     let mut stream = futures::stream::iter(workload.batches(batch))
         .map(|range| {
-            let n = range.len() as u64;
-            let fut = write(ids.clone(), range);
+            let fut = write(ids.clone(), range.clone());
             let progress = progress.clone();
             async move {
                 progress.pass().await;
-                fut.await.map(|r| (n, r))
+                let r = fut.await?;
+                progress.acknowledged(range, Instant::now());
+                Ok::<_, anyhow::Error>(r)
             }
         })
         .buffer_unordered(in_flight.max(1));
     while let Some(r) = stream.next().await {
-        let (n, r) = r?;
-        progress.add(n);
-        out.push(r);
+        out.push(r?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_acknowledged_batch_is_logged_once_with_its_range() {
+        let w = Workload::new(3, 2_500);
+        let progress = WriteProgress::default();
+        let before = Instant::now();
+        let out = pipelined(
+            &w,
+            1000,
+            2,
+            &progress,
+            |_, range| async move { Ok(range.start) },
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.len(), 3);
+        let mut acks = progress.acks_since(0);
+        assert!(acks.iter().all(|a| a.at >= before));
+        acks.sort_by_key(|a| a.range.start);
+        let ranges: Vec<_> = acks.into_iter().map(|a| a.range).collect();
+        assert_eq!(ranges, [0..1000, 1000..2000, 2000..2500]);
+        assert_eq!(progress.written(), 2_500);
+        assert_eq!(progress.acks_since(2).len(), 1);
+        assert!(progress.acks_since(9).is_empty());
+    }
 }

@@ -202,6 +202,7 @@ pub fn result(
         views_max_diff_ms: None,
         lost,
         checks: None,
+        history: None,
         faults,
         failures,
     }

@@ -3,6 +3,7 @@
 //! what the scenarios recorded.
 
 pub mod chart;
+pub mod history;
 pub mod model;
 pub mod table;
 pub mod write;

@@ -3,6 +3,9 @@
 
 use serde::Serialize;
 
+use crate::history::check::{AnswerCounts, Rule, RuleCounts};
+use crate::history::exposure::Windows;
+
 /// A whole run: its settings and every (system, scenario) result, in the order they ran.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
@@ -53,6 +56,9 @@ pub struct SystemRun {
     pub lost: u64,
     /// The correctness checks (recall only: sampled checks on every sidecar, digests).
     pub checks: Option<Checks>,
+    /// The live history: every answer checked while the wave landed, and the exposure windows
+    /// (recall only).
+    pub history: Option<HistoryReport>,
     /// The faults injected, each with the proof it took effect.
     pub faults: Vec<FaultRecord>,
     /// Why the scenario failed; empty when it passed.
@@ -122,6 +128,50 @@ pub struct Checks {
     pub rule_sampled: u64,
     /// Of those, answers that were not "revoked" (must be 0).
     pub rule_missed: u64,
+}
+
+/// The live history of a recall scenario, judged.
+#[derive(Clone, Debug, Serialize)]
+pub struct HistoryReport {
+    /// The sidecars' staleness bound, in milliseconds.
+    pub bound_ms: f64,
+    /// How often each sidecar was asked, in milliseconds.
+    pub period_ms: f64,
+    /// What was answered.
+    pub answers: AnswerCounts,
+    /// Checks that failed or timed out (a killed, paused or partitioned sidecar).
+    pub unanswered: u64,
+    /// Revoke-then-lift cycles written.
+    pub lifts: u64,
+    /// Violations per rule (must all be 0).
+    pub violations: RuleCounts,
+    /// The earliest violations.
+    pub first: Vec<ViolationRecord>,
+    /// Exposure windows of the watched revocations, from the live answers.
+    pub exposure_checks: Windows,
+    /// Exposure windows of every acknowledged write, from the sidecars' own reports.
+    pub exposure_reports: Windows,
+}
+
+/// One violation as the report shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ViolationRecord {
+    /// The rule.
+    pub rule: Rule,
+    /// The sidecar that answered.
+    pub sidecar: String,
+    /// The token id presented.
+    pub token: String,
+    /// When the check was sent, in milliseconds after the first write.
+    pub sent_ms: f64,
+    /// When the answer arrived.
+    pub received_ms: f64,
+    /// The version that answered.
+    pub version: u64,
+    /// Whether the answer said stale.
+    pub stale: bool,
+    /// What was wrong.
+    pub detail: String,
 }
 
 /// One fault and its proof.

@@ -74,6 +74,8 @@ pub fn markdown(run: &RunReport) -> String {
         }
     }
 
+    out.push_str(&super::history::section(run));
+
     let ratios: Vec<String> = scenarios(run)
         .into_iter()
         .filter_map(|s| comparison(run, s))
@@ -266,6 +268,7 @@ pub(crate) mod tests {
             views_max_diff_ms: None,
             lost,
             checks: None,
+            history: None,
             faults: Vec::new(),
             failures: Vec::new(),
         }

@@ -14,6 +14,7 @@
 //! | `node-cut-off` | every connection into a follower is blackholed until it gives up on the leader, plus the hold |
 
 pub mod leader_kill;
+pub mod live;
 pub mod node_cut_off;
 pub mod rule_partition;
 pub mod runner;

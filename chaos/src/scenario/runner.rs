@@ -1,6 +1,7 @@
 //! One scenario against recall, start to finish: a fresh 3-node authority and M sidecars, the
-//! observers, the fault injected while the mass recall is written, the wait until every sidecar
-//! holds everything (by its own report and by the cluster's ack view), then the checks.
+//! observers and the live checkers ([`super::live`]), the fault injected while the mass recall
+//! is written, the wait until every sidecar holds everything (by its own report and by the
+//! cluster's ack view), then the checks and the judgement of the live history.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -12,10 +13,12 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
 
+use super::live::Live;
 use super::{FaultCtx, Scenario};
 use crate::authority::{Authority, RaftTiming, Writer};
 use crate::baseline::ms;
 use crate::fleet::{Fleet, sidecar_ids};
+use crate::history::live::LiveConfig;
 use crate::observe::{Observer, POLL, now_ms};
 use crate::pki::Pki;
 use crate::report::model::{Percentiles, SubscriberRun, SystemRun};
@@ -45,6 +48,10 @@ pub struct RecallSettings {
     pub latency: Duration,
     /// Revoked and clean tokens checked per sidecar.
     pub sample: usize,
+    /// The sidecars' staleness bound (the live history judges answers by it).
+    pub staleness_bound: Duration,
+    /// How the live checkers ask the sidecars while the wave lands.
+    pub live: LiveConfig,
     /// Where progress bars go.
     pub progress: MultiProgress,
 }
@@ -110,6 +117,7 @@ pub async fn run(
             &authority,
             settings.sidecars,
             &pki,
+            settings.staleness_bound,
         )
         .await
         .context("starting the sidecars")?,
@@ -180,6 +188,13 @@ async fn measure(
         total: n,
         rule: Mutex::new(None),
     });
+    let mut live = Live::start(
+        settings.live,
+        settings.staleness_bound,
+        rng.random(),
+        workload,
+        &ctx,
+    );
     let fault = {
         let (ctx, progress) = (ctx.clone(), progress.clone());
         tokio::spawn(async move {
@@ -205,7 +220,10 @@ async fn measure(
         &progress,
         |ids, range| {
             let writer = writer.clone();
-            async move { writer.revoke(ISSUER, &ids, range).await }
+            async move {
+                let start = range.start;
+                writer.revoke(ISSUER, &ids, range).await.map(|v| (start, v))
+            }
         },
     )
     .await;
@@ -213,13 +231,15 @@ async fn measure(
     ticker.abort();
     writes.set_position(progress.written());
     writes.finish_with_message(format!("in {:.0} ms", ms(write_done - started)));
-    let versions = versions?;
+    let versions: std::collections::HashMap<usize, u64> = versions?.into_iter().collect();
     let faults = fault.await.context("the fault task panicked")??;
+    let lifted = live.lifts_done().await.context("the lift cycles")?;
     let rule = *ctx.rule.lock().expect("rule lock");
     let target = versions
-        .iter()
+        .values()
         .copied()
         .chain(rule.map(|(v, _)| v))
+        .chain([lifted])
         .max()
         .unwrap_or(0);
 
@@ -250,6 +270,7 @@ async fn measure(
     writes.finish_and_clear();
     settings.progress.remove(&writes);
     observer.stop().await;
+    let (history, history_failures) = live.finish(&versions, &observer, fleet, t0).await;
 
     let mut failures: Vec<String> = faults
         .iter()
@@ -315,6 +336,7 @@ async fn measure(
         s.missing = *missing;
     }
     failures.extend(verified.failures);
+    failures.extend(history_failures);
     let lost = subscribers.iter().map(|s| s.missing).sum();
     Ok(SystemRun {
         system: "recall".into(),
@@ -335,6 +357,7 @@ async fn measure(
         views_max_diff_ms: max_diff,
         lost,
         checks: Some(verified.checks),
+        history: Some(history),
         subscribers,
         faults,
         failures,
