@@ -128,6 +128,13 @@ impl Contact {
         }
     }
 
+    /// How long ago this node last heard from a leader (a leader: was acknowledged by a
+    /// quorum), or since it started when it has not.
+    pub fn age(&self, raft: &Raft) -> Duration {
+        let (Touch::Since(d) | Touch::Never(d)) = self.touch(raft);
+        d
+    }
+
     /// How long this node has been out of touch, when longer than the limit; `None` while in
     /// touch (or, after a start, during the first `limit`).
     pub fn lost(&self, raft: &Raft) -> Option<Duration> {

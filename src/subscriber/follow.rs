@@ -318,8 +318,13 @@ impl Follower {
                     self.shared.snapshots.fetch_add(1, Ordering::Relaxed);
                     self.shared.diverged.store(false, Ordering::Relaxed);
                 }
-                Event::Vouched => {
-                    self.shared.contact.record(tokio::time::Instant::now());
+                Event::Vouched { contact_age } => {
+                    // Current as of the node's last leader contact, not as of now: the node's
+                    // own silence counts against this subscriber's staleness bound.
+                    let now = tokio::time::Instant::now();
+                    self.shared
+                        .contact
+                        .record(now.checked_sub(contact_age).unwrap_or(now));
                     self.shared.synced.store(true, Ordering::Relaxed);
                 }
                 Event::Doubt(Some(reason)) => {

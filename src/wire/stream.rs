@@ -85,6 +85,7 @@ pub fn down_to_wire(m: &Down) -> pb::SubscribeResponse {
             digest: h.digest.0,
             sent_at_ms: h.sent_at_ms,
             stale_reason: h.stale_reason.clone(),
+            contact_age_ms: h.contact_age_ms,
         }),
         Down::Resync { reason } => DownBody::Resync(pb::Resync {
             reason: reason.clone(),
@@ -173,6 +174,7 @@ pub fn down_from_wire(m: pb::SubscribeResponse) -> Result<Down, WireError> {
             digest: Digest(h.digest),
             sent_at_ms: h.sent_at_ms,
             stale_reason: h.stale_reason,
+            contact_age_ms: h.contact_age_ms,
         }),
         DownBody::Resync(r) => Down::Resync { reason: r.reason },
     })
@@ -295,6 +297,7 @@ mod tests {
             digest: Digest(1),
             sent_at_ms: -4,
             stale_reason: "behind_commit".into(),
+            contact_age_ms: 250,
         }));
         all.push(Down::Resync {
             reason: "digest_mismatch".into(),

@@ -183,6 +183,14 @@ impl Source for NodeSource<'_> {
         (applied + self.cfg.max_lag < self.committed()).then_some("behind_commit")
     }
 
+    fn contact_age(&self) -> Duration {
+        if self.leads {
+            Duration::ZERO
+        } else {
+            super::ticks(self.since_contact())
+        }
+    }
+
     fn wall_ms(&self) -> i64 {
         super::ticks(self.now).as_millis() as i64
     }

@@ -523,7 +523,7 @@ impl World {
                 }
                 self.links[l].up.push_back(encode_up(&Up::Ack(ack)));
             }
-            Event::Vouched => {
+            Event::Vouched { .. } => {
                 self.stats.vouched += 1;
                 let r = sub.f.replica();
                 if sub.corrupt || self.truth.digest_at(r.version()) != Some(r.digest()) {

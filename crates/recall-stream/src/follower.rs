@@ -6,6 +6,8 @@
 //! Only a heartbeat in which the node vouches for its state (no `stale_reason`) counts as
 //! contact for the staleness bound.
 
+use std::time::Duration;
+
 use recall_core::{Delta, Digest, FingerprintSeed};
 
 use crate::message::{Ack, DeltaPart, Down, Hello, SnapshotBegin, SnapshotChunk, assemble};
@@ -68,8 +70,12 @@ pub enum Event {
         /// Its version.
         version: u64,
     },
-    /// The node vouched for its state and ours matches it: fresh.
-    Vouched,
+    /// The node vouched for its state and ours matches it: fresh as of `contact_age` before
+    /// the heartbeat was sent (when the node last heard from a leader).
+    Vouched {
+        /// How long before the heartbeat the node last heard from a leader.
+        contact_age: Duration,
+    },
     /// The node's heartbeats stopped (or started again) vouching for its state.
     Doubt(Option<String>),
     /// The node resyncs this subscriber.
@@ -297,7 +303,9 @@ impl<R: Replica> Follower<R> {
                     self.doubt = doubt;
                 }
                 if self.doubt.is_none() && !self.diverged {
-                    out.push(Event::Vouched);
+                    out.push(Event::Vouched {
+                        contact_age: Duration::from_millis(h.contact_age_ms),
+                    });
                 }
                 // The first heartbeat of a stream is acked even at the version resumed from,
                 // so the node counts this subscriber at once.

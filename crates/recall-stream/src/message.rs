@@ -119,6 +119,8 @@ pub struct Heartbeat {
     pub sent_at_ms: i64,
     /// Why the node cannot vouch that its state is current; empty when it can.
     pub stale_reason: String,
+    /// How long before sending this the node last heard from a leader (milliseconds).
+    pub contact_age_ms: u64,
 }
 
 /// From the node to the subscriber.

@@ -45,6 +45,9 @@ pub trait Source {
     fn doubt(&self, applied: u64) -> Option<&'static str>;
     /// This node's wall clock, Unix milliseconds (heartbeats carry it for lag reports).
     fn wall_ms(&self) -> i64;
+    /// How long ago this node last heard from a leader (a leader: from a quorum); its state is
+    /// known current as of then.
+    fn contact_age(&self) -> Duration;
 }
 
 /// How a session behaves.
@@ -385,6 +388,7 @@ impl Session {
             digest: now.digest,
             sent_at_ms: src.wall_ms(),
             stale_reason: doubt.unwrap_or_default().to_owned(),
+            contact_age_ms: u64::try_from(src.contact_age().as_millis()).unwrap_or(u64::MAX),
         })));
     }
 

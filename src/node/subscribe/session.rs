@@ -85,6 +85,10 @@ impl Source for Node<'_> {
     fn wall_ms(&self) -> i64 {
         (self.0.clock)().as_millis()
     }
+
+    fn contact_age(&self) -> Duration {
+        self.0.contact.age(&self.0.raft)
+    }
 }
 
 /// Serves one stream that opened with `hello` to its end.
