@@ -34,6 +34,10 @@ pub fn vouch_within(election_timeout: Duration) -> Duration {
 pub enum Doubt {
     /// It has heard from no leader since it started, or for longer than it may vouch.
     NoLeaderContact,
+    /// It leads, but has not yet applied an entry of its own term: entries of earlier terms
+    /// may be committed without its knowing (a new leader learns the commit index only by
+    /// committing in its term), so "nothing newer exists" is not yet its to say.
+    NewLeader,
     /// Its applied version trails the commit index it knows by more than the bound.
     BehindCommit {
         /// Its applied version.
@@ -48,6 +52,7 @@ impl Doubt {
     pub fn reason(&self) -> &'static str {
         match self {
             Doubt::NoLeaderContact => "no_leader_contact",
+            Doubt::NewLeader => "new_leader",
             Doubt::BehindCommit { .. } => "behind_commit",
         }
     }
@@ -147,6 +152,11 @@ impl Contact {
     /// commit index it knows by more than `max_lag` versions. `None` when it can.
     pub fn doubt(&self, raft: &Raft, applied: u64, max_lag: u64) -> Option<Doubt> {
         let heard = matches!(self.touch(raft), Touch::Since(s) if s <= self.vouch);
+        let m = raft.metrics().borrow().clone();
+        let leads = m.current_leader == Some(m.id);
+        if heard && leads && m.last_applied.map(|l| l.leader_id.term) != Some(m.current_term) {
+            return Some(Doubt::NewLeader);
+        }
         doubt(heard, applied, self.committed(), max_lag)
     }
 }

@@ -73,7 +73,7 @@ pub struct StatusBody {
     /// The node it follows now, if connected.
     pub node: Option<String>,
     /// Why that node cannot vouch that its state is current, if it cannot (its heartbeats then
-    /// do not count as contact): "no_leader_contact" or "behind_commit".
+    /// do not count as contact): "no_leader_contact", "new_leader" or "behind_commit".
     pub node_stale_reason: Option<String>,
 }
 
