@@ -102,6 +102,67 @@ async fn slow_subscriber_is_resynced_and_ends_with_the_whole_set() {
     assert_eq!(filter.digest(), view.digest);
 }
 
+/// What a slow subscriber costs the node is bounded by bytes, not by the size of the changes:
+/// with room for 64 messages but 64 KiB, the node never holds much more than that for a reader
+/// that falls behind; it stops queuing changes, resyncs it ("too_slow") once the window has
+/// moved past it, and the subscriber still ends with the whole set, its stream never cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_costs_the_node_a_bounded_number_of_bytes() {
+    const BOUND: usize = 64 * 1024;
+    let node = OneNode::start_with(|c| {
+        c.state_machine.max_deltas = 4;
+        c.streams.queue = 64;
+        c.streams.queue_bytes = BOUND;
+        c.streams.chunk_bytes = 16 * 1024;
+    })
+    .await;
+    let mut client = node.client().await;
+    let mut raw = Raw::open(&node.addr, hello("slow-bytes", 0, 0, 0))
+        .await
+        .unwrap();
+    let mut filter = Filter::new(Mode::Full, FingerprintSeed(0));
+    let metrics = node.node.metrics.clone();
+    let most = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let watch = {
+        let (metrics, most) = (metrics.clone(), most.clone());
+        tokio::spawn(async move {
+            loop {
+                most.fetch_max(
+                    metrics.queue_bytes.get(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let mut v = 0;
+    for i in 0..60 {
+        let items = (0..2_000)
+            .map(|j| token("https://iss", &format!("b{i}-{j}")))
+            .collect();
+        v = revoke(&mut client, items).await;
+    }
+    let reasons = follow(&mut raw, &mut filter, v, Duration::from_millis(10)).await;
+    watch.abort();
+    assert!(
+        reasons.iter().any(|r| r == "too_slow"),
+        "no resync: {reasons:?}"
+    );
+    let view: View = node.node.sm.with_set(|s| s.view());
+    assert_eq!(filter.view().unwrap().fingerprints, view.fingerprints);
+    let most = most.load(std::sync::atomic::Ordering::Relaxed) as usize;
+    // The bound, plus the one message that crossed it.
+    assert!(
+        most <= BOUND + 17 * 1024,
+        "the node held {most} bytes for one subscriber (bound {BOUND})"
+    );
+    let cut = metrics
+        .streams_ended
+        .with_label_values(&["not_reading"])
+        .get();
+    assert_eq!(cut, 0, "the slow subscriber's stream was cut");
+}
+
 /// A Hello claiming a version the cluster never reached gets a snapshot, reason
 /// "future_version"; a Hello at the current version with a wrong digest gets one with
 /// "digest_mismatch".

@@ -191,6 +191,9 @@ impl World {
             return Err(format!("node {n} diverged from the log at v{v}"));
         }
         for l in self.live_sessions(n) {
+            if self.links[l].down.len() >= self.cfg.queue {
+                continue; // congested: nothing more is queued until it reads
+            }
             let mut out = Vec::new();
             let src = NodeSource {
                 node: &self.nodes[n],
@@ -442,6 +445,9 @@ impl World {
             let s = link.sub;
             self.note(format!("node ends sub {s}'s stream: not reading"));
             return Ok(());
+        }
+        if link.down.len() >= self.cfg.queue {
+            return Ok(()); // congested: no heartbeat either; the first tick after it reads catches up
         }
         let n = link.node;
         let mut out = Vec::new();

@@ -17,6 +17,7 @@ pub mod waves;
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -36,6 +37,11 @@ use crate::proto::subscription_server::Subscription;
 pub struct StreamConfig {
     /// Messages queued per subscriber before the node waits for it.
     pub queue: usize,
+    /// Encoded bytes queued to one subscriber beyond which the node queues it nothing more
+    /// (no deltas, no heartbeats) until it reads: it then resumes from the delta window, or is
+    /// resynced ("too_slow") when the window has moved past it. What a slow subscriber costs
+    /// the node is bounded by this, not by the size of the changes.
+    pub queue_bytes: usize,
     /// The largest message, in bytes (deltas and snapshots are split to fit).
     pub chunk_bytes: usize,
     /// How often an idle stream carries a heartbeat.
@@ -57,6 +63,7 @@ impl Default for StreamConfig {
     fn default() -> Self {
         Self {
             queue: 64,
+            queue_bytes: 4 << 20,
             chunk_bytes: 1 << 20,
             heartbeat: Duration::from_millis(500),
             catch_up_wait: Duration::from_secs(2),
@@ -96,24 +103,64 @@ pub struct Queued {
 
 struct QueueBytes {
     gauge: prometheus::IntGauge,
+    /// The bytes queued to this message's subscriber.
+    session: Arc<Backlog>,
     n: i64,
 }
 
 impl Drop for QueueBytes {
     fn drop(&mut self) {
         self.gauge.sub(self.n);
+        self.session.bytes.fetch_sub(self.n, Ordering::Relaxed);
+        self.session.taken.notify_waiters();
+    }
+}
+
+/// The encoded bytes queued to one subscriber and not yet taken by the transport.
+#[derive(Default)]
+pub(crate) struct Backlog {
+    bytes: AtomicI64,
+    /// Woken whenever the transport takes a message.
+    taken: tokio::sync::Notify,
+}
+
+impl Backlog {
+    /// Whether more than `limit` bytes are queued.
+    pub(crate) fn over(&self, limit: usize) -> bool {
+        self.bytes.load(Ordering::Relaxed) > limit as i64
+    }
+
+    /// Resolves once no more than `limit` bytes are queued.
+    pub(crate) async fn within(&self, limit: usize) {
+        loop {
+            let taken = self.taken.notified();
+            if !self.over(limit) {
+                return;
+            }
+            taken.await;
+        }
     }
 }
 
 impl SubscribeService {
-    /// `msg`, counted in the queued bytes until the transport takes it.
-    pub(crate) fn queued(&self, msg: Result<pb::SubscribeResponse, Status>) -> Queued {
+    /// `msg`, counted in the queued bytes (the node's and `session`'s) until the transport
+    /// takes it.
+    pub(crate) fn queued(
+        &self,
+        msg: Result<pb::SubscribeResponse, Status>,
+        session: &Arc<Backlog>,
+    ) -> Queued {
         let n = msg.as_ref().map_or(0, |m| m.encoded_len()) as i64;
         let gauge = self.metrics.queue_bytes.clone();
         gauge.add(n);
+        session.bytes.fetch_add(n, Ordering::Relaxed);
         Queued {
             msg,
-            _bytes: QueueBytes { gauge, n },
+            _bytes: QueueBytes {
+                gauge,
+                session: session.clone(),
+                n,
+            },
         }
     }
 }

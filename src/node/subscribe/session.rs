@@ -111,6 +111,7 @@ pub async fn run(
         tx,
         base: tokio::time::Instant::now(),
         actions: Vec::new(),
+        backlog: Arc::default(),
     };
     let end = driver.serve(incoming).await;
     let metrics = &driver.svc.metrics;
@@ -122,7 +123,10 @@ pub async fn run(
         End::Status(why, s) => {
             metrics.stream_ended(why);
             tracing::info!(subscriber = %id, code = ?s.code(), msg = s.message(), "stream ended");
-            let _ = driver.tx.send(driver.svc.queued(Err(s))).await;
+            let _ = driver
+                .tx
+                .send(driver.svc.queued(Err(s), &driver.backlog))
+                .await;
         }
     }
 }
@@ -134,6 +138,8 @@ struct Driver {
     /// The driver's monotonic time is measured from here.
     base: tokio::time::Instant,
     actions: Vec<Action>,
+    /// The encoded bytes queued to this subscriber and not yet taken by the transport.
+    backlog: Arc<super::Backlog>,
 }
 
 fn shutting_down() -> End {
@@ -146,6 +152,13 @@ fn shutting_down() -> End {
 impl Driver {
     fn now(&self) -> Duration {
         self.base.elapsed()
+    }
+
+    /// Whether the subscriber has more queued than the node holds for it: nothing more is
+    /// queued until it reads, and the next heartbeat tick after that catches it up (from the
+    /// window, or with a too_slow resync).
+    fn congested(&self) -> bool {
+        self.backlog.over(self.svc.config.queue_bytes)
     }
 
     async fn serve(&mut self, mut incoming: Streaming<pb::SubscribeRequest>) -> End {
@@ -203,12 +216,16 @@ impl Driver {
                     if changed.is_err() {
                         return shutting_down();
                     }
-                    let now = self.now();
-                    self.session.on_applied(&Node(&svc), now, &mut self.actions);
+                    if !self.congested() {
+                        let now = self.now();
+                        self.session.on_applied(&Node(&svc), now, &mut self.actions);
+                    }
                 }
                 _ = beat.tick() => {
-                    let now = self.now();
-                    self.session.on_tick(&Node(&svc), now, &mut self.actions);
+                    if !self.congested() {
+                        let now = self.now();
+                        self.session.on_tick(&Node(&svc), now, &mut self.actions);
+                    }
                 }
                 _ = sleep_until(wake) => {
                     let now = self.now();
@@ -279,11 +296,17 @@ impl Driver {
         Ok(())
     }
 
-    /// Queues `m`; a subscriber that has not made room within the send deadline is not reading
-    /// and its stream ends (it reconnects and resumes from what it applied).
+    /// Queues `m` once the subscriber's backlog is within its byte bound and the queue has
+    /// room; a subscriber that has not made room within the send deadline is not reading and
+    /// its stream ends (it reconnects and resumes from what it applied).
     async fn send(&self, m: pb::SubscribeResponse) -> Result<(), End> {
         let deadline = self.svc.config.send_timeout;
-        match tokio::time::timeout(deadline, self.tx.send(self.svc.queued(Ok(m)))).await {
+        let limit = self.svc.config.queue_bytes;
+        let queue = async {
+            self.backlog.within(limit).await;
+            self.tx.send(self.svc.queued(Ok(m), &self.backlog)).await
+        };
+        match tokio::time::timeout(deadline, queue).await {
             Ok(r) => r.map_err(|_| End::Gone("closed")),
             Err(_) => {
                 tracing::info!(subscriber = %self.session.hello().subscriber_id, ?deadline,
