@@ -1,11 +1,17 @@
 //! The authoritative revocation set: every entry with its metadata, every rule, the version and
 //! the digest. `apply` is deterministic (the same commands at the same versions give the same set
 //! on every replica) and returns the delta subscribers need.
+//!
+//! A prune finds what expired through an [`expiry`] index kept in step with every revoke, lift
+//! and prune, so neither `prune` nor `has_expired` scans the set.
+
+mod expiry;
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use self::expiry::ExpiryIndex;
 use crate::verdict::{Lookup, Presence};
 use crate::{
     Command, Delta, Digest, Expiry, Fingerprint, FingerprintSeed, Fingerprinter, Meta, Revocation,
@@ -77,6 +83,11 @@ pub struct RevocationSet {
     len: usize,
     rules: HashMap<Fingerprint, StoredRule>,
     events: BTreeMap<u64, Event>,
+    /// Each fingerprint by the earliest expiry of its entries (those revoked until lifted are
+    /// not in it).
+    entry_expiries: ExpiryIndex,
+    /// Each rule scope by its rule's expiry.
+    rule_expiries: ExpiryIndex,
 }
 
 /// A serialisable copy of the whole authoritative set (for Raft snapshots).
@@ -122,6 +133,12 @@ fn latest(bucket: &[Entry]) -> Option<Timestamp> {
         .unwrap_or(None)
 }
 
+/// The earliest expiry of the entries of one fingerprint, `None` if none of them expires: where
+/// the expiry index files the fingerprint.
+fn earliest(bucket: &[Entry]) -> Option<Timestamp> {
+    bucket.iter().filter_map(|e| e.expires_at).min()
+}
+
 fn expired(expires_at: Option<Timestamp>, now: Timestamp) -> bool {
     expires_at.is_some_and(|e| e <= now)
 }
@@ -138,6 +155,8 @@ impl RevocationSet {
             len: 0,
             rules: HashMap::new(),
             events: BTreeMap::new(),
+            entry_expiries: ExpiryIndex::default(),
+            rule_expiries: ExpiryIndex::default(),
         }
     }
 
@@ -258,6 +277,7 @@ impl RevocationSet {
             let bucket = self.entries.entry(fp).or_default();
             // What the fingerprint's expiry was, when it was already revoked.
             let held = (!bucket.is_empty()).then(|| latest(bucket));
+            let indexed = earliest(bucket);
             if let Some(e) = bucket.iter_mut().find(|e| e.key == item.key) {
                 e.expires_at = later(e.expires_at, item.expires_at);
                 out.already_present += 1;
@@ -275,6 +295,7 @@ impl RevocationSet {
                 self.len += 1;
                 out.added += 1;
             }
+            self.entry_expiries.update(fp, indexed, earliest(bucket));
             let at = latest(bucket);
             if held != Some(at) {
                 delta.expiries.push(Expiry {
@@ -299,17 +320,22 @@ impl RevocationSet {
         if let Some(old) = self.rules.get_mut(&scope)
             && old.rule.not_before >= rule.not_before
         {
-            old.rule.expires_at = later(old.rule.expires_at, rule.expires_at);
+            let was = old.rule.expires_at;
+            old.rule.expires_at = later(was, rule.expires_at);
+            self.rule_expiries.update(scope, was, old.rule.expires_at);
             out.already_present += 1;
             return;
         }
-        if let Some(old) = self.rules.insert(
+        let replaced = self.rules.insert(
             scope,
             StoredRule {
                 rule: rule.clone(),
                 meta: meta.clone(),
             },
-        ) {
+        );
+        let was = replaced.as_ref().and_then(|old| old.rule.expires_at);
+        self.rule_expiries.update(scope, was, rule.expires_at);
+        if let Some(old) = replaced {
             self.digest.remove_rule(scope, old.rule.not_before);
         }
         self.digest.add_rule(scope, rule.not_before);
@@ -329,7 +355,9 @@ impl RevocationSet {
         let Some(pos) = bucket.iter().position(|e| &e.key == key) else {
             return false;
         };
+        let indexed = earliest(bucket);
         let entry = bucket.remove(pos);
+        self.entry_expiries.update(fp, indexed, earliest(bucket));
         if bucket.is_empty() {
             self.entries.remove(&fp);
             delta.removed.push(fp);
@@ -353,29 +381,34 @@ impl RevocationSet {
         let Some(old) = self.rules.remove(&scope) else {
             return false;
         };
+        self.rule_expiries.update(scope, old.rule.expires_at, None);
         self.digest.remove_rule(scope, old.rule.not_before);
         delta.rules_removed.push(scope);
         true
     }
 
+    /// Removes every entry and rule expired at `now`: O(log n + what expired), through the
+    /// expiry indexes. The removal order is sorted, as the scan this replaced was.
     fn prune(&mut self, now: Timestamp, out: &mut Applied, delta: &mut Delta) {
-        let mut gone: Vec<RevocationKey> = self
-            .entries
-            .values()
-            .flatten()
-            .filter(|e| expired(e.expires_at, now))
-            .map(|e| e.key.clone())
-            .collect();
+        let mut gone: Vec<RevocationKey> = Vec::new();
+        for fp in self.entry_expiries.due(now) {
+            let bucket = self.entries.get(&fp).map_or(&[][..], Vec::as_slice);
+            debug_assert!(
+                !bucket.is_empty(),
+                "the expiry index holds only revoked fingerprints"
+            );
+            gone.extend(
+                bucket
+                    .iter()
+                    .filter(|e| expired(e.expires_at, now))
+                    .map(|e| e.key.clone()),
+            );
+        }
         gone.sort();
         for key in &gone {
             self.remove_entry(key, delta);
         }
-        let mut rules: Vec<Fingerprint> = self
-            .rules
-            .iter()
-            .filter(|(_, r)| expired(r.rule.expires_at, now))
-            .map(|(fp, _)| *fp)
-            .collect();
+        let mut rules = self.rule_expiries.due(now);
         rules.sort();
         for scope in &rules {
             self.remove_rule(*scope, delta);
@@ -386,12 +419,15 @@ impl RevocationSet {
 
     /// Whether a prune at `now` would remove anything (the leader asks before proposing one, so
     /// idle clusters do not fill their log and audit history with empty prunes).
+    /// O(1): the first item of each expiry index.
     pub fn has_expired(&self, now: Timestamp) -> bool {
-        self.entries
-            .values()
-            .flatten()
-            .any(|e| expired(e.expires_at, now))
-            || self.rules.values().any(|r| expired(r.rule.expires_at, now))
+        self.entry_expiries.any_due(now) || self.rule_expiries.any_due(now)
+    }
+
+    /// How many fingerprints and rule scopes wait in the expiry indexes: one for each revoked
+    /// fingerprint or rule that can expire.
+    pub fn indexed_expiries(&self) -> usize {
+        self.entry_expiries.len() + self.rule_expiries.len()
     }
 
     /// The latest expiry of each of `fingerprints` (`None`: until lifted, or not revoked), in
@@ -476,10 +512,20 @@ impl RevocationSet {
             bucket.sort_by(|a, b| a.key.cmp(&b.key));
             set.len += 1;
         }
+        for (fp, bucket) in &set.entries {
+            set.entry_expiries.update(*fp, None, earliest(bucket));
+        }
         for stored in snap.rules {
             let scope = set.fp.scope(&stored.rule.scope);
             set.digest.add_rule(scope, stored.rule.not_before);
-            set.rules.insert(scope, stored);
+            let expires_at = stored.rule.expires_at;
+            // A scope twice is a corrupt snapshot (its digest then disagrees); keep the index
+            // in step until that is found.
+            let was = set
+                .rules
+                .insert(scope, stored)
+                .and_then(|r| r.rule.expires_at);
+            set.rule_expiries.update(scope, was, expires_at);
         }
         if set.digest != snap.digest {
             return Err(CorruptSnapshot {
