@@ -1,6 +1,7 @@
 //! Raft for the authority: the type configuration, the durable log and state machine (redb),
 //! and the gRPC transport between nodes. Nothing here knows the operator API.
 
+pub mod append_budget;
 pub mod codec;
 mod log_flush;
 pub mod log_store;
