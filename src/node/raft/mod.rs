@@ -8,6 +8,7 @@ pub mod log_store;
 pub mod network;
 pub mod service;
 pub mod snapshot;
+pub mod snapshot_build;
 pub mod state_machine;
 pub mod transfer;
 pub mod types;

@@ -3,15 +3,22 @@
 //! on every replica) and returns the delta subscribers need.
 //!
 //! A prune finds what expired through an [`expiry`] index kept in step with every revoke, lift
-//! and prune, so neither `prune` nor `has_expired` scans the set.
+//! and prune, so neither `prune` nor `has_expired` scans the set. Entries live in [`layers`]:
+//! a mutable head over frozen, shared layers, so [`RevocationSet::freeze`] takes an immutable
+//! view of the whole set without copying an entry, and a snapshot is built from that view
+//! ([`frozen`]) off every lock.
 
 mod expiry;
+pub mod frozen;
+mod layers;
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use self::expiry::ExpiryIndex;
+use self::frozen::{Flat, Frozen};
+use self::layers::Layers;
 use crate::verdict::{Lookup, Presence};
 use crate::{
     Command, Delta, Digest, Expiry, Fingerprint, FingerprintSeed, Fingerprinter, Meta, Revocation,
@@ -71,7 +78,7 @@ pub struct OutOfOrder {
 }
 
 /// The authoritative set.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct RevocationSet {
     fp: Fingerprinter,
     version: u64,
@@ -79,7 +86,7 @@ pub struct RevocationSet {
     digest: Digest,
     /// Keyed by fingerprint; more than one entry only on a fingerprint collision. A fingerprint
     /// leaves the subscriber view only when its last entry goes.
-    entries: HashMap<Fingerprint, Vec<Entry>>,
+    entries: Layers,
     len: usize,
     rules: HashMap<Fingerprint, StoredRule>,
     events: BTreeMap<u64, Event>,
@@ -151,7 +158,7 @@ impl RevocationSet {
             version: 0,
             last_change: 0,
             digest: Digest::default(),
-            entries: HashMap::new(),
+            entries: Layers::default(),
             len: 0,
             rules: HashMap::new(),
             events: BTreeMap::new(),
@@ -274,7 +281,7 @@ impl RevocationSet {
     ) {
         for item in items {
             let fp = self.fp.key(&item.key);
-            let bucket = self.entries.entry(fp).or_default();
+            let bucket = self.entries.entry(fp);
             // What the fingerprint's expiry was, when it was already revoked.
             let held = (!bucket.is_empty()).then(|| latest(bucket));
             let indexed = earliest(bucket);
@@ -349,17 +356,19 @@ impl RevocationSet {
     /// Removes the entry for `key`; reports whether there was one.
     fn remove_entry(&mut self, key: &RevocationKey, delta: &mut Delta) -> bool {
         let fp = self.fp.key(key);
-        let Some(bucket) = self.entries.get_mut(&fp) else {
+        let Some(pos) = self
+            .entries
+            .get(&fp)
+            .and_then(|b| b.iter().position(|e| &e.key == key))
+        else {
             return false;
         };
-        let Some(pos) = bucket.iter().position(|e| &e.key == key) else {
-            return false;
-        };
+        let bucket = self.entries.entry(fp);
         let indexed = earliest(bucket);
         let entry = bucket.remove(pos);
         self.entry_expiries.update(fp, indexed, earliest(bucket));
         if bucket.is_empty() {
-            self.entries.remove(&fp);
+            self.entries.remove(fp);
             delta.removed.push(fp);
             self.digest.remove_entry(fp);
         }
@@ -441,7 +450,7 @@ impl RevocationSet {
 
     /// The subscriber view: sorted fingerprints and rules at the current version.
     pub fn view(&self) -> View {
-        let mut fingerprints: Vec<Fingerprint> = self.entries.keys().copied().collect();
+        let mut fingerprints: Vec<Fingerprint> = self.entries.iter().map(|(fp, _)| *fp).collect();
         fingerprints.sort_unstable();
         View {
             seed: self.fp.seed(),
@@ -466,9 +475,42 @@ impl RevocationSet {
         rules
     }
 
+    /// An immutable view of the whole set at this version: O(frozen layers + rules + revoke
+    /// commands with live entries), no entry copied. The head of the entries is frozen, so the
+    /// next changes go to a fresh one; [`Frozen::flatten`] it off the lock, then hand it back to
+    /// [`RevocationSet::settle`].
+    pub fn freeze(&mut self) -> Frozen {
+        Frozen {
+            seed: self.fp.seed(),
+            version: self.version,
+            last_change: self.last_change,
+            digest: self.digest,
+            layers: self.entries.freeze(),
+            rules: self.rules.values().cloned().collect(),
+            events: self
+                .events
+                .iter()
+                .map(|(v, e)| (*v, e.meta.clone()))
+                .collect(),
+        }
+    }
+
+    /// Puts the merged layer of `flat` in place of the frozen layers it was merged from, so
+    /// lookups probe one layer less for each: O(layers). False (nothing changed) if the set no
+    /// longer holds those layers (a snapshot was installed meanwhile).
+    pub fn settle(&mut self, flat: &Flat) -> bool {
+        self.entries.settle(flat.merged_from(), flat.base())
+    }
+
+    /// How many frozen layers sit under the head (each lookup of a fingerprint the head lacks
+    /// probes them).
+    pub fn frozen_layers(&self) -> usize {
+        self.entries.frozen_layers()
+    }
+
     /// A full, deterministic copy of the set.
     pub fn snapshot(&self) -> SetSnapshot {
-        let mut entries: Vec<Entry> = self.entries.values().flatten().cloned().collect();
+        let mut entries: Vec<Entry> = self.entries.iter().flat_map(|(_, b)| b).cloned().collect();
         entries.sort_by(|a, b| a.key.cmp(&b.key));
         let mut rules: Vec<StoredRule> = self.rules.values().cloned().collect();
         rules.sort_by(|a, b| a.rule.scope.cmp(&b.rule.scope));
@@ -495,7 +537,7 @@ impl RevocationSet {
         let metas: BTreeMap<u64, Meta> = snap.events.into_iter().collect();
         for entry in snap.entries {
             let fp = set.fp.key(&entry.key);
-            let bucket = set.entries.entry(fp).or_default();
+            let bucket = set.entries.entry(fp);
             if bucket.is_empty() {
                 set.digest.add_entry(fp);
             }
@@ -512,7 +554,7 @@ impl RevocationSet {
             bucket.sort_by(|a, b| a.key.cmp(&b.key));
             set.len += 1;
         }
-        for (fp, bucket) in &set.entries {
+        for (fp, bucket) in set.entries.iter() {
             set.entry_expiries.update(*fp, None, earliest(bucket));
         }
         for stored in snap.rules {
@@ -536,6 +578,28 @@ impl RevocationSet {
         Ok(set)
     }
 }
+
+/// Two sets are equal when they hold the same: how their entries sit in layers does not count.
+impl PartialEq for RevocationSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.fp == other.fp
+            && self.version == other.version
+            && self.last_change == other.last_change
+            && self.digest == other.digest
+            && self.len == other.len
+            && self.rules == other.rules
+            && self.events == other.events
+            && self.entry_expiries == other.entry_expiries
+            && self.rule_expiries == other.rule_expiries
+            && self.entries.iter().count() == other.entries.iter().count()
+            && self
+                .entries
+                .iter()
+                .all(|(fp, b)| other.entries.get(fp) == Some(b))
+    }
+}
+
+impl Eq for RevocationSet {}
 
 impl Lookup for RevocationSet {
     fn entry(&self, fp: Fingerprint) -> Presence {

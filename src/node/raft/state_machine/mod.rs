@@ -32,7 +32,8 @@ use crate::node::history::checkpoint::Accepted;
 use crate::node::history::{Body, Witnessed, Witnesses};
 use crate::node::stepup::{Change, Governance, Requirement};
 
-pub use super::snapshot::{FILE_NAME, SnapshotBuilder, StateMachineError};
+pub use super::snapshot::{FILE_NAME, StateMachineError};
+pub use super::snapshot_build::{SnapshotBuilder, SnapshotTiming};
 
 /// How much history the delta window keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +110,8 @@ pub(super) struct Inner {
     pub(super) gate: Mutex<()>,
     applied: watch::Sender<AppliedState>,
     alarm: watch::Sender<Option<String>>,
+    /// How the latest snapshot build went.
+    pub(super) snapshot_timing: std::sync::Mutex<Option<SnapshotTiming>>,
 }
 
 pub(super) struct State {
@@ -488,6 +491,7 @@ impl StateMachine {
                 gate: Mutex::new(()),
                 applied,
                 alarm,
+                snapshot_timing: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -506,6 +510,15 @@ impl StateMachine {
     /// into the state machine from it (the read lock is not reentrant).
     pub fn with_set<R>(&self, f: impl FnOnce(&RevocationSet) -> R) -> R {
         f(&self.inner.read().set)
+    }
+
+    /// How this node's latest snapshot build went (none built since it started).
+    pub fn last_snapshot(&self) -> Option<SnapshotTiming> {
+        *self
+            .inner
+            .snapshot_timing
+            .lock()
+            .expect("no thread panicked recording a timing")
     }
 
     /// Whether an `Init` request has fixed the fingerprint seed.
