@@ -1,7 +1,7 @@
 //! Snapshots without holding the set: [`RevocationSet::freeze`] takes an immutable view of the
 //! whole set (shared frozen layers, and copies of the rules and of who revoked what), and
-//! everything that is O(entries) happens on that view, off every lock: merging its layers into
-//! one, sorting, encoding. [`RevocationSet::settle`] then gives the set the merged layer back in
+//! everything that is O(entries) happens on that view, off every lock: merging its layers,
+//! sorting, encoding. [`RevocationSet::settle`] then gives the set the merged layer back in
 //! place of the layers it merged.
 //!
 //! [`RevocationSet::freeze`]: super::RevocationSet::freeze
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::layers::{Layer, merge};
+use super::layers::{Layer, live, merge};
 use super::{Entry, SetSnapshot, StoredRule};
 use crate::{Digest, FingerprintSeed, Meta};
 
@@ -27,12 +27,17 @@ pub struct Frozen {
     pub(super) events: Vec<(u64, Meta)>,
 }
 
-/// A [`Frozen`] set with its layers merged: what a snapshot is encoded from.
+/// A [`Frozen`] set with its layers merged down to at most two: what a snapshot is encoded
+/// from.
 #[derive(Clone, Debug)]
 pub struct Flat {
     frozen: Frozen,
-    base: Arc<Layer>,
+    /// `frozen.layers[start..]` merged, if more than one layer was there to merge.
+    merged: Option<(usize, Arc<Layer>)>,
 }
+
+/// Where a merged layer goes: the index of the first layer it replaces, those layers, itself.
+pub(super) type Placement<'a> = (usize, &'a [Arc<Layer>], Arc<Layer>);
 
 /// [`SetSnapshot`] by reference: it serialises to the same bytes, without copying any entry.
 #[derive(Debug, Serialize)]
@@ -59,18 +64,46 @@ impl Frozen {
         self.version
     }
 
-    /// Merges the layers into one: O(entries), so call it off the lock (and off the async
-    /// runtime). With one layer only, nothing is copied.
+    /// Merges the layers down to two at most: the ones above the bottom into one (O(their
+    /// entries)), or all of them when those reach a quarter of the bottom one (O(entries)). Call
+    /// it off the lock (and off the async runtime). With one layer, or two of which the upper
+    /// one is small, nothing is copied.
     pub fn flatten(self) -> Flat {
-        let base = merge(&self.layers);
-        Flat { frozen: self, base }
+        let layers = &self.layers;
+        let bottom = layers.first().map_or(0, |l| l.len());
+        let above: usize = layers.iter().skip(1).map(|l| l.len()).sum();
+        let merged = if layers.len() > 1 && above.saturating_mul(4) >= bottom {
+            Some((0, Arc::new(merge(layers, true))))
+        } else if layers.len() > 2 {
+            Some((1, Arc::new(merge(&layers[1..], false))))
+        } else {
+            None
+        };
+        Flat {
+            frozen: self,
+            merged,
+        }
     }
 }
 
 impl Flat {
+    /// The layers as they are after the merge, oldest first.
+    fn layers(&self) -> Vec<&Layer> {
+        let all = &self.frozen.layers;
+        match &self.merged {
+            Some((start, merged)) => all[..*start]
+                .iter()
+                .map(|l| &**l)
+                .chain([&**merged])
+                .collect(),
+            None => all.iter().map(|l| &**l).collect(),
+        }
+    }
+
     /// The snapshot, by reference: O(n log n) to sort, nothing copied.
     pub fn snapshot(&self) -> SetSnapshotRef<'_> {
-        let mut entries: Vec<&Entry> = self.base.values().flatten().collect();
+        let layers = self.layers();
+        let mut entries: Vec<&Entry> = live(&layers).flat_map(|(_, b)| b).collect();
         entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         let mut rules: Vec<&StoredRule> = self.frozen.rules.iter().collect();
         rules.sort_unstable_by(|a, b| a.rule.scope.cmp(&b.rule.scope));
@@ -85,12 +118,10 @@ impl Flat {
         }
     }
 
-    pub(super) fn merged_from(&self) -> &[Arc<Layer>] {
-        &self.frozen.layers
-    }
-
-    pub(super) fn base(&self) -> Arc<Layer> {
-        Arc::clone(&self.base)
+    /// Where the merged layer goes in the set: its index, the layers it replaces, the layer.
+    pub(super) fn merged(&self) -> Option<Placement<'_>> {
+        let (start, merged) = self.merged.as_ref()?;
+        Some((*start, &self.frozen.layers[*start..], Arc::clone(merged)))
     }
 }
 

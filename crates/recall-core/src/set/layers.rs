@@ -1,8 +1,10 @@
 //! Where the set keeps its entries: a mutable head layer over frozen layers that are shared
 //! (`Arc`) and never change again. Freezing moves the head under the frozen ones in O(1), so a
 //! snapshot can take the whole set by cloning a few `Arc`s and read it off every lock while the
-//! set goes on changing in a fresh head. Merging the frozen layers into one (done off the lock,
-//! with a snapshot) keeps lookups at a few probes.
+//! set goes on changing in a fresh head. Merging frozen layers (done off the lock, with a
+//! snapshot) keeps lookups at a few probes: the layers above the bottom one are merged into one,
+//! and the bottom one is rewritten only when what is above it reaches a quarter of its size, so
+//! a snapshot after a few changes does not copy the whole set.
 //!
 //! A fingerprint's bucket is the one in the newest layer that has the fingerprint; an empty
 //! bucket there means "removed" (it shadows what older frozen layers hold). Changing a bucket
@@ -87,17 +89,23 @@ impl Layers {
         self.frozen.clone()
     }
 
-    /// Replaces the frozen layers `merged_from` (the bottom ones, as [`Layers::freeze`] gave
-    /// them) with `base`, their merge; false, changing nothing, if the set no longer has them.
-    pub(super) fn settle(&mut self, merged_from: &[Arc<Layer>], base: Arc<Layer>) -> bool {
-        let n = merged_from.len();
-        let same = self.frozen.len() >= n
-            && self.frozen[..n]
+    /// Replaces the frozen layers `merged_from`, found from index `start` (as
+    /// [`Layers::freeze`] gave them), with `merged`, their merge; false, changing nothing, if
+    /// the set no longer has them there.
+    pub(super) fn settle(
+        &mut self,
+        start: usize,
+        merged_from: &[Arc<Layer>],
+        merged: Arc<Layer>,
+    ) -> bool {
+        let end = start + merged_from.len();
+        let same = self.frozen.len() >= end
+            && self.frozen[start..end]
                 .iter()
                 .zip(merged_from)
                 .all(|(a, b)| Arc::ptr_eq(a, b));
         if same {
-            self.frozen.splice(..n, [base]);
+            self.frozen.splice(start..end, [merged]);
         }
         same
     }
@@ -108,24 +116,33 @@ impl Layers {
     }
 }
 
-/// The one layer equal to `layers` (oldest first; the bottom ones of a set): O(entries), cloning
-/// each live bucket once when there is more than one layer. Removals are dropped: nothing is
-/// under the result.
-pub(super) fn merge(layers: &[Arc<Layer>]) -> Arc<Layer> {
-    match layers {
-        [] => Arc::default(),
-        [one] => Arc::clone(one),
-        _ => {
-            let mut out = Layer::with_capacity(layers.iter().map(|l| l.len()).max().unwrap_or(0));
-            for layer in layers.iter().rev() {
-                for (fp, bucket) in layer.iter() {
-                    if let Slot::Vacant(v) = out.entry(*fp) {
-                        v.insert(bucket.clone());
-                    }
-                }
+/// The one layer equal to `layers` (oldest first): O(their entries), cloning each bucket once.
+/// `on_bottom`: nothing is under the result, so its removals are dropped; otherwise they are
+/// kept, to go on shadowing what lies below.
+pub(super) fn merge(layers: &[Arc<Layer>], on_bottom: bool) -> Layer {
+    let mut out = Layer::with_capacity(layers.iter().map(|l| l.len()).max().unwrap_or(0));
+    for layer in layers.iter().rev() {
+        for (fp, bucket) in layer.iter() {
+            if let Slot::Vacant(v) = out.entry(*fp) {
+                v.insert(bucket.clone());
             }
-            out.retain(|_, b| !b.is_empty());
-            Arc::new(out)
         }
     }
+    if on_bottom {
+        out.retain(|_, b| !b.is_empty());
+    }
+    out
+}
+
+/// Every fingerprint that holds entries in `layers` (oldest first), with its bucket: a bucket
+/// counts unless a newer layer has its fingerprint.
+pub(super) fn live<'a: 'b, 'b>(
+    layers: &'b [&'a Layer],
+) -> impl Iterator<Item = (&'a Fingerprint, &'a Bucket)> + 'b {
+    (0..layers.len()).rev().flat_map(move |i| {
+        let layer: &'a Layer = layers[i];
+        layer.iter().filter(move |(fp, b)| {
+            !b.is_empty() && !layers[i + 1..].iter().any(|l| l.contains_key(*fp))
+        })
+    })
 }

@@ -496,10 +496,13 @@ impl RevocationSet {
     }
 
     /// Puts the merged layer of `flat` in place of the frozen layers it was merged from, so
-    /// lookups probe one layer less for each: O(layers). False (nothing changed) if the set no
-    /// longer holds those layers (a snapshot was installed meanwhile).
+    /// lookups probe fewer layers: O(layers). False (nothing changed) if the set no longer holds
+    /// those layers (a snapshot was installed meanwhile).
     pub fn settle(&mut self, flat: &Flat) -> bool {
-        self.entries.settle(flat.merged_from(), flat.base())
+        match flat.merged() {
+            Some((start, from, merged)) => self.entries.settle(start, from, merged),
+            None => true,
+        }
     }
 
     /// How many frozen layers sit under the head (each lookup of a fingerprint the head lacks
