@@ -46,21 +46,6 @@ impl AppendBudget {
     }
 }
 
-/// How many of the leading entries, of these encoded sizes, fit in `budget` bytes: at least one
-/// (an entry larger than the budget still goes, alone).
-pub fn fitting(sizes: impl IntoIterator<Item = usize>, budget: usize) -> usize {
-    let mut total = 0usize;
-    let mut n = 0;
-    for size in sizes {
-        total = total.saturating_add(size);
-        if total > budget && n > 0 {
-            break;
-        }
-        n += 1;
-    }
-    n.max(1)
-}
-
 /// What the Raft client counts about the AppendEntries it sends.
 #[derive(Clone, Debug)]
 pub struct AppendMetrics {
@@ -120,18 +105,6 @@ impl Default for AppendMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fitting_takes_the_longest_prefix_within_the_budget_and_never_nothing() {
-        assert_eq!(fitting([10, 10, 10], 25), 2);
-        assert_eq!(fitting([10, 10, 10], 30), 3);
-        assert_eq!(
-            fitting([40, 1], 25),
-            1,
-            "an entry over the budget goes alone"
-        );
-        assert_eq!(fitting([], 25), 1);
-    }
 
     #[test]
     fn the_budget_halves_on_timeouts_to_the_floor_and_grows_back_to_the_configured_one() {

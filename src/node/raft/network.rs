@@ -22,8 +22,8 @@ use openraft::raft::{
 };
 use tonic::transport::Channel;
 
-use super::append_budget::{AppendBudget, AppendMetrics, fitting};
-use super::codec::{decode, encode};
+use super::append_budget::{AppendBudget, AppendMetrics};
+use super::codec::{OverBudget, decode, encode, encode_append};
 use super::{Node, NodeId, TypeConfig};
 use crate::proto::raft_internal_client::RaftInternalClient;
 use crate::proto::{self as pb};
@@ -187,35 +187,27 @@ impl PeerClient {
     }
 }
 
-/// The bytes `value` takes in postcard, without encoding it.
-fn encoded_size<T: serde::Serialize>(value: &T) -> usize {
-    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
-        .expect("openraft and recall messages always serialize")
-}
-
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        let payload = encode(&rpc);
         let budget = self.budget.bytes();
-        if payload.len() > budget && rpc.entries.len() > 1 {
-            let sizes: Vec<usize> = rpc.entries.iter().map(encoded_size).collect();
-            let framing = payload.len().saturating_sub(sizes.iter().sum());
-            let fit = fitting(sizes, budget.saturating_sub(framing));
-            tracing::debug!(
-                target = self.target,
-                bytes = payload.len(),
-                budget,
-                entries = rpc.entries.len(),
-                fit,
-                "AppendEntries over the byte budget: openraft resends fewer entries"
-            );
-            self.appends.split.inc();
-            return Err(PayloadTooLarge::new_entries_hint(fit as u64).into());
-        }
+        let payload = match encode_append(&rpc, budget) {
+            Ok(payload) => payload,
+            Err(OverBudget { fit }) => {
+                tracing::debug!(
+                    target = self.target,
+                    budget,
+                    entries = rpc.entries.len(),
+                    fit,
+                    "AppendEntries over the byte budget: openraft resends fewer entries"
+                );
+                self.appends.split.inc();
+                return Err(PayloadTooLarge::new_entries_hint(fit as u64).into());
+            }
+        };
         if !rpc.entries.is_empty() {
             self.appends.bytes.observe(payload.len() as f64);
         }
