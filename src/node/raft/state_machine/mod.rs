@@ -105,7 +105,7 @@ pub(super) struct Inner {
     pub(super) db: StateDb,
     state: RwLock<State>,
     /// Held by `apply` and `install_snapshot` until their audit records are committed, and by a
-    /// snapshot build while it copies the state: a snapshot never misses the records of the
+    /// snapshot build while it freezes the state: a snapshot never misses the records of the
     /// versions it covers.
     pub(super) gate: Mutex<()>,
     applied: watch::Sender<AppliedState>,
