@@ -58,6 +58,11 @@ pub struct ServerArgs {
     /// How often the leader prunes expired entries, in seconds. Default 60.
     #[arg(long, env = "RECALL_PRUNE_INTERVAL_S")]
     prune_interval_s: Option<u64>,
+    /// The most bytes one AppendEntries carries to a follower (a larger batch is sent in
+    /// parts; a follower that times out gets half as much, down to 8 KiB, until it keeps up).
+    /// Between 8192 and 67108864. Default 1048576 (1 MiB).
+    #[arg(long, env = "RECALL_APPEND_BYTES")]
+    append_bytes: Option<usize>,
     /// The largest batch one request may carry. Default 100000.
     #[arg(long, env = "RECALL_MAX_BATCH")]
     max_batch: Option<usize>,
@@ -197,6 +202,10 @@ impl ServerArgs {
                 .or(file.prune_interval_s)
                 .map(Duration::from_secs)
                 .unwrap_or(d.prune_interval),
+            append_bytes: self
+                .append_bytes
+                .or(file.append_bytes)
+                .unwrap_or(d.append_bytes),
             ..d
         };
         if let Some(b) = self.max_batch.or(file.max_batch) {

@@ -36,6 +36,9 @@ pub struct NodeConfig {
     pub write_timeout: Duration,
     /// Raft entries are cut at about this many bytes of revocations.
     pub chunk_bytes: usize,
+    /// The most bytes one AppendEntries carries to a follower (an entry larger than this goes
+    /// alone); a follower that times out gets half as much, down to 8 KiB, until it keeps up.
+    pub append_bytes: usize,
     /// How often the leader checks for expired entries to prune.
     pub prune_interval: Duration,
     /// Validation limits.
@@ -72,6 +75,7 @@ impl Default for NodeConfig {
             snapshot_after: 10_000,
             write_timeout: Duration::from_secs(5),
             chunk_bytes: 128 << 10,
+            append_bytes: 1 << 20,
             prune_interval: Duration::from_secs(60),
             limits: Limits::default(),
             state_machine: StateMachineConfig::default(),
@@ -84,6 +88,11 @@ impl Default for NodeConfig {
         }
     }
 }
+
+/// The smallest `append_bytes`: the floor a timed-out follower's budget is cut to.
+const APPEND_BYTES_MIN: usize = super::raft::append_budget::FLOOR_BYTES;
+/// The largest `append_bytes`.
+const APPEND_BYTES_MAX: usize = 64 << 20;
 
 /// A configuration that cannot work, naming the field.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +132,12 @@ impl NodeConfig {
         if !(0..=86_400_000).contains(&self.limits.expiry_grace_ms) {
             return err("prune_grace", "must be between 0 and 1 day");
         }
+        if !(APPEND_BYTES_MIN..=APPEND_BYTES_MAX).contains(&self.append_bytes) {
+            return err(
+                "append_bytes",
+                "must be between 8192 (8 KiB) and 67108864 (64 MiB)",
+            );
+        }
         if self.snapshot_after == 0 {
             return err("snapshot_after", "must be at least 1");
         }
@@ -145,8 +160,9 @@ impl NodeConfig {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after),
             max_in_snapshot_log_to_keep: 1_000,
             // One AppendEntries must fit in a heartbeat interval, or a lagging follower retries
-            // the same batch forever: at most 8 entries of about 128 KiB (1 MiB) per call.
-            max_payload_entries: 8,
+            // the same batch forever. Its bytes are bounded by `append_bytes` (the Raft client
+            // splits larger batches); this bounds how many small entries share one call.
+            max_payload_entries: 64,
             // Snapshot chunks of a few MiB on a busy machine can exceed openraft's 200 ms default.
             install_snapshot_timeout: 2_000,
             ..Default::default()
@@ -188,6 +204,8 @@ pub struct FileConfig {
     pub write_timeout_ms: Option<u64>,
     /// See [`NodeConfig::prune_interval`], in seconds.
     pub prune_interval_s: Option<u64>,
+    /// See [`NodeConfig::append_bytes`].
+    pub append_bytes: Option<usize>,
     /// See [`Limits::max_batch`].
     pub max_batch: Option<usize>,
     /// See [`Limits::expiry_grace_ms`], in seconds.
@@ -202,4 +220,28 @@ pub struct FileConfig {
     pub cert: Option<PathBuf>,
     /// This node's private key (PEM).
     pub key: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_bytes_outside_8_kib_to_64_mib_is_refused_by_name() {
+        for bad in [0, 8191, (64 << 20) + 1] {
+            let config = NodeConfig {
+                append_bytes: bad,
+                ..NodeConfig::default()
+            };
+            let e = config.validate().expect_err("refused");
+            assert_eq!(e.field, "append_bytes", "{e}");
+        }
+        for good in [8192, 1 << 20, 64 << 20] {
+            let config = NodeConfig {
+                append_bytes: good,
+                ..NodeConfig::default()
+            };
+            assert!(config.validate().is_ok(), "{good}");
+        }
+    }
 }

@@ -53,7 +53,11 @@ pub struct NodeMetrics {
 
 impl NodeMetrics {
     /// The metrics of a node whose live state is `live`, with its commit histogram.
-    pub fn new(live: Live, commit_seconds: prometheus::Histogram) -> Arc<Self> {
+    pub fn new(
+        live: Live,
+        commit_seconds: prometheus::Histogram,
+        appends: &super::raft::append_budget::AppendMetrics,
+    ) -> Arc<Self> {
         let registry = crate::metrics::registry();
         let m = Self {
             snapshots_sent: counters(
@@ -98,6 +102,7 @@ impl NodeMetrics {
         register(&m.registry, m.queue_bytes.clone());
         register(&m.registry, m.leader_changes.clone());
         register(&m.registry, commit_seconds);
+        appends.register(&m.registry);
         register(&m.registry, live.subscribers.wave_histogram());
         register(&m.registry, LiveCollector::new(live));
         Arc::new(m)

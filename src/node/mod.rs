@@ -123,8 +123,7 @@ impl RunningNode {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| anyhow::anyhow!("invalid configuration: admins: {e}"))?;
         let raft_config = Arc::new(config.raft_config()?);
-        let raft_limit =
-            raft::network::message_limit(config.chunk_bytes, raft_config.max_payload_entries);
+        let raft_limit = raft::network::message_limit(config.chunk_bytes, config.append_bytes);
         let dir = config.data_dir.clone();
         let sm_config = config.state_machine;
         let (log, sm) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -135,9 +134,12 @@ impl RunningNode {
         })
         .await??;
         let dialer = Dialer::new(security.clone());
+        let appends = Arc::new(raft::append_budget::AppendMetrics::new());
         let network = GrpcNetwork {
             dialer: dialer.clone(),
             max_message: raft_limit,
+            append_bytes: config.append_bytes,
+            appends: Arc::clone(&appends),
         };
         let known_commit = log.known_commit();
         let raft = Raft::new(config.id, raft_config, network, log, sm.clone())
@@ -173,7 +175,8 @@ impl RunningNode {
             subscribers: registry.clone(),
             contact: contact.clone(),
         };
-        let node_metrics = metrics::NodeMetrics::new(live.clone(), writer.commit_histogram());
+        let node_metrics =
+            metrics::NodeMetrics::new(live.clone(), writer.commit_histogram(), &appends);
         let watcher = node_metrics.watch(
             raft.clone(),
             &sm,

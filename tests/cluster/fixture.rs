@@ -402,6 +402,15 @@ impl Cluster {
         &self.members[&id].config.advertise
     }
 
+    /// Node `id` as it runs in this process (its metrics, state machine, Raft).
+    pub fn node(&self, id: u64) -> &RunningNode {
+        let member = &self.members[&id];
+        member
+            .node
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {id} is running"))
+    }
+
     /// Node `id`'s data directory.
     pub fn data_dir(&self, id: u64) -> &Path {
         &self.members[&id].config.data_dir

@@ -4,6 +4,7 @@
 //! nodes and waits for states under deadlines.
 
 mod bad_input;
+mod bounded_appends;
 mod cli;
 mod fixture;
 mod follower_write;

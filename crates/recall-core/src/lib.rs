@@ -29,6 +29,7 @@ pub use digest::{Digest, RuleFingerprint};
 pub use fingerprint::{Fingerprint, FingerprintSeed, Fingerprinter, NamespaceHasher};
 pub use key::{Kind, RevocationKey};
 pub use rule::{Rule, RuleScope, ScopeKind, issued_before};
+pub use set::frozen::{Flat, Frozen, SetSnapshotRef};
 pub use set::{
     Applied, CorruptSnapshot, Entry, OutOfOrder, RevocationSet, SetSnapshot, StoredRule,
 };

@@ -1,14 +1,19 @@
 //! The client side of the internal Raft RPC: how a node reaches its peers. One lazily connected
 //! gRPC channel per peer (tonic reconnects it); transport failures surface to openraft as
-//! `Unreachable` so it backs off instead of spinning.
+//! `Unreachable` so it backs off instead of spinning. An AppendEntries over the peer's byte
+//! budget is never sent: openraft is told how many entries fit (see [`append_budget`]).
+//!
+//! [`append_budget`]: super::append_budget
 
 // openraft fixes the shape of `RPCError`; boxing it here would only add an allocation per RPC.
 #![allow(clippy::result_large_err)]
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -17,7 +22,8 @@ use openraft::raft::{
 };
 use tonic::transport::Channel;
 
-use super::codec::{decode, encode};
+use super::append_budget::{AppendBudget, AppendMetrics};
+use super::codec::{OverBudget, decode, encode, encode_append};
 use super::{Node, NodeId, TypeConfig};
 use crate::proto::raft_internal_client::RaftInternalClient;
 use crate::proto::{self as pb};
@@ -26,13 +32,12 @@ use crate::proto::{self as pb};
 /// see [`message_limit`]. Clients use it; servers use the limit of their configuration.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 
-/// The largest message the Raft service accepts for entries of about `chunk_bytes` and at most
-/// `entries` of them per AppendEntries: twice their total (the encoding's overhead is far less),
-/// or a snapshot chunk (openraft's default 3 MiB), whichever is larger, plus 1 MiB of framing.
-pub fn message_limit(chunk_bytes: usize, entries: u64) -> usize {
-    let appends = chunk_bytes
-        .saturating_mul(entries as usize)
-        .saturating_mul(2);
+/// The largest message the Raft service accepts for entries of about `chunk_bytes` sent in
+/// AppendEntries of at most `append_bytes` (one entry larger than that goes alone): twice the
+/// larger of the two (the encoding's overhead is far less), or a snapshot chunk (openraft's
+/// default 3 MiB), whichever is larger, plus 1 MiB of framing.
+pub fn message_limit(chunk_bytes: usize, append_bytes: usize) -> usize {
+    let appends = chunk_bytes.max(append_bytes).saturating_mul(2);
     appends.max(3 << 20).saturating_add(1 << 20)
 }
 
@@ -43,6 +48,10 @@ pub struct GrpcNetwork {
     pub dialer: crate::transport::Dialer,
     /// The largest message sent or received.
     pub max_message: usize,
+    /// The byte budget of one AppendEntries (see [`AppendBudget`]).
+    pub append_bytes: usize,
+    /// What the clients count.
+    pub appends: Arc<AppendMetrics>,
 }
 
 /// The connection to one peer.
@@ -50,6 +59,43 @@ pub struct PeerClient {
     target: NodeId,
     node: Node,
     client: Result<RaftInternalClient<Channel>, String>,
+    budget: AppendBudget,
+    appends: Arc<AppendMetrics>,
+}
+
+/// Cuts the peer's budget if the AppendEntries it watches is dropped unanswered at its timeout
+/// (openraft drops the call when the timeout passes).
+struct InFlight<'a> {
+    budget: &'a mut AppendBudget,
+    timed_out: &'a prometheus::IntCounter,
+    started: Instant,
+    timeout: Duration,
+    answered: bool,
+}
+
+impl InFlight<'_> {
+    /// The call was answered (or failed otherwise than by its deadline).
+    fn answered(mut self) {
+        self.answered = true;
+        self.budget.answered(self.started.elapsed(), self.timeout);
+    }
+
+    /// The call ran out of time: the deadline passed on the wire.
+    fn deadline_passed(mut self) {
+        self.answered = true;
+        self.budget.timed_out();
+        self.timed_out.inc();
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        // Dropped early only when replication stops (a new term): not the peer's fault.
+        if !self.answered && self.started.elapsed() >= self.timeout.mul_f32(0.9) {
+            self.budget.timed_out();
+            self.timed_out.inc();
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
@@ -72,6 +118,8 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             target,
             node: node.clone(),
             client,
+            budget: AppendBudget::new(self.append_bytes),
+            appends: Arc::clone(&self.appends),
         }
     }
 }
@@ -145,15 +193,48 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        let msg = pb::AppendEntriesRequest {
-            payload: encode(&rpc),
+        let budget = self.budget.bytes();
+        let payload = match encode_append(&rpc, budget) {
+            Ok(payload) => payload,
+            Err(OverBudget { fit }) => {
+                tracing::debug!(
+                    target = self.target,
+                    budget,
+                    entries = rpc.entries.len(),
+                    fit,
+                    "AppendEntries over the byte budget: openraft resends fewer entries"
+                );
+                self.appends.split.inc();
+                return Err(PayloadTooLarge::new_entries_hint(fit as u64).into());
+            }
         };
-        let reply = self
-            .client()?
-            .append_entries(request(msg, &option))
-            .await
-            .map_err(|s| self.status(s))?
-            .into_inner();
+        if !rpc.entries.is_empty() {
+            self.appends.bytes.observe(payload.len() as f64);
+        }
+        let msg = pb::AppendEntriesRequest { payload };
+        let mut client = self.client()?;
+        let in_flight = InFlight {
+            budget: &mut self.budget,
+            timed_out: &self.appends.timed_out,
+            started: Instant::now(),
+            timeout: option.hard_ttl(),
+            answered: false,
+        };
+        let sent = client.append_entries(request(msg, &option)).await;
+        match &sent {
+            Err(s) if s.code() == tonic::Code::DeadlineExceeded => in_flight.deadline_passed(),
+            _ => in_flight.answered(),
+        }
+        let reply = match sent {
+            // The peer refused the message as too large (a smaller limit than ours): resend
+            // half as many entries rather than the same message again.
+            Err(s) if s.code() == tonic::Code::ResourceExhausted && rpc.entries.len() > 1 => {
+                self.appends.split.inc();
+                let half = rpc.entries.len() as u64 / 2;
+                return Err(PayloadTooLarge::new_entries_hint(half).into());
+            }
+            sent => sent.map_err(|s| self.status(s))?.into_inner(),
+        };
         use pb::append_entries_reply::Outcome as R;
         match reply.outcome {
             Some(R::Payload(p)) => self.reply("append-entries reply", Some(p), None),

@@ -1,5 +1,5 @@
-//! The durable side of the state machine: its snapshots (what they hold, their bytes, building
-//! and installing them), the redb file that keeps them with the audit history, and the errors of
+//! The durable side of the state machine: its snapshots (what they hold, their bytes,
+//! installing them; building them is [`snapshot_build`](super::snapshot_build)), the redb file that keeps them with the audit history, and the errors of
 //! both. The in-memory state and the apply path live in [`state_machine`](super::state_machine).
 //!
 //! The file (`state.redb`) has these tables:
@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::{
-    AnyError, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
-    StorageError, StorageIOError,
+    AnyError, ErrorSubject, ErrorVerb, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError,
 };
 use recall_core::{CorruptSnapshot, OutOfOrder, RevocationSet, SetSnapshot};
 use redb::{
@@ -280,73 +279,6 @@ pub(super) fn from_bytes<T: DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<T, StateMachineError> {
     postcard::from_bytes(bytes).map_err(|source| StateMachineError::Codec { what, source })
-}
-
-/// Builds a snapshot from a state machine; see [`RaftSnapshotBuilder`].
-#[derive(Clone, Debug)]
-pub struct SnapshotBuilder {
-    inner: Arc<Inner>,
-}
-
-impl SnapshotBuilder {
-    pub(super) fn new(inner: Arc<Inner>) -> Self {
-        Self { inner }
-    }
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let gate = self.inner.gate.lock().await;
-        let inner = Arc::clone(&self.inner);
-        // A copy of the state under the read lock (on the blocking pool: it is O(set size)).
-        let (set, seeded, roles, governance, witnesses, history_head, last_log_id, last_membership) =
-            self.inner
-                .db
-                .run(move |_| {
-                    let st = inner.read();
-                    Ok((
-                        st.set.clone(),
-                        st.seeded,
-                        st.roles.clone(),
-                        st.gov.clone(),
-                        st.witnesses.clone(),
-                        st.head,
-                        st.last_applied,
-                        st.membership.clone(),
-                    ))
-                })
-                .await
-                .map_err(sto(ErrorSubject::Snapshot(None), ErrorVerb::Read))?;
-        drop(gate);
-        // Encoding happens outside every lock; the history stays where it is.
-        let (meta, data) = self
-            .inner
-            .db
-            .run(move |db| {
-                let set = set.snapshot();
-                let data = encode(&SnapshotData {
-                    set,
-                    history_head,
-                    seeded,
-                    roles,
-                    governance,
-                    witnesses,
-                })?;
-                let meta = Meta {
-                    snapshot_id: snapshot_id(last_log_id.as_ref(), &data),
-                    last_log_id,
-                    last_membership,
-                };
-                db.store_snapshot(&meta, &data, &[], &[], true)?;
-                Ok((meta, data))
-            })
-            .await
-            .map_err(sto(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
-    }
 }
 
 /// Installs a snapshot received from the leader (see [`super::transfer`]): checks the state and

@@ -33,7 +33,8 @@ use crate::node::history::checkpoint::Accepted;
 use crate::node::history::{Body, Witnessed, Witnesses};
 use crate::node::stepup::{Change, Governance, Requirement};
 
-pub use super::snapshot::{FILE_NAME, SnapshotBuilder, StateMachineError};
+pub use super::snapshot::{FILE_NAME, StateMachineError};
+pub use super::snapshot_build::{SnapshotBuilder, SnapshotTiming};
 
 /// How much history the delta window keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,11 +88,13 @@ pub(super) struct Inner {
     pub(super) db: StateDb,
     state: RwLock<State>,
     /// Held by `apply` and `install_snapshot` until their audit records are committed, and by a
-    /// snapshot build while it copies the state: a snapshot never misses the records of the
+    /// snapshot build while it freezes the state: a snapshot never misses the records of the
     /// versions it covers.
     pub(super) gate: Mutex<()>,
     applied: watch::Sender<AppliedState>,
     alarm: watch::Sender<Option<String>>,
+    /// How the latest snapshot build went.
+    pub(super) snapshot_timing: std::sync::Mutex<Option<SnapshotTiming>>,
 }
 
 pub(super) struct State {
@@ -422,6 +425,7 @@ impl StateMachine {
                 gate: Mutex::new(()),
                 applied,
                 alarm,
+                snapshot_timing: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -440,6 +444,15 @@ impl StateMachine {
     /// into the state machine from it (the read lock is not reentrant).
     pub fn with_set<R>(&self, f: impl FnOnce(&RevocationSet) -> R) -> R {
         f(&self.inner.read().set)
+    }
+
+    /// How this node's latest snapshot build went (none built since it started).
+    pub fn last_snapshot(&self) -> Option<SnapshotTiming> {
+        *self
+            .inner
+            .snapshot_timing
+            .lock()
+            .expect("no thread panicked recording a timing")
     }
 
     /// Whether an `Init` request has fixed the fingerprint seed.

@@ -1,11 +1,24 @@
 //! The authoritative revocation set: every entry with its metadata, every rule, the version and
 //! the digest. `apply` is deterministic (the same commands at the same versions give the same set
 //! on every replica) and returns the delta subscribers need.
+//!
+//! A prune finds what expired through an [`expiry`] index kept in step with every revoke, lift
+//! and prune, so neither `prune` nor `has_expired` scans the set. Entries live in [`layers`]:
+//! a mutable head over frozen, shared layers, so [`RevocationSet::freeze`] takes an immutable
+//! view of the whole set without copying an entry, and a snapshot is built from that view
+//! ([`frozen`]) off every lock.
+
+mod expiry;
+pub mod frozen;
+mod layers;
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use self::expiry::ExpiryIndex;
+use self::frozen::{Flat, Frozen};
+use self::layers::Layers;
 use crate::verdict::{Lookup, Presence};
 use crate::{
     Command, Delta, Digest, Expiry, Fingerprint, FingerprintSeed, Fingerprinter, Meta, Revocation,
@@ -65,7 +78,7 @@ pub struct OutOfOrder {
 }
 
 /// The authoritative set.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct RevocationSet {
     fp: Fingerprinter,
     version: u64,
@@ -73,10 +86,15 @@ pub struct RevocationSet {
     digest: Digest,
     /// Keyed by fingerprint; more than one entry only on a fingerprint collision. A fingerprint
     /// leaves the subscriber view only when its last entry goes.
-    entries: HashMap<Fingerprint, Vec<Entry>>,
+    entries: Layers,
     len: usize,
     rules: HashMap<Fingerprint, StoredRule>,
     events: BTreeMap<u64, Event>,
+    /// Each fingerprint by the earliest expiry of its entries (those revoked until lifted are
+    /// not in it).
+    entry_expiries: ExpiryIndex,
+    /// Each rule scope by its rule's expiry.
+    rule_expiries: ExpiryIndex,
 }
 
 /// A serialisable copy of the whole authoritative set (for Raft snapshots).
@@ -122,6 +140,12 @@ fn latest(bucket: &[Entry]) -> Option<Timestamp> {
         .unwrap_or(None)
 }
 
+/// The earliest expiry of the entries of one fingerprint, `None` if none of them expires: where
+/// the expiry index files the fingerprint.
+fn earliest(bucket: &[Entry]) -> Option<Timestamp> {
+    bucket.iter().filter_map(|e| e.expires_at).min()
+}
+
 fn expired(expires_at: Option<Timestamp>, now: Timestamp) -> bool {
     expires_at.is_some_and(|e| e <= now)
 }
@@ -134,10 +158,12 @@ impl RevocationSet {
             version: 0,
             last_change: 0,
             digest: Digest::default(),
-            entries: HashMap::new(),
+            entries: Layers::default(),
             len: 0,
             rules: HashMap::new(),
             events: BTreeMap::new(),
+            entry_expiries: ExpiryIndex::default(),
+            rule_expiries: ExpiryIndex::default(),
         }
     }
 
@@ -255,9 +281,10 @@ impl RevocationSet {
     ) {
         for item in items {
             let fp = self.fp.key(&item.key);
-            let bucket = self.entries.entry(fp).or_default();
+            let bucket = self.entries.entry(fp);
             // What the fingerprint's expiry was, when it was already revoked.
             let held = (!bucket.is_empty()).then(|| latest(bucket));
+            let indexed = earliest(bucket);
             if let Some(e) = bucket.iter_mut().find(|e| e.key == item.key) {
                 e.expires_at = later(e.expires_at, item.expires_at);
                 out.already_present += 1;
@@ -275,6 +302,7 @@ impl RevocationSet {
                 self.len += 1;
                 out.added += 1;
             }
+            self.entry_expiries.update(fp, indexed, earliest(bucket));
             let at = latest(bucket);
             if held != Some(at) {
                 delta.expiries.push(Expiry {
@@ -299,17 +327,22 @@ impl RevocationSet {
         if let Some(old) = self.rules.get_mut(&scope)
             && old.rule.not_before >= rule.not_before
         {
-            old.rule.expires_at = later(old.rule.expires_at, rule.expires_at);
+            let was = old.rule.expires_at;
+            old.rule.expires_at = later(was, rule.expires_at);
+            self.rule_expiries.update(scope, was, old.rule.expires_at);
             out.already_present += 1;
             return;
         }
-        if let Some(old) = self.rules.insert(
+        let replaced = self.rules.insert(
             scope,
             StoredRule {
                 rule: rule.clone(),
                 meta: meta.clone(),
             },
-        ) {
+        );
+        let was = replaced.as_ref().and_then(|old| old.rule.expires_at);
+        self.rule_expiries.update(scope, was, rule.expires_at);
+        if let Some(old) = replaced {
             self.digest.remove_rule(scope, old.rule.not_before);
         }
         self.digest.add_rule(scope, rule.not_before);
@@ -323,15 +356,19 @@ impl RevocationSet {
     /// Removes the entry for `key`; reports whether there was one.
     fn remove_entry(&mut self, key: &RevocationKey, delta: &mut Delta) -> bool {
         let fp = self.fp.key(key);
-        let Some(bucket) = self.entries.get_mut(&fp) else {
+        let Some(pos) = self
+            .entries
+            .get(&fp)
+            .and_then(|b| b.iter().position(|e| &e.key == key))
+        else {
             return false;
         };
-        let Some(pos) = bucket.iter().position(|e| &e.key == key) else {
-            return false;
-        };
+        let bucket = self.entries.entry(fp);
+        let indexed = earliest(bucket);
         let entry = bucket.remove(pos);
+        self.entry_expiries.update(fp, indexed, earliest(bucket));
         if bucket.is_empty() {
-            self.entries.remove(&fp);
+            self.entries.remove(fp);
             delta.removed.push(fp);
             self.digest.remove_entry(fp);
         }
@@ -353,29 +390,34 @@ impl RevocationSet {
         let Some(old) = self.rules.remove(&scope) else {
             return false;
         };
+        self.rule_expiries.update(scope, old.rule.expires_at, None);
         self.digest.remove_rule(scope, old.rule.not_before);
         delta.rules_removed.push(scope);
         true
     }
 
+    /// Removes every entry and rule expired at `now`: O(log n + what expired), through the
+    /// expiry indexes. The removal order is sorted, as the scan this replaced was.
     fn prune(&mut self, now: Timestamp, out: &mut Applied, delta: &mut Delta) {
-        let mut gone: Vec<RevocationKey> = self
-            .entries
-            .values()
-            .flatten()
-            .filter(|e| expired(e.expires_at, now))
-            .map(|e| e.key.clone())
-            .collect();
+        let mut gone: Vec<RevocationKey> = Vec::new();
+        for fp in self.entry_expiries.due(now) {
+            let bucket = self.entries.get(&fp).map_or(&[][..], Vec::as_slice);
+            debug_assert!(
+                !bucket.is_empty(),
+                "the expiry index holds only revoked fingerprints"
+            );
+            gone.extend(
+                bucket
+                    .iter()
+                    .filter(|e| expired(e.expires_at, now))
+                    .map(|e| e.key.clone()),
+            );
+        }
         gone.sort();
         for key in &gone {
             self.remove_entry(key, delta);
         }
-        let mut rules: Vec<Fingerprint> = self
-            .rules
-            .iter()
-            .filter(|(_, r)| expired(r.rule.expires_at, now))
-            .map(|(fp, _)| *fp)
-            .collect();
+        let mut rules = self.rule_expiries.due(now);
         rules.sort();
         for scope in &rules {
             self.remove_rule(*scope, delta);
@@ -386,12 +428,15 @@ impl RevocationSet {
 
     /// Whether a prune at `now` would remove anything (the leader asks before proposing one, so
     /// idle clusters do not fill their log and audit history with empty prunes).
+    /// O(1): the first item of each expiry index.
     pub fn has_expired(&self, now: Timestamp) -> bool {
-        self.entries
-            .values()
-            .flatten()
-            .any(|e| expired(e.expires_at, now))
-            || self.rules.values().any(|r| expired(r.rule.expires_at, now))
+        self.entry_expiries.any_due(now) || self.rule_expiries.any_due(now)
+    }
+
+    /// How many fingerprints and rule scopes wait in the expiry indexes: one for each revoked
+    /// fingerprint or rule that can expire.
+    pub fn indexed_expiries(&self) -> usize {
+        self.entry_expiries.len() + self.rule_expiries.len()
     }
 
     /// The latest expiry of each of `fingerprints` (`None`: until lifted, or not revoked), in
@@ -405,7 +450,7 @@ impl RevocationSet {
 
     /// The subscriber view: sorted fingerprints and rules at the current version.
     pub fn view(&self) -> View {
-        let mut fingerprints: Vec<Fingerprint> = self.entries.keys().copied().collect();
+        let mut fingerprints: Vec<Fingerprint> = self.entries.iter().map(|(fp, _)| *fp).collect();
         fingerprints.sort_unstable();
         View {
             seed: self.fp.seed(),
@@ -430,9 +475,45 @@ impl RevocationSet {
         rules
     }
 
+    /// An immutable view of the whole set at this version: O(frozen layers + rules + revoke
+    /// commands with live entries), no entry copied. The head of the entries is frozen, so the
+    /// next changes go to a fresh one; [`Frozen::flatten`] it off the lock, then hand it back to
+    /// [`RevocationSet::settle`].
+    pub fn freeze(&mut self) -> Frozen {
+        Frozen {
+            seed: self.fp.seed(),
+            version: self.version,
+            last_change: self.last_change,
+            digest: self.digest,
+            layers: self.entries.freeze(),
+            rules: self.rules.values().cloned().collect(),
+            events: self
+                .events
+                .iter()
+                .map(|(v, e)| (*v, e.meta.clone()))
+                .collect(),
+        }
+    }
+
+    /// Puts the merged layer of `flat` in place of the frozen layers it was merged from, so
+    /// lookups probe fewer layers: O(layers). False (nothing changed) if the set no longer holds
+    /// those layers (a snapshot was installed meanwhile).
+    pub fn settle(&mut self, flat: &Flat) -> bool {
+        match flat.merged() {
+            Some((start, from, merged)) => self.entries.settle(start, from, merged),
+            None => true,
+        }
+    }
+
+    /// How many frozen layers sit under the head (each lookup of a fingerprint the head lacks
+    /// probes them).
+    pub fn frozen_layers(&self) -> usize {
+        self.entries.frozen_layers()
+    }
+
     /// A full, deterministic copy of the set.
     pub fn snapshot(&self) -> SetSnapshot {
-        let mut entries: Vec<Entry> = self.entries.values().flatten().cloned().collect();
+        let mut entries: Vec<Entry> = self.entries.iter().flat_map(|(_, b)| b).cloned().collect();
         entries.sort_by(|a, b| a.key.cmp(&b.key));
         let mut rules: Vec<StoredRule> = self.rules.values().cloned().collect();
         rules.sort_by(|a, b| a.rule.scope.cmp(&b.rule.scope));
@@ -459,7 +540,7 @@ impl RevocationSet {
         let metas: BTreeMap<u64, Meta> = snap.events.into_iter().collect();
         for entry in snap.entries {
             let fp = set.fp.key(&entry.key);
-            let bucket = set.entries.entry(fp).or_default();
+            let bucket = set.entries.entry(fp);
             if bucket.is_empty() {
                 set.digest.add_entry(fp);
             }
@@ -476,10 +557,20 @@ impl RevocationSet {
             bucket.sort_by(|a, b| a.key.cmp(&b.key));
             set.len += 1;
         }
+        for (fp, bucket) in set.entries.iter() {
+            set.entry_expiries.update(*fp, None, earliest(bucket));
+        }
         for stored in snap.rules {
             let scope = set.fp.scope(&stored.rule.scope);
             set.digest.add_rule(scope, stored.rule.not_before);
-            set.rules.insert(scope, stored);
+            let expires_at = stored.rule.expires_at;
+            // A scope twice is a corrupt snapshot (its digest then disagrees); keep the index
+            // in step until that is found.
+            let was = set
+                .rules
+                .insert(scope, stored)
+                .and_then(|r| r.rule.expires_at);
+            set.rule_expiries.update(scope, was, expires_at);
         }
         if set.digest != snap.digest {
             return Err(CorruptSnapshot {
@@ -490,6 +581,28 @@ impl RevocationSet {
         Ok(set)
     }
 }
+
+/// Two sets are equal when they hold the same: how their entries sit in layers does not count.
+impl PartialEq for RevocationSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.fp == other.fp
+            && self.version == other.version
+            && self.last_change == other.last_change
+            && self.digest == other.digest
+            && self.len == other.len
+            && self.rules == other.rules
+            && self.events == other.events
+            && self.entry_expiries == other.entry_expiries
+            && self.rule_expiries == other.rule_expiries
+            && self.entries.iter().count() == other.entries.iter().count()
+            && self
+                .entries
+                .iter()
+                .all(|(fp, b)| other.entries.get(fp) == Some(b))
+    }
+}
+
+impl Eq for RevocationSet {}
 
 impl Lookup for RevocationSet {
     fn entry(&self, fp: Fingerprint) -> Presence {
