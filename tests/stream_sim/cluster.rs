@@ -125,7 +125,23 @@ pub struct NodeSource<'a> {
     pub cfg: &'a SimConfig,
 }
 
-impl NodeSource<'_> {
+impl<'a> NodeSource<'a> {
+    /// Node `n` of `nodes` as its sessions read it now.
+    pub fn of(
+        nodes: &'a [Node],
+        leader: Option<usize>,
+        n: usize,
+        now: u64,
+        cfg: &'a SimConfig,
+    ) -> Self {
+        Self {
+            node: &nodes[n],
+            leads: leader == Some(n),
+            now,
+            cfg,
+        }
+    }
+
     fn since_contact(&self) -> u64 {
         self.now - self.node.last_contact.unwrap_or(self.node.started)
     }

@@ -12,8 +12,10 @@
 //! `RECALL_SIM_SEEDS=N` runs N seeds (default 2000); `RECALL_SIM_SEED=S` replays one seed and
 //! prints every event.
 
+mod check;
 mod cluster;
 mod commands;
+mod faults;
 mod world;
 
 use std::time::Duration;

@@ -9,7 +9,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use recall::proto as pb;
 use recall::wire::stream::{down_from_wire, down_to_wire, up_from_wire, up_to_wire};
-use recall_core::{Digest, Fingerprint, FingerprintSeed};
+use recall_core::{Digest, FingerprintSeed};
 use recall_filter::{Filter, Mode};
 use recall_stream::session::Action;
 use recall_stream::{Down, Event, Follower, Session, SessionConfig, Up};
@@ -85,7 +85,7 @@ fn decode_down(b: &[u8]) -> Result<Down, Violation> {
     down_from_wire(m).map_err(|e| format!("the codec refused what it encoded: {e}"))
 }
 
-fn encode_up(m: &Up) -> Vec<u8> {
+pub(crate) fn encode_up(m: &Up) -> Vec<u8> {
     up_to_wire(m).encode_to_vec()
 }
 
@@ -195,12 +195,7 @@ impl World {
                 continue; // congested: nothing more is queued until it reads
             }
             let mut out = Vec::new();
-            let src = NodeSource {
-                node: &self.nodes[n],
-                leads: self.leader == Some(n),
-                now: self.now,
-                cfg: &self.cfg,
-            };
+            let src = NodeSource::of(&self.nodes, self.leader, n, self.now, &self.cfg);
             let now = super::ticks(self.now);
             self.links[l]
                 .session
@@ -411,12 +406,7 @@ impl World {
         let up = decode_up(&bytes)?;
         let config = self.session_config();
         let mut out = Vec::new();
-        let src = NodeSource {
-            node: &self.nodes[n],
-            leads: self.leader == Some(n),
-            now: self.now,
-            cfg: &self.cfg,
-        };
+        let src = NodeSource::of(&self.nodes, self.leader, n, self.now, &self.cfg);
         let link = &mut self.links[l];
         match (up, link.session.as_mut()) {
             (Up::Hello(h), None) => {
@@ -451,12 +441,7 @@ impl World {
         }
         let n = link.node;
         let mut out = Vec::new();
-        let src = NodeSource {
-            node: &self.nodes[n],
-            leads: self.leader == Some(n),
-            now: self.now,
-            cfg: &self.cfg,
-        };
+        let src = NodeSource::of(&self.nodes, self.leader, n, self.now, &self.cfg);
         let now = super::ticks(self.now);
         if let Some(session) = self.links[l].session.as_mut() {
             session.on_tick(&src, now, &mut out);
@@ -550,130 +535,5 @@ impl World {
             | Event::Resync { .. } => {}
         }
         Ok(())
-    }
-
-    /// Records what subscriber `s` holds now; its state never goes back and (unless corrupted
-    /// behind the protocol's back) is always a committed state.
-    fn held(&mut self, s: usize) -> Result<(), Violation> {
-        let sub = &mut self.subs[s];
-        let (v, d) = (sub.f.replica().version(), sub.f.replica().digest());
-        if v < sub.max_version {
-            return Err(format!(
-                "sub {s} went back from v{} to v{v}: revocations it enforced came undone",
-                sub.max_version
-            ));
-        }
-        if !sub.corrupt && self.truth.digest_at(v) != Some(d) {
-            return Err(format!(
-                "sub {s} holds v{v} with a digest the committed state there does not have"
-            ));
-        }
-        sub.max_version = v;
-        if !sub.corrupt {
-            sub.held.insert(v, d);
-        }
-        Ok(())
-    }
-
-    /// What a convergence report would say, checked against what the subscribers hold: a
-    /// version is reported as landed only when every subscriber holds it.
-    pub fn check_convergence(&self) -> Result<(), Violation> {
-        let reported = self.counted.iter().copied().min().unwrap_or(0);
-        for (s, sub) in self.subs.iter().enumerate() {
-            let v = sub.f.replica().version();
-            if v < reported {
-                return Err(format!(
-                    "convergence at v{reported} reported while sub {s} holds v{v}"
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    // ---- faults ----
-
-    pub fn cut(&mut self, l: usize) {
-        let s = self.links[l].sub;
-        self.disconnect(s, "the link broke");
-    }
-
-    pub fn stall(&mut self, s: usize, ticks: u64) {
-        self.note(format!("sub {s} stalls for {ticks} ticks"));
-        self.subs[s].stalled_until = self.now + ticks;
-    }
-
-    /// The subscriber's state is corrupted behind the protocol's back (a bad disk, a bug): one
-    /// fingerprint more, with a digest that agrees with itself.
-    pub fn flip(&mut self, s: usize) {
-        let extra = Fingerprint(self.rng.random());
-        let sub = &mut self.subs[s];
-        let Some(mut view) = sub.f.replica().view() else {
-            return;
-        };
-        if view.version == 0 || view.fingerprints.contains(&extra) {
-            return;
-        }
-        view.fingerprints.push(extra);
-        view.digest.add_entry(extra);
-        sub.f
-            .replica_mut()
-            .load_view(&view)
-            .expect("a self-consistent view loads");
-        sub.corrupt = true;
-        self.note(format!("sub {s}'s state is corrupted at v{}", view.version));
-    }
-
-    /// A subscriber (buggy or hostile) acks a version it was sent with a digest the node never
-    /// had there: the node must not count it.
-    fn forge_ack(&mut self, l: usize) {
-        let Some(sent) = self.links[l].session.as_ref().map(Session::sent) else {
-            return;
-        };
-        let digest = recall_core::Digest(self.rng.random());
-        let forged = Up::Ack(recall_stream::Ack {
-            version: sent,
-            digest,
-        });
-        self.links[l].up.push_back(encode_up(&forged));
-        self.note(format!("a forged ack of v{sent} goes up link {l}"));
-    }
-
-    /// The transport misbehaves inside one stream (drops, duplicates or swaps a message, in
-    /// either direction): each end must notice or be unaffected, never apply a wrong state or
-    /// count a wrong ack.
-    pub fn tamper(&mut self, l: usize) {
-        let down = self.rng.random_bool(0.7);
-        let q = if down {
-            &self.links[l].down
-        } else {
-            &self.links[l].up
-        };
-        if q.len() < 2 {
-            return;
-        }
-        let i = self.rng.random_range(0..q.len() - 1);
-        let what = self.rng.random_range(0..if down { 3 } else { 4 });
-        if what == 3 {
-            return self.forge_ack(l);
-        }
-        let link = &mut self.links[l];
-        let q = if down { &mut link.down } else { &mut link.up };
-        let what = match what {
-            0 => {
-                q.remove(i);
-                "drops"
-            }
-            1 => {
-                let m = q[i].clone();
-                q.insert(i, m);
-                "duplicates"
-            }
-            _ => {
-                q.swap(i, i + 1);
-                "swaps"
-            }
-        };
-        let dir = if down { "down" } else { "up" };
-        self.note(format!("the transport {what} message {i} {dir} link {l}"));
     }
 }
