@@ -1,7 +1,8 @@
 //! End-to-end propagation on loopback: one node (fsync on) and N embedded subscribers, each on
 //! its own stream. Measures, in one run:
 //! - one revocation from the request to "applied" at all N subscribers (p50, p99, max), N = 1,
-//!   10, 100, against the request-to-commit latency alone as the baseline;
+//!   10, 100, 1000 (RECALL_BENCH_NS, comma-separated), against the request-to-commit latency
+//!   alone as the baseline, and the process CPU time per delta per subscriber;
 //! - 1M revocations (imported in 10k batches) until all 16 subscribers have applied them.
 //!
 //! Every link is mutual TLS: the node, the operator and each subscriber have their own
@@ -78,6 +79,20 @@ async fn wave(
     (commit, t.elapsed())
 }
 
+/// The CPU time this process has used (user and system), from `/proc/self/stat`.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -105,24 +120,38 @@ async fn main() {
         "N", "commit p50", "commit p99", "all p50", "all p99", "all max"
     );
     let mut next = 0u64;
-    for n in [1usize, 10, 100] {
+    let ns: Vec<usize> = std::env::var("RECALL_BENCH_NS")
+        .unwrap_or_else(|_| "1,10,100,1000".into())
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .parse()
+                .expect("RECALL_BENCH_NS: comma-separated counts")
+        })
+        .collect();
+    for n in ns {
         let subs = subscribers(&creds, &addr, n).await;
         let (mut commits, mut alls) = (Vec::new(), Vec::new());
+        let cpu = cpu_time();
         for _ in 0..waves {
             next += 1;
             let (c, a) = wave(&mut client, &subs, next).await;
             commits.push(c);
             alls.push(a);
         }
+        // Node, sessions and subscribers share the process: the CPU of one delta reaching one
+        // subscriber, both ends and the commit included.
+        let per = (cpu_time() - cpu) / (waves * n) as u32;
         commits.sort();
         alls.sort();
         println!(
-            "{n:>5}  {:>10} {:>10}  {:>10} {:>10} {:>10}",
+            "{n:>5}  {:>10} {:>10}  {:>10} {:>10} {:>10}  cpu/delta/subscriber {:.1} us",
             fmt(pct(&commits, 0.5)),
             fmt(pct(&commits, 0.99)),
             fmt(pct(&alls, 0.5)),
             fmt(pct(&alls, 0.99)),
-            fmt(*alls.last().unwrap())
+            fmt(*alls.last().unwrap()),
+            per.as_secs_f64() * 1e6
         );
         for s in subs {
             s.shutdown().await;
