@@ -1,9 +1,31 @@
 //! The invariants that are not checked where their event happens: what a subscriber holds,
 //! and what a convergence report may say.
 
+use recall_stream::message::Heartbeat;
+
 use super::world::{Violation, World};
 
 impl World {
+    /// A heartbeat that vouches for the node's state is honest: its version is within the lag
+    /// bound of everything committed as of the node's last leader contact (the moment the
+    /// subscriber counts its staleness from).
+    pub(crate) fn honest(&self, s: usize, h: &Heartbeat) -> Result<(), Violation> {
+        if !h.stale_reason.is_empty() {
+            return Ok(());
+        }
+        let tick = super::TICK_MS as i64;
+        let then = (h.sent_at_ms / tick).saturating_sub(h.contact_age_ms as i64 / tick);
+        let committed = self.truth.head_at(then.max(0) as u64);
+        if h.applied_version + self.cfg.max_lag < committed {
+            return Err(format!(
+                "a heartbeat to sub {s} vouches for v{} as current as of tick {then}, when v{committed} \
+                 was committed (lag bound {})",
+                h.applied_version, self.cfg.max_lag
+            ));
+        }
+        Ok(())
+    }
+
     /// Records what subscriber `s` holds now; its state never goes back and (unless corrupted
     /// behind the protocol's back) is always a committed state.
     pub(crate) fn held(&mut self, s: usize) -> Result<(), Violation> {

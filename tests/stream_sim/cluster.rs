@@ -13,6 +13,8 @@ use super::SimConfig;
 /// The committed log and the digest after every version.
 pub struct Truth {
     log: Vec<Option<Command>>,
+    /// (tick, head) after every commit.
+    heads: Vec<(u64, u64)>,
     digests: Vec<Digest>,
     set: RevocationSet,
 }
@@ -22,6 +24,7 @@ impl Truth {
         let set = RevocationSet::new(seed);
         Self {
             log: Vec::new(),
+            heads: vec![(0, 0)],
             digests: vec![set.digest()],
             set,
         }
@@ -33,7 +36,7 @@ impl Truth {
     }
 
     /// Commits `cmd` (`None`: an entry that changes no revocation, like a leader's blank entry).
-    pub fn commit(&mut self, cmd: Option<Command>) {
+    pub fn commit(&mut self, cmd: Option<Command>, now: u64) {
         let v = self.head() + 1;
         match &cmd {
             Some(c) => {
@@ -43,6 +46,13 @@ impl Truth {
         }
         self.digests.push(self.set.digest());
         self.log.push(cmd);
+        self.heads.push((now, v));
+    }
+
+    /// The last version committed at or before `tick`.
+    pub fn head_at(&self, tick: u64) -> u64 {
+        let i = self.heads.partition_point(|&(t, _)| t <= tick);
+        self.heads[i.saturating_sub(1)].1
     }
 
     /// The digest of the committed state at `version`.
@@ -71,6 +81,9 @@ pub struct Node {
     pub disk: RevocationSet,
     /// Cut off from the other nodes (its own subscribers still reach it).
     pub partitioned: bool,
+    /// As leader, the index of the first entry of its term: until it has applied that, it does
+    /// not know what the last leader committed.
+    pub term_start: u64,
 }
 
 impl Node {
@@ -85,6 +98,7 @@ impl Node {
             committed_known: 0,
             started: 0,
             partitioned: false,
+            term_start: 0,
         }
     }
 
@@ -182,8 +196,10 @@ impl Source for NodeSource<'_> {
         (!self.leads && silent > self.cfg.lost_after).then(|| super::ticks(silent))
     }
 
+    /// A leader knows the commit index once it has applied an entry of its term; before, it
+    /// knows only what it learned as a follower.
     fn committed(&self) -> u64 {
-        if self.leads {
+        if self.leads && self.node.set.version() >= self.node.term_start {
             self.node.received
         } else {
             self.node.committed_known
@@ -195,6 +211,9 @@ impl Source for NodeSource<'_> {
             && (self.node.last_contact.is_none() || self.since_contact() > self.cfg.contact_bound)
         {
             return Some("no_leader_contact");
+        }
+        if self.leads && applied < self.node.term_start {
+            return Some("new_leader");
         }
         (applied + self.cfg.max_lag < self.committed()).then_some("behind_commit")
     }

@@ -156,7 +156,7 @@ impl World {
             self.truth.head() + 1,
             super::commands::name(&cmd)
         ));
-        self.truth.commit(Some(cmd));
+        self.truth.commit(Some(cmd), self.now);
         self.nodes[l].received = self.truth.head();
         self.stats.commits += 1;
     }
@@ -214,13 +214,17 @@ impl World {
             return;
         }
         if let Some(old) = self.leader {
-            self.nodes[old].last_contact = Some(self.now);
+            // The deposed leader knows what it committed, as of just before the election.
+            let old = &mut self.nodes[old];
+            old.last_contact = Some(self.now.saturating_sub(1));
+            old.committed_known = old.received;
         }
         self.note(format!("node {n} leads"));
         self.leader = Some(n);
         self.nodes[n].received = self.truth.head();
-        self.truth.commit(None);
+        self.truth.commit(None, self.now);
         self.nodes[n].received = self.truth.head();
+        self.nodes[n].term_start = self.truth.head();
     }
 
     pub fn restart_node(&mut self, n: usize) {
@@ -469,6 +473,9 @@ impl World {
         self.links[l].last_read = self.now;
         while let Some(bytes) = self.links[l].down.pop_front() {
             let m = decode_down(&bytes)?;
+            if let Down::Heartbeat(h) = &m {
+                self.honest(s, h)?;
+            }
             if let Err(f) = self.subs[s].f.on_message(m, &mut events) {
                 result = Err(f);
                 break;

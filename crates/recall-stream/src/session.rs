@@ -304,11 +304,12 @@ impl Session {
         if now < until {
             return;
         }
-        // Only a leader that has applied everything committed knows the subscriber holds what
-        // was never committed; any other node (a leader still applying its log, say) would send
-        // it back to an older state and undo revocations it enforces.
+        // Only a leader that has applied everything committed, and knows it (it vouches for its
+        // state: a new leader does not until it has applied an entry of its term), knows the
+        // subscriber holds what was never committed; any other node (a leader still applying
+        // its log, say) would send it back to an older state and undo revocations it enforces.
         let applied = src.applied().version;
-        if !src.leads() || applied < src.committed() {
+        if !src.leads() || applied < src.committed() || src.doubt(applied).is_some() {
             return self.end(
                 out,
                 "behind_subscriber",
