@@ -63,6 +63,11 @@ pub struct ServerArgs {
     /// Between 8192 and 67108864. Default 1048576 (1 MiB).
     #[arg(long, env = "RECALL_APPEND_BYTES")]
     append_bytes: Option<usize>,
+    /// The most bytes queued to one subscriber: past it the node queues it nothing more until
+    /// it reads, then catches it up from the delta window or resyncs it (`too_slow`). Between
+    /// 65536 and 67108864. Default 4194304 (4 MiB).
+    #[arg(long, env = "RECALL_STREAM_QUEUE_BYTES")]
+    stream_queue_bytes: Option<usize>,
     /// The largest batch one request may carry. Default 100000.
     #[arg(long, env = "RECALL_MAX_BATCH")]
     max_batch: Option<usize>,
@@ -210,6 +215,9 @@ impl ServerArgs {
         };
         if let Some(b) = self.max_batch.or(file.max_batch) {
             config.limits.max_batch = b;
+        }
+        if let Some(b) = self.stream_queue_bytes.or(file.stream_queue_bytes) {
+            config.streams.queue_bytes = b;
         }
         if let Some(g) = self.prune_grace_s.or(file.prune_grace_s) {
             config.limits.expiry_grace_ms =

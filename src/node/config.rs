@@ -94,6 +94,9 @@ const APPEND_BYTES_MIN: usize = super::raft::append_budget::FLOOR_BYTES;
 /// The largest `append_bytes`.
 const APPEND_BYTES_MAX: usize = 64 << 20;
 
+/// The smallest bytes queued to one subscriber before the node stops queuing it changes.
+const STREAM_QUEUE_BYTES_MIN: usize = 64 << 10;
+
 /// A configuration that cannot work, naming the field.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {field}: {problem}")]
@@ -136,6 +139,12 @@ impl NodeConfig {
             return err(
                 "append_bytes",
                 "must be between 8192 (8 KiB) and 67108864 (64 MiB)",
+            );
+        }
+        if !(STREAM_QUEUE_BYTES_MIN..=APPEND_BYTES_MAX).contains(&self.streams.queue_bytes) {
+            return err(
+                "stream_queue_bytes",
+                "must be between 65536 (64 KiB) and 67108864 (64 MiB)",
             );
         }
         if self.snapshot_after == 0 {
@@ -206,6 +215,8 @@ pub struct FileConfig {
     pub prune_interval_s: Option<u64>,
     /// See [`NodeConfig::append_bytes`].
     pub append_bytes: Option<usize>,
+    /// See [`crate::node::subscribe::StreamConfig::queue_bytes`].
+    pub stream_queue_bytes: Option<usize>,
     /// See [`Limits::max_batch`].
     pub max_batch: Option<usize>,
     /// See [`Limits::expiry_grace_ms`], in seconds.
@@ -243,5 +254,15 @@ mod tests {
             };
             assert!(config.validate().is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn a_stream_queue_under_64_kib_is_refused_by_name() {
+        let mut config = NodeConfig::default();
+        config.streams.queue_bytes = (64 << 10) - 1;
+        let e = config.validate().expect_err("refused");
+        assert_eq!(e.field, "stream_queue_bytes", "{e}");
+        config.streams.queue_bytes = 64 << 10;
+        assert!(config.validate().is_ok());
     }
 }

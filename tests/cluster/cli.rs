@@ -210,6 +210,28 @@ async fn a_node_without_certificates_refuses_to_start_and_says_how_to_make_them(
     );
 }
 
+/// A node configured with a per-subscriber queue too small to hold one message refuses to
+/// start, naming the setting and its range, before it writes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_queue_too_small_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall"))
+        .args(["server", "--id", "1", "--stream-queue-bytes", "100"])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .await
+        .expect("runs the recall binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("stream_queue_bytes: must be between 65536 (64 KiB) and 67108864"),
+        "{stderr}"
+    );
+    assert!(!data.exists(), "a refused configuration wrote nothing");
+}
+
 /// With the production policy, `recall lift` is not applied on one operator's word: it says
 /// which command a second operator must run, `recall pending` lists the request, the proposer's
 /// own `recall approve` is refused, and a second admin's applies it.
