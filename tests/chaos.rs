@@ -23,6 +23,9 @@ const SIDECARS: usize = 3;
 /// The sidecars' staleness bound (shorter than their 10 s default, so the run proves a tight
 /// one holds): the live history allows no "allowed" for a revocation acknowledged longer ago.
 const STALENESS_BOUND: Duration = Duration::from_secs(3);
+/// How late a live check can see a refusal that began at some instant: the checkers' period
+/// (10 ms) plus one check's round trip, generous for a loaded 2-core CI machine.
+const CHECK_RESOLUTION: Duration = Duration::from_millis(250);
 
 fn find<'a>(results: &'a [SystemRun], system: &str, scenario: Scenario) -> &'a SystemRun {
     results
@@ -115,8 +118,10 @@ fn recall_loses_nothing_and_every_live_answer_keeps_the_rules_under_a_leader_kil
         assert!(h.answers.never_revoked > 1000, "{:?}", h.answers);
         assert!(h.answers.lifted > 0, "{:?}", h.answers);
         assert_eq!(h.lifts, 4);
-        // Every watched revocation was seen refused on every sidecar, and its window is below
-        // the staleness bound.
+        // Every watched revocation was seen refused on every sidecar, and its window is within
+        // the staleness bound: the rules above already prove no sidecar allowed it past the
+        // bound; the window ends at the first refusal seen, so it may exceed the bound by the
+        // checks' resolution (one period plus one check's round trip on a loaded CI machine).
         let w = &h.exposure_checks;
         assert!(
             w.sampled > 0 && w.enforced == w.sampled,
@@ -125,7 +130,7 @@ fn recall_loses_nothing_and_every_live_answer_keeps_the_rules_under_a_leader_kil
         );
         let max = w.ms.expect("windows measured").max;
         assert!(
-            max < STALENESS_BOUND.as_secs_f64() * 1e3,
+            max < (STALENESS_BOUND + CHECK_RESOLUTION).as_secs_f64() * 1e3,
             "recall {}: {w:?}",
             s.name()
         );
