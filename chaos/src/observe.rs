@@ -80,31 +80,32 @@ impl Observer {
         let (cl, mut stopped) = (cluster.clone(), stopped);
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(POLL);
-            let mut next = 0usize;
             while !*stopped.borrow() {
                 tokio::select! {
                     _ = stopped.changed() => {}
                     _ = tick.tick() => {}
                 }
-                // Any live node gathers the whole cluster's view; try them in turn.
-                let node = &authority.nodes[next % authority.nodes.len()];
-                let mut c = node.client.clone();
-                let req = pb::StatusRequest {
-                    version: Some(u64::MAX),
-                    local_only: false,
-                };
-                match tokio::time::timeout(Duration::from_secs(1), c.status(req)).await {
-                    Ok(Ok(reply)) => {
-                        let conv = reply.into_inner().convergence.unwrap_or_default();
-                        for l in conv.laggards {
-                            let seen = Seen {
-                                version: l.applied_version,
-                                at_ms: l.last_ack_ms,
-                            };
-                            record(&cl, &l.subscriber_id, seen);
-                        }
+                // Every node's own subscribers, asked of every node at once: a node that cannot
+                // answer (cut off, killed) delays no one else's acks, as a cluster-wide Status
+                // would (it waits for its silent members).
+                let asks = authority.nodes.iter().map(|node| {
+                    let mut c = node.client.clone();
+                    let req = pb::StatusRequest {
+                        version: Some(u64::MAX),
+                        local_only: true,
+                    };
+                    async move { tokio::time::timeout(Duration::from_secs(1), c.status(req)).await }
+                });
+                for reply in futures::future::join_all(asks).await {
+                    let Ok(Ok(reply)) = reply else { continue };
+                    let conv = reply.into_inner().convergence.unwrap_or_default();
+                    for l in conv.laggards {
+                        let seen = Seen {
+                            version: l.applied_version,
+                            at_ms: l.last_ack_ms,
+                        };
+                        record(&cl, &l.subscriber_id, seen);
                     }
-                    _ => next += 1,
                 }
             }
         }));
