@@ -77,27 +77,30 @@ impl Observer {
                 }
             }));
         }
-        let (cl, mut stopped) = (cluster.clone(), stopped);
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(POLL);
-            while !*stopped.borrow() {
-                tokio::select! {
-                    _ = stopped.changed() => {}
-                    _ = tick.tick() => {}
-                }
-                // Every node's own subscribers, asked of every node at once: a node that cannot
-                // answer (cut off, killed) delays no one else's acks, as a cluster-wide Status
-                // would (it waits for its silent members).
-                let asks = authority.nodes.iter().map(|node| {
-                    let mut c = node.client.clone();
+        // Every node's own subscribers, each node polled on its own: a node that cannot answer
+        // (cut off, killed) delays no one else's acks, as a cluster-wide Status would (it waits
+        // for its silent members, and meanwhile the acks it would report move on).
+        for i in 0..authority.nodes.len() {
+            let (authority, cl, mut stopped) =
+                (authority.clone(), cluster.clone(), stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(POLL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                while !*stopped.borrow() {
+                    tokio::select! {
+                        _ = stopped.changed() => {}
+                        _ = tick.tick() => {}
+                    }
+                    let mut c = authority.nodes[i].client.clone();
                     let req = pb::StatusRequest {
                         version: Some(u64::MAX),
                         local_only: true,
                     };
-                    async move { tokio::time::timeout(Duration::from_secs(1), c.status(req)).await }
-                });
-                for reply in futures::future::join_all(asks).await {
-                    let Ok(Ok(reply)) = reply else { continue };
+                    let Ok(Ok(reply)) =
+                        tokio::time::timeout(Duration::from_secs(1), c.status(req)).await
+                    else {
+                        continue;
+                    };
                     let conv = reply.into_inner().convergence.unwrap_or_default();
                     for l in conv.laggards {
                         let seen = Seen {
@@ -107,8 +110,8 @@ impl Observer {
                         record(&cl, &l.subscriber_id, seen);
                     }
                 }
-            }
-        }));
+            }));
+        }
         Self {
             stop,
             tasks,
