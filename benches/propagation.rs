@@ -79,20 +79,6 @@ async fn wave(
     (commit, t.elapsed())
 }
 
-/// The CPU time this process has used (user and system), from `/proc/self/stat`.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -132,7 +118,7 @@ async fn main() {
     for n in ns {
         let subs = subscribers(&creds, &addr, n).await;
         let (mut commits, mut alls) = (Vec::new(), Vec::new());
-        let cpu = cpu_time();
+        let cpu = common::cpu_secs();
         for _ in 0..waves {
             next += 1;
             let (c, a) = wave(&mut client, &subs, next).await;
@@ -141,7 +127,7 @@ async fn main() {
         }
         // Node, sessions and subscribers share the process: the CPU of one delta reaching one
         // subscriber, both ends and the commit included.
-        let per = (cpu_time() - cpu) / (waves * n) as u32;
+        let per = (common::cpu_secs() - cpu) / (waves * n) as f64;
         commits.sort();
         alls.sort();
         println!(
@@ -151,7 +137,7 @@ async fn main() {
             fmt(pct(&alls, 0.5)),
             fmt(pct(&alls, 0.99)),
             fmt(*alls.last().unwrap()),
-            per.as_secs_f64() * 1e6
+            per * 1e6
         );
         for s in subs {
             s.shutdown().await;
