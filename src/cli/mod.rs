@@ -1,5 +1,5 @@
 //! The `recall` command line: `recall server` runs a node, `recall sidecar` a sidecar, `recall
-//! mirror` the Redis mirror; every other
+//! mirror` the Redis mirror, `recall ssf` the Shared Signals receiver; every other
 //! command is an operator client of a running cluster. clap and environment parsing live here and
 //! nowhere else.
 
@@ -14,6 +14,7 @@ mod pki;
 mod roles;
 mod server;
 mod sidecar;
+mod ssf;
 mod stepup;
 mod time;
 mod tls;
@@ -76,6 +77,9 @@ enum Cmd {
     /// Keep the revocation set in Redis for readers that only speak Redis (a key per
     /// revocation, rules in a hash, a PUBLISH per change).
     Mirror(mirror::MirrorArgs),
+    /// Receive OpenID Shared Signals (CAEP session-revoked, credential-change) from identity
+    /// providers, by push (RFC 8935) or poll (RFC 8936), and revoke what they name.
+    Ssf(ssf::SsfArgs),
     /// Revoke keys (tokens, sessions, API keys, subjects, clients, signing keys).
     Revoke(write::RevokeArgs),
     /// Recall by time: revoke every token in a scope issued before a time.
@@ -121,6 +125,7 @@ impl Cli {
             Cmd::Server(a) => server::run(a).await,
             Cmd::Sidecar(a) => sidecar::run(a).await,
             Cmd::Mirror(a) => mirror::run(a).await,
+            Cmd::Ssf(a) => ssf::run(a).await,
             Cmd::Revoke(a) => write::revoke(a).await,
             Cmd::Rule(a) => write::rule(a).await,
             Cmd::Lift(a) => write::lift(a).await,

@@ -16,6 +16,8 @@ pub struct Parsed<'t> {
     pub alg: Algorithm,
     /// The `kid` header.
     pub kid: Option<String>,
+    /// The `typ` header (`JWT`, `at+jwt`, `secevent+jwt`...).
+    pub typ: Option<String>,
     /// The claims.
     pub claims: Map<String, Value>,
     /// `header.payload`: what the signature covers.
@@ -73,6 +75,11 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<Parsed<'_>, Rejection> {
         Some(Value::String(k)) => Some(k.clone()),
         Some(_) => return Err(malformed("the header's `kid` is not a string")),
     };
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(_) => return Err(malformed("the header's `typ` is not a string")),
+    };
     let claims = object("payload", payload)?;
     if signature.is_empty() {
         return Err(malformed("the token has no signature"));
@@ -80,6 +87,7 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<Parsed<'_>, Rejection> {
     Ok(Parsed {
         alg,
         kid,
+        typ,
         claims,
         message,
         signature,

@@ -114,7 +114,7 @@ impl KeyStore {
             )));
         }
         if let Some(url) = &policy.jwks_url {
-            let client = http_client(policy.jwks_ca.as_deref())
+            let client = https_client(policy.jwks_ca.as_deref())
                 .with_context(|| format!("issuer {who:?}: jwks_url"))?;
             let wake = Arc::new(Notify::new());
             let (tx, rx) = watch::channel(0);
@@ -440,8 +440,20 @@ pub fn max_age(cache_control: &str) -> Option<Duration> {
 }
 
 /// An HTTPS client trusting the system's roots and `ca` (PEM), TLS through rustls with ring
-/// (plain HTTP only reaches loopback: the policy refuses other `http://` URLs).
-fn http_client(ca: Option<&Path>) -> anyhow::Result<HttpClient> {
+/// (plain HTTP only reaches loopback: the policies refuse other `http://` URLs). Redirects are
+/// never followed.
+pub fn https_client<B>(
+    ca: Option<&Path>,
+) -> anyhow::Result<
+    hyper_util::client::legacy::Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        B,
+    >,
+>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
@@ -449,9 +461,9 @@ fn http_client(ca: Option<&Path>) -> anyhow::Result<HttpClient> {
     if let Some(ca) = ca {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
             .and_then(|i| i.collect::<Result<_, _>>())
-            .with_context(|| format!("cannot read jwks_ca {}", ca.display()))?;
+            .with_context(|| format!("cannot read the CA file {}", ca.display()))?;
         if certs.is_empty() {
-            anyhow::bail!("jwks_ca {} holds no certificate", ca.display());
+            anyhow::bail!("the CA file {} holds no certificate", ca.display());
         }
         for c in certs {
             roots.add(c)?;

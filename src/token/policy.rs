@@ -263,7 +263,7 @@ impl IssuerPolicy {
 }
 
 /// `https://`, or `http://` to a loopback address only.
-fn check_url(who: &str, url: &str) -> anyhow::Result<()> {
+pub fn check_url(who: &str, url: &str) -> anyhow::Result<()> {
     let parsed: url::Url = url
         .parse()
         .map_err(|e| anyhow::anyhow!("issuer {who:?}: `jwks_url` {url:?} is not a URL: {e}"))?;

@@ -1,0 +1,172 @@
+//! What a transmitter is told when a SET is not accepted, with the RFC 8935 codes: forged,
+//! unsigned, misaddressed, from an unknown issuer, too old, not a SET, naming an issuer the
+//! transmitter may not act on, or pushed without the transmitter's bearer token. None of them
+//! writes anything.
+
+use serde_json::{Value, json};
+
+use super::keys::{SigningKey, jwks};
+use super::support::{self, AUDIENCE, PUSH_TOKEN, Receiver, TRANSMITTER, claims, set, set_with};
+
+const SESSION_REVOKED: &str = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+
+fn subject() -> Value {
+    json!({"format": "opaque", "id": "erin"})
+}
+
+fn good(jti: &str) -> Value {
+    claims(jti, SESSION_REVOKED, json!({}), subject())
+}
+
+fn with(mut v: Value, changes: Value) -> Value {
+    for (k, x) in changes.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+#[tokio::test]
+async fn forged_misaddressed_and_stale_sets_are_refused_with_the_rfc_codes() {
+    let node = support::node(true).await;
+    let key = SigningKey::es256("t-1");
+    let rs = SigningKey::rs256("t-rsa");
+    let rx = Receiver::start(&node.addr, &jwks(&[&key, &rs]), None).await;
+    let version = node.node.sm.with_set(|s| s.version());
+    let typ = json!({"typ": "secevent+jwt"});
+    // The same kid, another key: a forgery.
+    let forger = SigningKey::es256("t-1");
+    let none = {
+        use base64::Engine;
+        let b = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        format!(
+            "{}.{}.",
+            b(&json!({"alg": "none", "typ": "secevent+jwt"})),
+            b(&good("n"))
+        )
+    };
+    // An RS256 public key used as an HMAC secret.
+    let hs = {
+        let secret = rs.public_pem.clone().unwrap();
+        let k = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap();
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some("t-rsa".into());
+        h.typ = Some("secevent+jwt".into());
+        jsonwebtoken::encode(&h, &good("hs"), &k).unwrap()
+    };
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "forged signature",
+            set_with(&forger, typ.clone(), good("f")),
+            400,
+            "invalid_key",
+        ),
+        ("alg none", none, 400, "invalid_key"),
+        ("public key as HMAC secret", hs, 400, "invalid_key"),
+        (
+            "another audience",
+            set_with(
+                &key,
+                typ.clone(),
+                with(good("a"), json!({"aud": "https://other/ssf"})),
+            ),
+            400,
+            "invalid_audience",
+        ),
+        (
+            "unknown transmitter",
+            set_with(
+                &key,
+                typ.clone(),
+                with(good("i"), json!({"iss": "https://evil.example"})),
+            ),
+            400,
+            "invalid_issuer",
+        ),
+        (
+            "issued two days ago",
+            set_with(
+                &key,
+                typ.clone(),
+                with(good("o"), json!({"iat": support::now() - 172_800})),
+            ),
+            400,
+            "invalid_request",
+        ),
+        (
+            "an access token, not a SET",
+            set_with(&key, json!({"typ": "JWT"}), good("t")),
+            400,
+            "invalid_request",
+        ),
+        (
+            "two events in one SET",
+            set_with(
+                &key,
+                typ.clone(),
+                with(
+                    good("e"),
+                    json!({"events": {SESSION_REVOKED: {}, "urn:x": {}}}),
+                ),
+            ),
+            400,
+            "invalid_request",
+        ),
+        (
+            "another issuer's subject",
+            set(
+                &key,
+                "d",
+                SESSION_REVOKED,
+                json!({}),
+                json!({"format": "iss_sub", "iss": "https://bank.example", "sub": "erin"}),
+            ),
+            400,
+            "access_denied",
+        ),
+        ("not a JWT", "hello".to_string(), 400, "invalid_request"),
+    ];
+    for (what, body, status, err) in cases {
+        let (got, reply) = rx.push(&body).await;
+        assert_eq!(
+            (got, reply["err"].as_str()),
+            (status, Some(err)),
+            "{what}: {reply}"
+        );
+        assert!(
+            !reply["description"].as_str().unwrap_or("").is_empty(),
+            "{what}: a description says what was wrong"
+        );
+    }
+    let s = set(&key, "auth", SESSION_REVOKED, json!({}), subject());
+    let (got, reply) = rx.push_as(&s, "application/secevent+jwt", None).await;
+    assert_eq!(
+        (got, reply["err"].as_str()),
+        (401, Some("authentication_failed"))
+    );
+    let (got, _) = rx
+        .push_as(&s, "application/secevent+jwt", Some("wrong-token"))
+        .await;
+    assert_eq!(got, 401, "a wrong bearer token");
+    let (got, reply) = rx.push_as(&s, "application/json", Some(PUSH_TOKEN)).await;
+    assert_eq!((got, reply["err"].as_str()), (400, Some("invalid_request")));
+    assert!(
+        reply["description"]
+            .as_str()
+            .unwrap()
+            .contains("secevent+jwt")
+    );
+    let huge = "x".repeat(64 * 1024);
+    let (got, _) = rx.push(&huge).await;
+    assert_eq!(got, 413, "an oversized body");
+    assert_eq!(
+        node.node.sm.with_set(|s| s.version()),
+        version,
+        "nothing refused was written"
+    );
+    let m = rx.metrics().await;
+    assert!(
+        m.contains(r#"recall_ssf_refused_total{err="invalid_key"} 3"#),
+        "{m}"
+    );
+    let _ = (AUDIENCE, TRANSMITTER);
+}
