@@ -12,6 +12,16 @@ use crate::{Kind, RevocationKey, RuleScope, ScopeKind};
 #[serde(transparent)]
 pub struct Fingerprint(pub u64);
 
+/// A second keyed hash of a revocation key, independent of its fingerprint. With the
+/// fingerprint it is the key's 128-bit identity on the authority, which keeps no key in memory:
+/// two keys sharing a fingerprint (about one pair in 2^64) are told apart by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyCheck(pub u64);
+
+/// What keys the check hash apart from the fingerprint hash.
+const CHECK_SALT: u64 = 0x5851_f42d_4c95_7f2d;
+
 /// The cluster-wide key of the fingerprint hash, chosen when a cluster is created and sent to
 /// subscribers in every snapshot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,6 +51,14 @@ impl Fingerprinter {
     /// The fingerprint of a revocation key.
     pub fn key(&self, key: &RevocationKey) -> Fingerprint {
         self.raw(key.kind.tag(), &key.namespace, &key.value)
+    }
+
+    /// The check hash of a revocation key (see [`KeyCheck`]): the same construction as the
+    /// fingerprint under a differently derived key.
+    pub fn check(&self, key: &RevocationKey) -> KeyCheck {
+        let ns = xxh3_64_with_seed(key.namespace.as_bytes(), self.seed.0 ^ CHECK_SALT);
+        let seed = (ns ^ u64::from(key.kind.tag()).wrapping_mul(TAG_SPREAD)).rotate_left(29);
+        KeyCheck(xxh3_64_with_seed(key.value.as_bytes(), seed))
     }
 
     /// The fingerprint of `(kind, namespace, value)` without building a key.

@@ -26,7 +26,7 @@ pub mod verdict;
 pub use command::{Command, Meta, Revocation};
 pub use delta::{Delta, Expiry, View};
 pub use digest::{Digest, RuleFingerprint};
-pub use fingerprint::{Fingerprint, FingerprintSeed, Fingerprinter, NamespaceHasher};
+pub use fingerprint::{Fingerprint, FingerprintSeed, Fingerprinter, KeyCheck, NamespaceHasher};
 pub use key::{Kind, RevocationKey};
 pub use rule::{Rule, RuleScope, ScopeKind, issued_before};
 pub use set::frozen::{Flat, Frozen, SetSnapshotRef};

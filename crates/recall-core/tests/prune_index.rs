@@ -70,12 +70,11 @@ proptest! {
                 let removed = before.entries.len() + before.rules.len()
                     - entries.len() - rules.len();
                 prop_assert_eq!(applied.removed, removed as u64);
-                let fp = set.fingerprinter();
-                let left: BTreeSet<Fingerprint> = entries.iter().map(|e| fp.key(&e.key)).collect();
+                let left: BTreeSet<Fingerprint> = entries.iter().map(|e| e.fingerprint).collect();
                 let mut gone: Vec<Fingerprint> = before
                     .entries
                     .iter()
-                    .map(|e| fp.key(&e.key))
+                    .map(|e| e.fingerprint)
                     .filter(|f| !left.contains(f))
                     .collect();
                 gone.dedup();

@@ -9,11 +9,11 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-use super::layers::{Layer, live, merge};
+use super::layers::{Bucket, Layer, live, merge};
 use super::{Entry, SetSnapshot, StoredRule};
-use crate::{Digest, FingerprintSeed, Meta};
+use crate::{Digest, Fingerprint, FingerprintSeed, Meta};
 
 /// The whole set at one version, immutable.
 #[derive(Clone, Debug)]
@@ -50,8 +50,8 @@ pub struct SetSnapshotRef<'a> {
     pub last_change: u64,
     /// See [`SetSnapshot::digest`].
     pub digest: Digest,
-    /// See [`SetSnapshot::entries`]: sorted by key.
-    pub entries: Vec<&'a Entry>,
+    /// See [`SetSnapshot::entries`]: sorted by fingerprint and check.
+    pub entries: EntriesRef<'a>,
     /// See [`SetSnapshot::rules`]: sorted by scope.
     pub rules: Vec<&'a StoredRule>,
     /// See [`SetSnapshot::events`].
@@ -68,16 +68,24 @@ impl Frozen {
     /// entries)), or all of them when those reach a quarter of the bottom one (O(entries)). Call
     /// it off the lock (and off the async runtime). With one layer, or two of which the upper
     /// one is small, nothing is copied.
+    /// A layer still as the head was frozen (a hash map) is always merged into a sorted one,
+    /// which is what keeps the set at 40 bytes an entry.
     pub fn flatten(self) -> Flat {
         let layers = &self.layers;
         let bottom = layers.first().map_or(0, |l| l.len());
         let above: usize = layers.iter().skip(1).map(|l| l.len()).sum();
-        let merged = if layers.len() > 1 && above.saturating_mul(4) >= bottom {
-            Some((0, Arc::new(merge(layers, true))))
-        } else if layers.len() > 2 {
-            Some((1, Arc::new(merge(&layers[1..], false))))
-        } else {
-            None
+        let hash_above = layers.iter().skip(1).any(|l| l.is_hash());
+        let merged = match layers.first() {
+            None => None,
+            Some(first)
+                if first.is_hash() || (layers.len() > 1 && above.saturating_mul(4) >= bottom) =>
+            {
+                Some((0, Arc::new(merge(layers, true))))
+            }
+            Some(_) if layers.len() > 2 || hash_above => {
+                Some((1, Arc::new(merge(&layers[1..], false))))
+            }
+            Some(_) => None,
         };
         Flat {
             frozen: self,
@@ -100,11 +108,10 @@ impl Flat {
         }
     }
 
-    /// The snapshot, by reference: O(n log n) to sort, nothing copied.
+    /// The snapshot, by reference: O(n) (the layers are sorted), no entry copied.
     pub fn snapshot(&self) -> SetSnapshotRef<'_> {
         let layers = self.layers();
-        let mut entries: Vec<&Entry> = live(&layers).flat_map(|(_, b)| b).collect();
-        entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let entries = EntriesRef(live(&layers).collect());
         let mut rules: Vec<&StoredRule> = self.frozen.rules.iter().collect();
         rules.sort_unstable_by(|a, b| a.rule.scope.cmp(&b.rule.scope));
         SetSnapshotRef {
@@ -133,7 +140,7 @@ impl SetSnapshotRef<'_> {
             version: self.version,
             last_change: self.last_change,
             digest: self.digest,
-            entries: self.entries.iter().map(|e| (*e).clone()).collect(),
+            entries: self.entries.iter().collect(),
             rules: self.rules.iter().map(|r| (*r).clone()).collect(),
             events: self
                 .events
@@ -141,5 +148,40 @@ impl SetSnapshotRef<'_> {
                 .map(|(v, m)| (*v, (*m).clone()))
                 .collect(),
         }
+    }
+}
+
+/// The entries of a snapshot by reference: each fingerprint's bucket, sorted by fingerprint;
+/// serialised as the [`Entry`] list of [`SetSnapshot::entries`].
+#[derive(Debug)]
+pub struct EntriesRef<'a>(Vec<(&'a Fingerprint, &'a Bucket)>);
+
+impl EntriesRef<'_> {
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|(_, b)| b.len()).sum()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every entry, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.0
+            .iter()
+            .flat_map(|(fp, b)| b.iter().map(|s| Entry::of(**fp, s)))
+    }
+}
+
+impl Serialize for EntriesRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.len()))?;
+        for e in self.iter() {
+            seq.serialize_element(&e)?;
+        }
+        seq.end()
     }
 }

@@ -7,6 +7,11 @@
 //! a mutable head over frozen, shared layers, so [`RevocationSet::freeze`] takes an immutable
 //! view of the whole set without copying an entry, and a snapshot is built from that view
 //! ([`frozen`]) off every lock.
+//!
+//! The set keeps no revoked key in memory: an entry is the key's fingerprint and a second,
+//! independent keyed hash of it (its [`KeyCheck`]), 128 bits that name the key; with its expiry
+//! and the version that revoked it, 40 bytes in a merged layer (see [`layers`]). The keys
+//! themselves stay in the Raft log and the audit history, where commands are kept.
 
 mod expiry;
 pub mod frozen;
@@ -18,22 +23,35 @@ use serde::{Deserialize, Serialize};
 
 use self::expiry::ExpiryIndex;
 use self::frozen::{Flat, Frozen};
-use self::layers::Layers;
+use self::layers::{Bucket, Layers, Slot};
 use crate::verdict::{Lookup, Presence};
 use crate::{
-    Command, Delta, Digest, Expiry, Fingerprint, FingerprintSeed, Fingerprinter, Meta, Revocation,
-    RevocationKey, Rule, RuleFingerprint, RuleScope, Timestamp, View,
+    Command, Delta, Digest, Expiry, Fingerprint, FingerprintSeed, Fingerprinter, KeyCheck, Meta,
+    Revocation, RevocationKey, Rule, RuleFingerprint, RuleScope, Timestamp, View,
 };
 
-/// One revoked key as the authority holds it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One revoked key as the authority holds it: not the key, but its identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Entry {
-    /// What is revoked.
-    pub key: RevocationKey,
+    /// The key's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// The key's check hash: with the fingerprint, which key it is.
+    pub check: KeyCheck,
     /// When it stops mattering; `None` until lifted.
     pub expires_at: Option<Timestamp>,
     /// The version of the command that revoked it; its [`Meta`] says who, when and why.
     pub revoked_in: u64,
+}
+
+impl Entry {
+    fn of(fingerprint: Fingerprint, slot: &Slot) -> Self {
+        Self {
+            fingerprint,
+            check: slot.check,
+            expires_at: slot.expires_at(),
+            revoked_in: slot.revoked_in,
+        }
+    }
 }
 
 /// One rule as the authority holds it.
@@ -108,7 +126,7 @@ pub struct SetSnapshot {
     pub last_change: u64,
     /// The digest, checked again on restore.
     pub digest: Digest,
-    /// Every entry, by fingerprint.
+    /// Every entry, sorted by fingerprint and check.
     pub entries: Vec<Entry>,
     /// Every rule.
     pub rules: Vec<StoredRule>,
@@ -132,18 +150,18 @@ fn later(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 }
 
 /// The latest expiry of the entries of one fingerprint.
-fn latest(bucket: &[Entry]) -> Option<Timestamp> {
+fn latest(bucket: &[Slot]) -> Option<Timestamp> {
     bucket
         .iter()
-        .map(|e| e.expires_at)
+        .map(|e| e.expires_at())
         .reduce(later)
         .unwrap_or(None)
 }
 
 /// The earliest expiry of the entries of one fingerprint, `None` if none of them expires: where
 /// the expiry index files the fingerprint.
-fn earliest(bucket: &[Entry]) -> Option<Timestamp> {
-    bucket.iter().filter_map(|e| e.expires_at).min()
+fn earliest(bucket: &[Slot]) -> Option<Timestamp> {
+    bucket.iter().filter_map(|e| e.expires_at()).min()
 }
 
 fn expired(expires_at: Option<Timestamp>, now: Timestamp) -> bool {
@@ -203,13 +221,14 @@ impl RevocationSet {
     }
 
     /// The entry for `key` and who revoked it, if it is revoked.
-    pub fn get(&self, key: &RevocationKey) -> Option<(&Entry, &Meta)> {
-        let entry = self
-            .entries
-            .get(&self.fp.key(key))?
-            .iter()
-            .find(|e| &e.key == key)?;
-        Some((entry, &self.events.get(&entry.revoked_in)?.meta))
+    pub fn get(&self, key: &RevocationKey) -> Option<(Entry, &Meta)> {
+        let fp = self.fp.key(key);
+        let check = self.fp.check(key);
+        let slot = self.entries.get(&fp)?.iter().find(|e| e.check == check)?;
+        Some((
+            Entry::of(fp, slot),
+            &self.events.get(&slot.revoked_in)?.meta,
+        ))
     }
 
     /// The rule with this scope, if one holds.
@@ -245,7 +264,8 @@ impl RevocationSet {
             Command::AddRule { meta, rule } => self.add_rule(meta, rule, &mut out, &mut delta),
             Command::Lift { keys, rules, .. } => {
                 for key in keys {
-                    match self.remove_entry(key, &mut delta) {
+                    let (fp, check) = (self.fp.key(key), self.fp.check(key));
+                    match self.remove_entry(fp, check, &mut delta) {
                         true => out.removed += 1,
                         false => out.not_found += 1,
                     }
@@ -281,24 +301,21 @@ impl RevocationSet {
     ) {
         for item in items {
             let fp = self.fp.key(&item.key);
+            let check = self.fp.check(&item.key);
             let bucket = self.entries.entry(fp);
             // What the fingerprint's expiry was, when it was already revoked.
             let held = (!bucket.is_empty()).then(|| latest(bucket));
             let indexed = earliest(bucket);
-            if let Some(e) = bucket.iter_mut().find(|e| e.key == item.key) {
-                e.expires_at = later(e.expires_at, item.expires_at);
+            if let Some(e) = bucket.iter_mut().find(|e| e.check == check) {
+                e.set_expires_at(later(e.expires_at(), item.expires_at));
                 out.already_present += 1;
             } else {
                 if held.is_none() {
                     delta.added.push(fp);
                     self.digest.add_entry(fp);
                 }
-                bucket.push(Entry {
-                    key: item.key.clone(),
-                    expires_at: item.expires_at,
-                    revoked_in: version,
-                });
-                bucket.sort_by(|a, b| a.key.cmp(&b.key));
+                let at = bucket.partition_point(|e| e.check < check);
+                bucket.insert(at, Slot::new(check, item.expires_at, version));
                 self.len += 1;
                 out.added += 1;
             }
@@ -353,13 +370,12 @@ impl RevocationSet {
         out.added += 1;
     }
 
-    /// Removes the entry for `key`; reports whether there was one.
-    fn remove_entry(&mut self, key: &RevocationKey, delta: &mut Delta) -> bool {
-        let fp = self.fp.key(key);
+    /// Removes the entry of the key `(fp, check)`; reports whether there was one.
+    fn remove_entry(&mut self, fp: Fingerprint, check: KeyCheck, delta: &mut Delta) -> bool {
         let Some(pos) = self
             .entries
             .get(&fp)
-            .and_then(|b| b.iter().position(|e| &e.key == key))
+            .and_then(|b| b.iter().position(|e| e.check == check))
         else {
             return false;
         };
@@ -399,9 +415,9 @@ impl RevocationSet {
     /// Removes every entry and rule expired at `now`: O(log n + what expired), through the
     /// expiry indexes. The removal order is sorted, as the scan this replaced was.
     fn prune(&mut self, now: Timestamp, out: &mut Applied, delta: &mut Delta) {
-        let mut gone: Vec<RevocationKey> = Vec::new();
+        let mut gone: Vec<(Fingerprint, KeyCheck)> = Vec::new();
         for fp in self.entry_expiries.due(now) {
-            let bucket = self.entries.get(&fp).map_or(&[][..], Vec::as_slice);
+            let bucket = self.entries.get(&fp).map_or(&[][..], Bucket::as_slice);
             debug_assert!(
                 !bucket.is_empty(),
                 "the expiry index holds only revoked fingerprints"
@@ -409,13 +425,13 @@ impl RevocationSet {
             gone.extend(
                 bucket
                     .iter()
-                    .filter(|e| expired(e.expires_at, now))
-                    .map(|e| e.key.clone()),
+                    .filter(|e| expired(e.expires_at(), now))
+                    .map(|e| (fp, e.check)),
             );
         }
         gone.sort();
-        for key in &gone {
-            self.remove_entry(key, delta);
+        for (fp, check) in &gone {
+            self.remove_entry(*fp, *check, delta);
         }
         let mut rules = self.rule_expiries.due(now);
         rules.sort();
@@ -450,8 +466,7 @@ impl RevocationSet {
 
     /// The subscriber view: sorted fingerprints and rules at the current version.
     pub fn view(&self) -> View {
-        let mut fingerprints: Vec<Fingerprint> = self.entries.iter().map(|(fp, _)| *fp).collect();
-        fingerprints.sort_unstable();
+        let fingerprints: Vec<Fingerprint> = self.entries.iter().map(|(fp, _)| *fp).collect();
         View {
             seed: self.fp.seed(),
             version: self.version,
@@ -513,8 +528,11 @@ impl RevocationSet {
 
     /// A full, deterministic copy of the set.
     pub fn snapshot(&self) -> SetSnapshot {
-        let mut entries: Vec<Entry> = self.entries.iter().flat_map(|(_, b)| b).cloned().collect();
-        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        let entries: Vec<Entry> = self
+            .entries
+            .iter()
+            .flat_map(|(fp, b)| b.iter().map(|s| Entry::of(*fp, s)))
+            .collect();
         let mut rules: Vec<StoredRule> = self.rules.values().cloned().collect();
         rules.sort_by(|a, b| a.rule.scope.cmp(&b.rule.scope));
         SetSnapshot {
@@ -532,17 +550,28 @@ impl RevocationSet {
         }
     }
 
-    /// Rebuilds a set from a snapshot, checking its digest.
-    pub fn restore(snap: SetSnapshot) -> Result<Self, CorruptSnapshot> {
+    /// Rebuilds a set from a snapshot, checking its digest. The entries become one sorted
+    /// layer, built in place (a snapshot lists them sorted; one that does not is sorted first).
+    /// The same key twice is kept once.
+    pub fn restore(mut snap: SetSnapshot) -> Result<Self, CorruptSnapshot> {
         let mut set = Self::new(snap.seed);
         set.version = snap.version;
         set.last_change = snap.last_change;
         let metas: BTreeMap<u64, Meta> = snap.events.into_iter().collect();
+        if !snap.entries.is_sorted() {
+            snap.entries.sort_unstable();
+        }
+        snap.entries
+            .dedup_by(|b, a| (a.fingerprint, a.check) == (b.fingerprint, b.check));
+        let mut bottom: Vec<(Fingerprint, Bucket)> = Vec::with_capacity(snap.entries.len());
         for entry in snap.entries {
-            let fp = set.fp.key(&entry.key);
-            let bucket = set.entries.entry(fp);
-            if bucket.is_empty() {
-                set.digest.add_entry(fp);
+            let slot = Slot::new(entry.check, entry.expires_at, entry.revoked_in);
+            match bottom.last_mut() {
+                Some((fp, bucket)) if *fp == entry.fingerprint => bucket.push(slot),
+                _ => {
+                    set.digest.add_entry(entry.fingerprint);
+                    bottom.push((entry.fingerprint, Bucket::from_slice(&[slot])));
+                }
             }
             if let Some(meta) = metas.get(&entry.revoked_in) {
                 set.events
@@ -553,13 +582,12 @@ impl RevocationSet {
                     })
                     .live_entries += 1;
             }
-            bucket.push(entry);
-            bucket.sort_by(|a, b| a.key.cmp(&b.key));
             set.len += 1;
         }
-        for (fp, bucket) in set.entries.iter() {
+        for (fp, bucket) in &bottom {
             set.entry_expiries.update(*fp, None, earliest(bucket));
         }
+        set.entries = Layers::from_sorted(bottom);
         for stored in snap.rules {
             let scope = set.fp.scope(&stored.rule.scope);
             set.digest.add_rule(scope, stored.rule.not_before);
@@ -594,11 +622,7 @@ impl PartialEq for RevocationSet {
             && self.events == other.events
             && self.entry_expiries == other.entry_expiries
             && self.rule_expiries == other.rule_expiries
-            && self.entries.iter().count() == other.entries.iter().count()
-            && self
-                .entries
-                .iter()
-                .all(|(fp, b)| other.entries.get(fp) == Some(b))
+            && self.entries.iter().eq(other.entries.iter())
     }
 }
 
