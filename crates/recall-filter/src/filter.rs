@@ -55,6 +55,11 @@ pub struct Stats {
     pub rules: usize,
     /// Removals a lite filter could not apply.
     pub stale_removals: usize,
+    /// Lite shards filled past the fingerprints their Bloom filters were sized for (their
+    /// false-positive rate is over the design 1%); 0 in full mode.
+    pub overfull_shards: usize,
+    /// Snapshots that rebuilt overfull lite shards since the filter was made.
+    pub rebuilds: u64,
     /// Heap bytes of the Bloom filters (lite mode) or of the prefilter (full mode).
     pub bloom_bytes: usize,
     /// Heap bytes of the exact fingerprints.
@@ -66,6 +71,8 @@ pub struct Stats {
 pub struct Filter {
     mode: Mode,
     shared: Arc<Published>,
+    /// Snapshots published while a lite shard was overfull: each rebuilt it.
+    rebuilds: u64,
 }
 
 /// A cheap, cloneable handle that checks against the latest published state.
@@ -88,6 +95,7 @@ impl Filter {
         Self {
             mode,
             shared: Arc::new(Published::new(state)),
+            rebuilds: 0,
         }
     }
 
@@ -233,7 +241,10 @@ impl Filter {
                 };
                 let (ah, at) = a.split_at(a.partition_point(|&x| shard_of(x) == index));
                 let (rh, rt) = r.split_at(r.partition_point(|&x| shard_of(x) == index));
+                let was = shards[index].overfull();
                 shards[index] = shards[index].changed(ah, rh);
+                next.overfull = (next.overfull + usize::from(shards[index].overfull()))
+                    .saturating_sub(usize::from(was));
                 touched.push(index);
                 (a, r) = (at, rt);
             }
@@ -304,6 +315,7 @@ impl Filter {
                 at: cur.version,
             });
         }
+        let overfull = cur.overfull > 0;
         drop(cur);
         let state = State::build(
             Fingerprinter::new(seed),
@@ -321,7 +333,17 @@ impl Filter {
             });
         }
         self.shared.store(state);
+        self.rebuilds += u64::from(overfull);
         Ok(())
+    }
+
+    /// Whether a lite shard has been filled past what its Bloom filter was sized for, so its
+    /// false positives are over the design 1%. A Bloom filter cannot grow without the
+    /// fingerprints it holds, which a lite filter does not keep; the caller fetches a snapshot
+    /// (the exact set, which also clears the removals a Bloom filter cannot apply) and the
+    /// snapshot rebuilds every shard sized for what it then holds.
+    pub fn needs_rebuild(&self) -> bool {
+        self.shared.load().overfull > 0
     }
 
     /// The whole content as a view, for persisting (full mode; a lite filter has no exact set and
@@ -371,6 +393,8 @@ impl Filter {
             entries: cur.len,
             rules: cur.rules.len(),
             stale_removals: cur.stale_removals,
+            overfull_shards: cur.overfull,
+            rebuilds: self.rebuilds,
             bloom_bytes,
             exact_bytes,
         }
@@ -476,6 +500,9 @@ fn mode_full(mode: Mode) -> bool {
 
 #[cfg(test)]
 mod exactness;
+
+#[cfg(test)]
+mod rebuild;
 
 #[cfg(test)]
 mod tests {
