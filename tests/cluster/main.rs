@@ -12,6 +12,7 @@ mod history;
 mod import_pipeline;
 mod isolated_node;
 mod leader_failover_import;
+mod lite_mode;
 mod metrics;
 mod peer_port;
 mod prune_grace;

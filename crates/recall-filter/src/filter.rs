@@ -36,6 +36,9 @@ pub struct Checked {
     pub verdict: Verdict,
     /// The filter's version when it answered.
     pub version: u64,
+    /// The version of the last change the answering state had applied: an answer computed
+    /// elsewhere at a version at least this is at least as current (a lite-mode confirmation).
+    pub last_change: u64,
 }
 
 /// What a filter holds, for status pages and metrics.
@@ -408,6 +411,7 @@ impl Reader {
         self.shared.with_latest(|state| Checked {
             verdict: state.fp.check_token(facts, state),
             version: state.version,
+            last_change: state.last_change,
         })
     }
 
@@ -420,6 +424,7 @@ impl Reader {
                 .map(|f| Checked {
                     verdict: state.fp.check_token(f, state),
                     version: state.version,
+                    last_change: state.last_change,
                 })
                 .collect()
         })
@@ -431,6 +436,7 @@ impl Reader {
         self.shared.with_latest(|state| Checked {
             verdict: state.fp.check_key(kind, namespace, value, state),
             version: state.version,
+            last_change: state.last_change,
         })
     }
 
@@ -469,6 +475,7 @@ impl LocalReader {
         Checked {
             verdict: state.fp.check_token(facts, state),
             version: state.version,
+            last_change: state.last_change,
         }
     }
 
@@ -479,6 +486,7 @@ impl LocalReader {
         Checked {
             verdict: state.fp.check_key(kind, namespace, value, state),
             version: state.version,
+            last_change: state.last_change,
         }
     }
 
