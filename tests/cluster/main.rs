@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod bounded_appends;
+mod check_access;
 mod cli;
 mod fixture;
 mod follower_write;

@@ -25,7 +25,8 @@ pub enum Mode {
     #[default]
     Full,
     /// Bloom filters only (about 1.7 bytes an entry): a hit answers "possibly revoked", to be
-    /// confirmed with the cluster; lifts cannot be applied until the next snapshot.
+    /// confirmed with the cluster; lifts cannot be applied until the next snapshot, and a shard
+    /// filled past its design rate waits for one to be rebuilt ([`Filter::needs_rebuild`]).
     Lite,
 }
 
