@@ -58,9 +58,18 @@ pub struct SidecarArgs {
         default_value = "./recall-data/sidecar"
     )]
     data_dir: PathBuf,
-    /// full: exact answers; lite: Bloom filters only, hits answer `possibly_revoked`.
+    /// full: exact answers; lite: Bloom filters only (about 1.7 bytes an entry instead of 10),
+    /// each hit confirmed with a node of the cluster (`possibly_revoked` if none answers).
     #[arg(long, env = "RECALL_SIDECAR_MODE", value_enum, default_value = "full")]
     mode: ModeArg,
+    /// Lite mode: how many milliseconds confirming one hit may take, every node tried included
+    /// (10..60000); past it the answer stays `possibly_revoked` (a refusal).
+    #[arg(long, env = "RECALL_CONFIRM_TIMEOUT_MS", default_value_t = 500)]
+    confirm_timeout_ms: u64,
+    /// Lite mode: how many confirmations are cached (0..1000000), each only until the sidecar
+    /// applies a change past the version it was given at.
+    #[arg(long, env = "RECALL_CONFIRM_CACHE", default_value_t = 1024)]
+    confirm_cache: usize,
     /// Past this many milliseconds without a node vouching for the state (a heartbeat from a node
     /// in touch with its leader), answers are marked stale and the policy decides them.
     #[arg(long, env = "RECALL_STALENESS_BOUND_MS", default_value_t = 10_000)]
@@ -110,6 +119,22 @@ impl SidecarArgs {
         subscriber.mode = match self.mode {
             ModeArg::Full => recall_filter::Mode::Full,
             ModeArg::Lite => recall_filter::Mode::Lite,
+        };
+        if !(10..=60_000).contains(&self.confirm_timeout_ms) {
+            anyhow::bail!(
+                "--confirm-timeout-ms {} is out of range: give 10 to 60000 milliseconds",
+                self.confirm_timeout_ms
+            );
+        }
+        if self.confirm_cache > 1_000_000 {
+            anyhow::bail!(
+                "--confirm-cache {} is over 1000000 entries: give a smaller cache",
+                self.confirm_cache
+            );
+        }
+        subscriber.confirm = crate::subscriber::confirm::ConfirmConfig {
+            timeout: Duration::from_millis(self.confirm_timeout_ms),
+            cache_entries: self.confirm_cache,
         };
         subscriber.data_dir = Some(self.data_dir);
         subscriber.staleness_bound = Duration::from_millis(self.staleness_bound_ms);

@@ -3,7 +3,8 @@
 //! `admin` (membership and roles). Bindings of operator identities to roles live in the
 //! replicated state, so every node agrees and every change is in the audit history; the first
 //! admins of a new cluster come from its configuration (applied with the cluster's seed).
-//! Subscribers need no role: a subscriber identity may subscribe as itself and do nothing else.
+//! Subscribers need no role: a subscriber identity may subscribe as itself and ask `Check` (it is
+//! sent the whole set anyway), and do nothing else.
 
 use std::collections::BTreeMap;
 
@@ -167,6 +168,16 @@ pub enum Denied {
         /// What the caller has.
         has: String,
     },
+    /// The caller may not ask `Check`: a node, or another identity that is neither a
+    /// subscriber nor an operator.
+    #[error(
+        "Check is for subscribers (spiffe://DOMAIN/subscriber/ID) and operators with a role; \
+         {who} is neither: call it with a subscriber's or an operator's certificate"
+    )]
+    NotChecker {
+        /// The caller.
+        who: String,
+    },
     /// The caller is not an operator at all.
     #[error("{action} is for operators; {who} is not an operator identity")]
     NotOperator {
@@ -208,6 +219,19 @@ pub fn require(
             need,
             has: has.map_or_else(|| "no role".into(), |r| format!("the {r} role")),
             who,
+        }),
+    }
+}
+
+/// Refuses `caller` unless it may ask a node's `Check`: any subscriber (its sidecar confirms
+/// lite-mode hits this way, and it is sent the whole set already), or an operator holding a
+/// role (viewer or higher). Nodes have no reason to ask and are refused.
+pub fn require_checker(bindings: &Bindings, caller: &Caller) -> Result<(), Denied> {
+    match caller.identity.as_ref().map(|id| &id.principal) {
+        None | Some(Principal::Subscriber(_)) => Ok(()),
+        Some(Principal::Operator(_)) => require(bindings, caller, Role::Viewer, "Check"),
+        Some(Principal::Node(_)) => Err(Denied::NotChecker {
+            who: caller.actor(),
         }),
     }
 }
@@ -283,5 +307,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no role"), "{e}");
+    }
+
+    #[test]
+    fn check_is_for_subscribers_and_operators_with_a_role() {
+        let mut b = Bindings::new();
+        b.insert("spiffe://d/operator/v".into(), Role::Viewer);
+        assert!(require_checker(&b, &caller("spiffe://d/subscriber/s")).is_ok());
+        assert!(require_checker(&b, &caller("spiffe://d/operator/v")).is_ok());
+        let e = require_checker(&b, &caller("spiffe://d/operator/x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("viewer role") && e.contains("no role"), "{e}");
+        let e = require_checker(&b, &caller("spiffe://d/node/2"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("spiffe://d/node/2 is neither"), "{e}");
     }
 }

@@ -48,6 +48,9 @@ pub struct NodeMetrics {
     /// `recall_stream_queue_bytes`: encoded bytes queued to subscribers, not yet taken by the
     /// transport.
     pub queue_bytes: IntGauge,
+    /// `recall_check_calls_total{rpc}`: `Check` and `CheckBatch` calls answered (lite-mode
+    /// sidecars confirming Bloom filter hits, and operators).
+    pub check_calls: IntCounterVec,
     leader_changes: IntCounter,
 }
 
@@ -88,6 +91,13 @@ impl NodeMetrics {
                 "Encoded bytes queued to subscribers and not yet taken by the transport.",
             )
             .expect("a valid gauge"),
+            check_calls: counters(
+                "recall_check_calls_total",
+                "Check and CheckBatch calls this node answered from its exact state, by rpc \
+                 (check, check_batch): lite-mode sidecars confirming Bloom filter hits, and \
+                 operators.",
+                &["rpc"],
+            ),
             leader_changes: IntCounter::new(
                 "recall_raft_leader_changes_total",
                 "Times this node saw the cluster's leader change (including to none).",
@@ -100,6 +110,7 @@ impl NodeMetrics {
         register(&m.registry, m.digest_mismatches.clone());
         register(&m.registry, m.streams_ended.clone());
         register(&m.registry, m.queue_bytes.clone());
+        register(&m.registry, m.check_calls.clone());
         register(&m.registry, m.leader_changes.clone());
         register(&m.registry, commit_seconds);
         appends.register(&m.registry);

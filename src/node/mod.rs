@@ -1,12 +1,13 @@
 //! The authority node (`recall server`): an openraft member holding the revocation set durably.
 //! It listens on two ports, both mutual TLS: the peer port serves only the internal Raft RPC to
-//! member nodes, the client port the operator API (by role) and the subscribe stream (to
-//! subscriber identities).
+//! member nodes, the client port the operator API (by role), the subscribe stream (to
+//! subscriber identities) and `Check` (to subscribers and operators, from the exact state).
 //!
 //! - [`raft`]: the type configuration, the redb log and state machine, the gRPC transport;
 //! - [`writer`]: the write path (validate, chunk, stamp, propose or forward to the leader);
 //! - [`operator`]: the operator API;
 //! - [`subscribe`]: the subscribe stream that feeds sidecars;
+//! - [`check`]: `Check` from the applied exact state (lite-mode sidecars confirm hits with it);
 //! - [`leader`]: what only the leader does (the cluster seed, expiry prunes);
 //! - [`audit`]: the hash-chained history of applied commands;
 //! - [`history`]: the commands kept with it, signed checkpoints, offline verification;
@@ -21,6 +22,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod contact;
@@ -239,6 +241,13 @@ impl RunningNode {
                 metrics: node_metrics.clone(),
                 snapshots: Default::default(),
             };
+            let check_svc = check::CheckService {
+                sm: sm.clone(),
+                raft: raft.clone(),
+                contact: contact.clone(),
+                max_lag: config.streams.max_lag,
+                metrics: node_metrics.clone(),
+            };
             let operator_limit = config
                 .limits
                 .max_batch
@@ -252,6 +261,10 @@ impl RunningNode {
                 .add_service(
                     crate::proto::subscription_server::SubscriptionServer::new(sub_svc)
                         .max_decoding_message_size(MAX_SUBSCRIBER_MESSAGE),
+                )
+                .add_service(
+                    crate::proto::check_server::CheckServer::new(check_svc)
+                        .max_decoding_message_size(check::MAX_REQUEST_BYTES),
                 );
             tokio::spawn(crate::transport::serve_grpc(
                 router,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::subscriber::Subscriber;
-use crate::token::{Reason, Rejection, TokenVerdict, Verifier};
+use crate::token::{Reason, Rejection, TokenVerdict, Verified, Verifier};
 
 /// Checks bearer tokens: verification, then revocation, as one verdict.
 pub struct Bearer {
@@ -27,9 +27,18 @@ impl Bearer {
     pub async fn check(&self, token: &str) -> Option<TokenVerdict> {
         let verifier = self.verifier.as_ref()?;
         let verified = verifier.verify(token).await;
-        Some(self.counted(TokenVerdict::decide(verified, |facts| {
-            self.subscriber.check(facts)
-        })))
+        Some(self.decide(verified).await)
+    }
+
+    /// The verdict on a verification result: a verified token is checked for revocation (a
+    /// lite-mode hit confirmed with the cluster), and the verdict is counted.
+    pub async fn decide(&self, verified: Result<Arc<Verified>, Rejection>) -> TokenVerdict {
+        let v = match verified {
+            Ok(v) => v,
+            Err(r) => return self.counted(TokenVerdict::rejected(r)),
+        };
+        let answer = self.subscriber.check_confirmed(&v.facts()).await;
+        self.counted(TokenVerdict::of(v, answer))
     }
 
     /// The verdict on a request refused before any token was read (no header, another scheme).

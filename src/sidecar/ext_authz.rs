@@ -42,7 +42,7 @@ impl ExtAuthz {
 
     async fn verdict(&self, req: &CheckRequest) -> Result<TokenVerdict, &'static str> {
         if let Some(payload) = jwt_payload(req) {
-            return Ok(self.check_payload(payload));
+            return Ok(self.check_payload(payload).await);
         }
         let header = req
             .attributes
@@ -63,7 +63,7 @@ impl ExtAuthz {
     }
 
     /// The verdict on a payload Envoy verified: the revocation check on its claims.
-    fn check_payload(&self, payload: &Struct) -> TokenVerdict {
+    async fn check_payload(&self, payload: &Struct) -> TokenVerdict {
         let claims: Map<String, serde_json::Value> = payload
             .fields
             .iter()
@@ -76,9 +76,7 @@ impl ExtAuthz {
             .zip(claims.get("iss").and_then(|v| v.as_str()))
             .and_then(|(v, iss)| v.tenant_claim(iss).map(str::to_string));
         let verified = Verified::from_claims(claims, tenant_claim.as_deref()).map(Arc::new);
-        self.bearer.counted(TokenVerdict::decide(verified, |f| {
-            self.bearer.subscriber.check(f)
-        }))
+        self.bearer.decide(verified).await
     }
 }
 

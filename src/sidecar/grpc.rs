@@ -1,6 +1,7 @@
 //! The gRPC face of a sidecar: `recall.v1.Check`, single and batch, and Envoy's ext_authz
 //! ([`super::ext_authz`]) on the same listener. Facts are converted in [`crate::wire`]; a batch
-//! is answered from one published state, so every reply has the same version.
+//! is answered from one published state, so every local reply has the same version (a lite-mode
+//! hit a node confirmed carries the node's, never older).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,7 +45,7 @@ impl Check for CheckService {
     ) -> Result<Response<pb::CheckReply>, Status> {
         let request = request.into_inner();
         let facts = wire::facts_from_wire("facts", request.facts.as_ref())?;
-        let answer = self.subscriber.check(&facts);
+        let answer = self.subscriber.check_confirmed(&facts).await;
         self.metrics.claims(&answer);
         Ok(Response::new(wire::reply_to_wire(&answer, &facts)))
     }
@@ -57,15 +58,15 @@ impl Check for CheckService {
         let facts = wire::batch_from_wire(&request.facts)?;
         let sub = &self.subscriber;
         let checked = sub.reader().check_tokens(&facts);
-        let replies = checked
-            .into_iter()
-            .zip(&facts)
-            .map(|(c, f)| {
-                let answer = sub.answer(c);
-                self.metrics.claims(&answer);
-                wire::reply_to_wire(&answer, f)
-            })
-            .collect();
+        // One deadline for every lite-mode hit of the batch, so a batch waits on an unreachable
+        // cluster no longer than a single check does.
+        let deadline = sub.confirm_deadline();
+        let mut replies = Vec::with_capacity(facts.len());
+        for (c, f) in checked.into_iter().zip(&facts) {
+            let answer = sub.confirmed(f, c, deadline).await;
+            self.metrics.claims(&answer);
+            replies.push(wire::reply_to_wire(&answer, f));
+        }
         Ok(Response::new(pb::CheckBatchReply { replies }))
     }
 }

@@ -120,7 +120,7 @@ async fn check(
     };
     match query::parse(&pairs) {
         Ok(facts) => {
-            let answer = b.subscriber.check(&facts);
+            let answer = b.subscriber.check_confirmed(&facts).await;
             b.metrics.claims(&answer);
             Json(answer).into_response()
         }

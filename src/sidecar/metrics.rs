@@ -76,8 +76,14 @@ struct SubscriberCollector {
     stale_answers: Mirror,
     by_reason: IntCounterVec,
     by_reason_seen: [AtomicU64; 7],
+    lite_rebuilds: Mirror,
+    confirmations: IntCounterVec,
+    confirmations_seen: [AtomicU64; 4],
     descs: Vec<Desc>,
 }
+
+/// What a lite-mode confirmation came to, as `recall_sidecar_confirmations_total` labels them.
+const CONFIRMATION_RESULTS: [&str; 4] = ["revoked", "not_revoked", "cached", "unreachable"];
 
 /// A counter that follows one of the subscriber's own monotonic counters.
 struct Mirror {
@@ -149,6 +155,19 @@ impl SubscriberCollector {
                 &["reason"],
             ),
             by_reason_seen: Default::default(),
+            lite_rebuilds: Mirror::new(
+                "recall_sidecar_lite_rebuilds_total",
+                "Snapshots that rebuilt lite-mode Bloom shards filled past their design \
+                 false-positive rate (the sidecar asks for one when a shard gets there).",
+            ),
+            confirmations: counters(
+                "recall_sidecar_confirmations_total",
+                "Lite-mode Bloom filter hits confirmed with the cluster, by result: revoked, \
+                 not_revoked (a false positive), cached (a confirmation still current), \
+                 unreachable (no node answered in time: the answer stays possibly_revoked).",
+                &["result"],
+            ),
+            confirmations_seen: Default::default(),
             descs: Vec::new(),
         };
         c.descs = c
@@ -172,6 +191,8 @@ impl SubscriberCollector {
             &self.connects.counter,
             &self.stale_answers.counter,
             &self.by_reason,
+            &self.lite_rebuilds.counter,
+            &self.confirmations,
         ]
     }
 
@@ -193,6 +214,23 @@ impl SubscriberCollector {
         self.connects.follow(s.connects);
         self.stale_answers
             .follow(shared.stale_answers.load(Ordering::Relaxed));
+        self.lite_rebuilds
+            .follow(shared.lite_rebuilds.load(Ordering::Relaxed));
+        if let Some(c) = self.subscriber.confirmer() {
+            let counts = [
+                &c.counts.revoked,
+                &c.counts.not_revoked,
+                &c.counts.cached,
+                &c.counts.unreachable,
+            ];
+            for (i, result) in CONFIRMATION_RESULTS.iter().enumerate() {
+                let now = counts[i].load(Ordering::Relaxed);
+                let seen = self.confirmations_seen[i].swap(now, Ordering::Relaxed);
+                self.confirmations
+                    .with_label_values(&[result])
+                    .inc_by(now.saturating_sub(seen));
+            }
+        }
         let reasons = crate::wire::SNAPSHOT_REASONS.iter().chain(["other"].iter());
         for (i, reason) in reasons.enumerate() {
             let now = shared.snapshot_reasons[i].load(Ordering::Relaxed);

@@ -23,6 +23,36 @@ pub enum StalePolicy {
     FailOpen,
 }
 
+/// Where an answer's verdict comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The local filter alone: every full-mode answer, and every lite-mode miss (a miss is
+    /// never sent to the cluster).
+    #[default]
+    Local,
+    /// A lite-mode Bloom hit a node of the cluster confirmed (revoked or not) just now, from its
+    /// exact state at a version no older than the local one.
+    ConfirmedByCluster,
+    /// As [`Source::ConfirmedByCluster`], from the cache of confirmations: used only while the
+    /// local filter has applied no change after the version the node answered at.
+    ConfirmedCached,
+    /// A lite-mode Bloom hit no node confirmed within the deadline: it stays possibly revoked.
+    ClusterUnreachable,
+}
+
+impl Source {
+    /// The name in JSON answers and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Local => "local",
+            Source::ConfirmedByCluster => "confirmed_by_cluster",
+            Source::ConfirmedCached => "confirmed_cached",
+            Source::ClusterUnreachable => "cluster_unreachable",
+        }
+    }
+}
+
 /// The answer to one check.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Answer {
@@ -41,6 +71,8 @@ pub struct Answer {
     pub staleness_ms: Option<u64>,
     /// The policy applied.
     pub policy: StalePolicy,
+    /// Where the verdict comes from: the local filter, or a node confirming a lite-mode hit.
+    pub source: Source,
 }
 
 impl Answer {
@@ -54,9 +86,11 @@ impl Answer {
 /// when no node has vouched for the state within `bound`, when the state is known to differ from
 /// the authority's (a digest mismatch, until the resync lands), or before the first sync. A
 /// subscriber that has never synced holds nothing a node vouched for, so it denies under either
-/// policy: fail-open allows only what a vouched-for state allows.
+/// policy: fail-open allows only what a vouched-for state allows. `source` says where
+/// `checked` comes from (the local filter, or a node that confirmed a lite-mode hit).
 pub fn answer(
     checked: Checked,
+    source: Source,
     shared: &Shared,
     bound: Duration,
     policy: StalePolicy,
@@ -82,6 +116,7 @@ pub fn answer(
         stale,
         staleness_ms,
         policy,
+        source,
     }
 }
 
@@ -95,6 +130,7 @@ mod tests {
         Checked {
             verdict: Verdict::default(),
             version: 3,
+            last_change: 3,
         }
     }
 
@@ -110,6 +146,7 @@ mod tests {
         let shared = Shared::default();
         let a = answer(
             allowed(),
+            Source::Local,
             &shared,
             BOUND,
             StalePolicy::FailOpen,
@@ -124,9 +161,23 @@ mod tests {
         let t0 = Instant::now();
         let shared = synced(t0);
         let later = t0 + BOUND + Duration::from_millis(1);
-        let a = answer(allowed(), &shared, BOUND, StalePolicy::FailOpen, later);
+        let a = answer(
+            allowed(),
+            Source::Local,
+            &shared,
+            BOUND,
+            StalePolicy::FailOpen,
+            later,
+        );
         assert!(a.stale && !a.revoked, "{a:?}");
-        let a = answer(allowed(), &shared, BOUND, StalePolicy::FailClosed, later);
+        let a = answer(
+            allowed(),
+            Source::Local,
+            &shared,
+            BOUND,
+            StalePolicy::FailClosed,
+            later,
+        );
         assert!(a.stale && a.revoked, "{a:?}");
     }
 
@@ -134,12 +185,39 @@ mod tests {
     fn a_digest_mismatch_is_stale_until_the_resync_lands() {
         let t0 = Instant::now();
         let shared = synced(t0);
-        assert!(!answer(allowed(), &shared, BOUND, StalePolicy::FailClosed, t0).stale);
+        assert!(
+            !answer(
+                allowed(),
+                Source::Local,
+                &shared,
+                BOUND,
+                StalePolicy::FailClosed,
+                t0
+            )
+            .stale
+        );
         shared.diverged.store(true, Ordering::Relaxed);
-        let a = answer(allowed(), &shared, BOUND, StalePolicy::FailClosed, t0);
+        let a = answer(
+            allowed(),
+            Source::Local,
+            &shared,
+            BOUND,
+            StalePolicy::FailClosed,
+            t0,
+        );
         assert!(a.stale && a.revoked, "{a:?}");
         shared.diverged.store(false, Ordering::Relaxed);
-        assert!(!answer(allowed(), &shared, BOUND, StalePolicy::FailClosed, t0).stale);
+        assert!(
+            !answer(
+                allowed(),
+                Source::Local,
+                &shared,
+                BOUND,
+                StalePolicy::FailClosed,
+                t0
+            )
+            .stale
+        );
     }
 
     /// Staleness follows the monotonic clock (paused here, advanced by hand), not the wall
@@ -150,6 +228,7 @@ mod tests {
         let fresh = |shared: &Shared| {
             !answer(
                 allowed(),
+                Source::Local,
                 shared,
                 BOUND,
                 StalePolicy::FailClosed,
@@ -163,6 +242,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1)).await;
         let a = answer(
             allowed(),
+            Source::Local,
             &shared,
             BOUND,
             StalePolicy::FailClosed,

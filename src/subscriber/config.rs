@@ -36,6 +36,9 @@ pub struct SubscriberConfig {
     /// A stream silent this long (nodes send a heartbeat every 500 ms) is dead: the subscriber
     /// drops it and connects again, to the next node.
     pub silence_timeout: Duration,
+    /// How a lite-mode subscriber confirms its Bloom filter hits with the cluster (unused in
+    /// full mode, whose answers are exact).
+    pub confirm: super::confirm::ConfirmConfig,
 }
 
 impl SubscriberConfig {
@@ -53,6 +56,7 @@ impl SubscriberConfig {
             backoff_max: Duration::from_secs(5),
             persist_every: Duration::from_secs(1),
             silence_timeout: Duration::from_secs(2),
+            confirm: Default::default(),
         }
     }
 

@@ -111,6 +111,9 @@ pub async fn run(
 impl Follower {
     fn publish(&self, node: Option<&str>) {
         let s = self.follower.replica().stats();
+        self.shared
+            .lite_rebuilds
+            .store(s.rebuilds, Ordering::Relaxed);
         self.state.send_if_modified(|state| {
             let version_at_ms = if state.version == s.version {
                 state.version_at_ms
@@ -231,6 +234,15 @@ impl Follower {
             let acked = self.perform(addr, &mut events, &up);
             if let Err(e) = burst {
                 break Err(e);
+            }
+            if self.follower.replica().needs_rebuild() && !self.follower.wants_snapshot() {
+                // A Bloom filter cannot grow without the fingerprints it holds, which a lite
+                // filter does not keep: a snapshot brings them, and rebuilds every shard.
+                self.follower.request_snapshot();
+                break Err(anyhow::anyhow!(
+                    "a lite-mode Bloom shard is filled past its design false-positive rate: \
+                     reconnecting for a snapshot to rebuild it"
+                ));
             }
             if !acked {
                 let synced = self.state.borrow().synced;

@@ -19,10 +19,12 @@
 //! - [`follow`]: the stream client (Hello, snapshot, deltas, heartbeats, acks, reconnects);
 //! - [`persist`]: the state on disk for warm restarts;
 //! - [`answer`]: a check's answer with its staleness and the policy applied;
+//! - [`confirm`]: lite mode's confirmations of Bloom filter hits with the cluster;
 //! - [`contact`]: when a node last vouched for the state, on a monotonic clock.
 
 pub mod answer;
 pub mod config;
+pub mod confirm;
 pub mod contact;
 pub mod follow;
 pub mod persist;
@@ -32,12 +34,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use recall_core::{Digest, Kind, TokenFacts};
+use recall_core::{Digest, Kind, Status, TokenFacts};
 use recall_filter::{Filter, Reader};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use answer::{Answer, StalePolicy};
+pub use answer::{Answer, Source, StalePolicy};
 pub use config::SubscriberConfig;
 
 /// Counters and the last contact, shared by the follow task and the readers.
@@ -66,6 +68,8 @@ pub struct Shared {
     pub stale_answers: AtomicU64,
     /// Snapshots begun, by reason: one per [`crate::wire::SNAPSHOT_REASONS`], then "other".
     pub snapshot_reasons: [AtomicU64; 7],
+    /// Snapshots that rebuilt lite-mode Bloom shards filled past their design rate.
+    pub lite_rebuilds: AtomicU64,
 }
 
 impl Shared {
@@ -83,6 +87,8 @@ impl Shared {
 pub struct Subscriber {
     reader: Reader,
     shared: Arc<Shared>,
+    /// Confirms lite-mode hits with the cluster (`None` in full mode).
+    confirmer: Option<confirm::Confirmer>,
     config: SubscriberConfig,
     state: watch::Receiver<follow::FollowState>,
     stop: watch::Sender<bool>,
@@ -144,6 +150,14 @@ impl Subscriber {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let reader = filter.reader();
+        let confirmer = match config.mode {
+            recall_filter::Mode::Lite => Some(confirm::Confirmer::new(
+                &config.cluster,
+                config.security.clone(),
+                config.confirm,
+            )?),
+            recall_filter::Mode::Full => None,
+        };
         let shared = Arc::new(Shared::default());
         let (stop, stopped) = watch::channel(false);
         let (state_tx, state) = watch::channel(follow::FollowState::default());
@@ -157,6 +171,7 @@ impl Subscriber {
         Ok(Self {
             reader,
             shared,
+            confirmer,
             config,
             state,
             stop,
@@ -164,9 +179,55 @@ impl Subscriber {
         })
     }
 
-    /// Checks a token's facts against the local filter.
+    /// Checks a token's facts against the local filter. In lite mode a hit answers
+    /// `possibly_revoked`; [`Subscriber::check_confirmed`] confirms it with the cluster.
     pub fn check(&self, facts: &TokenFacts<'_>) -> Answer {
         self.answer(self.reader.check_token(facts))
+    }
+
+    /// Checks a token's facts against the local filter and, in lite mode, confirms a Bloom hit
+    /// with the cluster (a miss is answered locally, at the cost of [`Subscriber::check`]).
+    pub async fn check_confirmed(&self, facts: &TokenFacts<'_>) -> Answer {
+        let checked = self.reader.check_token(facts);
+        if self.confirmer.is_none() || checked.verdict.status() != Status::PossiblyRevoked {
+            return self.answer(checked);
+        }
+        // Only a hit reads the clock for a deadline: a miss costs what `check` does.
+        let deadline = self.confirm_deadline();
+        self.confirmed(facts, checked, deadline).await
+    }
+
+    /// When a confirmation started now must be done (the configured confirmation timeout).
+    pub fn confirm_deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.config.confirm.timeout
+    }
+
+    /// The answer to a check its reader made of `facts`: a lite-mode hit is confirmed with the
+    /// cluster before `deadline` (the node followed now is asked first); anything else, or a
+    /// full-mode answer, is [`Subscriber::answer`].
+    pub async fn confirmed(
+        &self,
+        facts: &TokenFacts<'_>,
+        checked: recall_filter::Checked,
+        deadline: tokio::time::Instant,
+    ) -> Answer {
+        let Some(confirmer) = self
+            .confirmer
+            .as_ref()
+            .filter(|_| checked.verdict.status() == Status::PossiblyRevoked)
+        else {
+            return self.answer(checked);
+        };
+        let first = self.state.borrow().node.clone();
+        let (checked, source) = confirmer
+            .confirm(facts, checked, first.as_deref(), deadline)
+            .await;
+        self.answer_from(checked, source)
+    }
+
+    /// The lite-mode confirmer (`None` in full mode).
+    pub fn confirmer(&self) -> Option<&confirm::Confirmer> {
+        self.confirmer.as_ref()
     }
 
     /// Checks one key.
@@ -176,9 +237,14 @@ impl Subscriber {
 
     /// The answer to a check its [`Subscriber::reader`] made: staleness (now) and policy applied.
     pub fn answer(&self, checked: recall_filter::Checked) -> Answer {
+        self.answer_from(checked, Source::Local)
+    }
+
+    fn answer_from(&self, checked: recall_filter::Checked, source: Source) -> Answer {
         let (bound, policy) = (self.config.staleness_bound, self.config.policy);
         answer::answer(
             checked,
+            source,
             &self.shared,
             bound,
             policy,

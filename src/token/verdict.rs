@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::reason::{Reason, Rejection};
 use super::verify::Verified;
-use crate::subscriber::{Answer, StalePolicy};
+use crate::subscriber::{Answer, Source, StalePolicy};
 
 /// The answer for one bearer token.
 #[derive(Clone, Debug, Serialize)]
@@ -24,6 +24,9 @@ pub struct TokenVerdict {
     pub version: u64,
     /// Whether that state is past its staleness bound.
     pub stale: bool,
+    /// Where the revocation answer comes from: the local filter, or (a lite-mode hit) the
+    /// cluster; `local` when the token was refused before the revocation check.
+    pub source: Source,
     /// The verified issuer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
@@ -50,6 +53,7 @@ impl TokenVerdict {
             matches: vec![],
             version: 0,
             stale: false,
+            source: Source::Local,
             issuer: None,
             subject: None,
             client: None,
@@ -67,10 +71,18 @@ impl TokenVerdict {
             Ok(v) => v,
             Err(r) => return Self::rejected(r),
         };
+        let answer = check(&v.facts());
+        Self::of(v, answer)
+    }
+
+    /// The verdict on a verified token whose revocation check answered `answer`.
+    pub fn of(v: Arc<Verified>, answer: Answer) -> Self {
         let facts = v.facts();
-        let answer = check(&facts);
         let (verdict, description) = if answer.status != Status::Allowed {
-            (Reason::Revoked, describe_matches(&answer.matches, &facts))
+            (
+                Reason::Revoked,
+                describe_matches(&answer.matches, &facts, answer.source),
+            )
         } else if answer.revoked {
             (Reason::Stale, describe_stale(&answer))
         } else if answer.stale {
@@ -79,7 +91,13 @@ impl TokenVerdict {
                 format!("verified and not revoked, but {}", describe_stale(&answer)),
             )
         } else {
-            (Reason::Allowed, "verified and not revoked".to_string())
+            let how = match answer.source {
+                Source::ConfirmedByCluster | Source::ConfirmedCached => {
+                    " (a lite-mode filter hit the cluster confirmed was not revoked)"
+                }
+                _ => "",
+            };
+            (Reason::Allowed, format!("verified and not revoked{how}"))
         };
         Self {
             verdict,
@@ -87,6 +105,7 @@ impl TokenVerdict {
             matches: answer.matches,
             version: answer.version,
             stale: answer.stale,
+            source: answer.source,
             issuer: Some(v.iss.clone()),
             subject: v.sub.clone(),
             client: v.client.clone(),
@@ -108,7 +127,7 @@ fn describe_stale(answer: &Answer) -> String {
     format!("the revocation state is stale: it {age} (policy {policy})")
 }
 
-fn describe_matches(matches: &[Match], facts: &TokenFacts<'_>) -> String {
+fn describe_matches(matches: &[Match], facts: &TokenFacts<'_>, source: Source) -> String {
     let parts: Vec<String> = matches
         .iter()
         .map(|m| match *m {
@@ -117,10 +136,15 @@ fn describe_matches(matches: &[Match], facts: &TokenFacts<'_>) -> String {
                     Namespace::Issuer => format!("issuer {}", facts.iss),
                     Namespace::Tenant => format!("tenant {}", facts.tenant.unwrap_or_default()),
                 };
-                let certainty = if exact {
-                    ""
-                } else {
-                    " (possibly: a lite-mode filter hit)"
+                let certainty = match (exact, source) {
+                    (true, Source::ConfirmedByCluster | Source::ConfirmedCached) => {
+                        " (a lite-mode filter hit, confirmed by the cluster)"
+                    }
+                    (true, _) => "",
+                    (false, Source::ClusterUnreachable) => {
+                        " (possibly: a lite-mode filter hit no node of the cluster could confirm)"
+                    }
+                    (false, _) => " (possibly: a lite-mode filter hit)",
                 };
                 format!("its {kind} is revoked under {ns}{certainty}")
             }

@@ -4,9 +4,9 @@ use recall_core::validate::validate_key;
 use recall_core::{Kind, Match, Namespace, RevocationKey, Status, TokenFacts};
 
 use super::WireError;
-use super::keys::{kind_to_wire, scope_kind_to_wire};
+use super::keys::{kind_from_wire, kind_to_wire, scope_kind_from_wire, scope_kind_to_wire};
 use crate::proto as pb;
-use crate::subscriber::{Answer, StalePolicy};
+use crate::subscriber::{Answer, Source, StalePolicy};
 
 /// The most facts one `CheckBatch` may carry (the limit documented in `check.proto`).
 pub const MAX_CHECK_BATCH: usize = 10_000;
@@ -54,6 +54,22 @@ pub fn facts_from_wire<'a>(
         api_key,
         iat: iat_from_wire(field, f.iat)?,
     })
+}
+
+/// A token's facts for the wire (what a lite sidecar sends a node to confirm a hit).
+pub fn facts_to_wire(f: &TokenFacts<'_>) -> pb::TokenFacts {
+    let own = |v: Option<&str>| v.map(str::to_owned);
+    pb::TokenFacts {
+        iss: f.iss.to_owned(),
+        tenant: own(f.tenant),
+        jti: own(f.jti),
+        sid: own(f.sid),
+        sub: own(f.sub),
+        client: own(f.client),
+        kid: own(f.kid),
+        api_key_sha256: own(f.api_key),
+        iat: f.iat,
+    }
 }
 
 /// An `iat` that is unix seconds; one that can only be milliseconds is refused, since it would
@@ -145,7 +161,76 @@ pub fn reply_to_wire(answer: &Answer, facts: &TokenFacts<'_>) -> pb::CheckReply 
         staleness_ms: answer.staleness_ms.unwrap_or(0),
         stale: answer.stale,
         policy: policy_to_wire(answer.policy) as i32,
+        source: source_to_wire(answer.source) as i32,
     }
+}
+
+/// Where a verdict comes from, for the wire.
+pub fn source_to_wire(source: Source) -> pb::Source {
+    match source {
+        Source::Local => pb::Source::Local,
+        Source::ConfirmedByCluster => pb::Source::Cluster,
+        Source::ConfirmedCached => pb::Source::ClusterCached,
+        Source::ClusterUnreachable => pb::Source::ClusterUnreachable,
+    }
+}
+
+/// What a node's reply says of the token `facts` describe, as a verdict of exact matches.
+/// Refuses a reply that is not one: an unknown verdict, a POSSIBLY_REVOKED or inexact match
+/// (a node answers exactly), a REVOKED without a match, or an entry matched under a namespace
+/// that is neither the token's issuer nor its tenant.
+pub fn verdict_from_wire(
+    reply: &pb::CheckReply,
+    facts: &TokenFacts<'_>,
+) -> Result<recall_core::Verdict, WireError> {
+    let mut matches = Vec::with_capacity(reply.matches.len());
+    for (i, m) in reply.matches.iter().enumerate() {
+        let field = format!("matches[{i}]");
+        let m = match &m.of {
+            Some(pb::r#match::Of::Entry(e)) => {
+                if !e.exact {
+                    return Err(WireError::new(field, "an inexact match from a node"));
+                }
+                let under = if e.namespace == facts.iss {
+                    Namespace::Issuer
+                } else if Some(e.namespace.as_str()) == facts.tenant {
+                    Namespace::Tenant
+                } else {
+                    return Err(WireError::new(
+                        super::join(&field, "namespace"),
+                        "neither the token's issuer nor its tenant",
+                    ));
+                };
+                Match::Entry {
+                    kind: kind_from_wire(&field, e.kind)?,
+                    under,
+                    exact: true,
+                }
+            }
+            Some(pb::r#match::Of::Rule(r)) => Match::Rule {
+                scope: scope_kind_from_wire(&field, r.scope)?,
+                not_before: recall_core::Timestamp::from_millis(r.not_before_ms),
+            },
+            None => return Err(WireError::new(field, "empty")),
+        };
+        matches.push(m);
+    }
+    let consistent = match pb::Verdict::try_from(reply.verdict) {
+        Ok(pb::Verdict::Allowed) => matches.is_empty(),
+        Ok(pb::Verdict::Revoked) => !matches.is_empty(),
+        _ => false,
+    };
+    if !consistent {
+        return Err(WireError::new(
+            "verdict",
+            format!(
+                "verdict {} with {} matches is not an exact answer",
+                reply.verdict,
+                matches.len()
+            ),
+        ));
+    }
+    Ok(recall_core::Verdict { matches })
 }
 
 #[cfg(test)]
@@ -172,6 +257,7 @@ mod tests {
             stale,
             staleness_ms: Some(12),
             policy,
+            source: Source::Local,
         }
     }
 

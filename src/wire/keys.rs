@@ -5,7 +5,7 @@ use recall_core::{Kind, Revocation, RevocationKey, Rule, RuleScope, ScopeKind, T
 use super::WireError;
 use crate::proto as pb;
 
-fn kind_from_wire(field: &str, raw: i32) -> Result<Kind, WireError> {
+pub(super) fn kind_from_wire(field: &str, raw: i32) -> Result<Kind, WireError> {
     let kind = match pb::Kind::try_from(raw) {
         Ok(pb::Kind::Token) => Kind::Token,
         Ok(pb::Kind::Session) => Kind::Session,
@@ -35,7 +35,7 @@ pub(super) fn kind_to_wire(kind: Kind) -> pb::Kind {
     }
 }
 
-fn scope_kind_from_wire(field: &str, raw: i32) -> Result<ScopeKind, WireError> {
+pub(super) fn scope_kind_from_wire(field: &str, raw: i32) -> Result<ScopeKind, WireError> {
     let kind = match pb::ScopeKind::try_from(raw) {
         Ok(pb::ScopeKind::Issuer) => ScopeKind::Issuer,
         Ok(pb::ScopeKind::Tenant) => ScopeKind::Tenant,

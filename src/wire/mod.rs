@@ -9,8 +9,8 @@ mod path;
 pub mod stream;
 
 pub use check::{
-    MAX_CHECK_BATCH, batch_from_wire, facts_from_wire, match_to_wire, policy_to_wire,
-    reply_to_wire, verdict_to_wire,
+    MAX_CHECK_BATCH, batch_from_wire, facts_from_wire, facts_to_wire, match_to_wire,
+    policy_to_wire, reply_to_wire, source_to_wire, verdict_from_wire, verdict_to_wire,
 };
 pub use keys::{
     key_from_wire, key_to_wire, revocation_from_wire, rule_from_wire, scope_from_wire,

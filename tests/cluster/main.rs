@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod bounded_appends;
+mod check_access;
 mod cli;
 mod fixture;
 mod follower_write;
@@ -12,6 +13,7 @@ mod history;
 mod import_pipeline;
 mod isolated_node;
 mod leader_failover_import;
+mod lite_mode;
 mod metrics;
 mod peer_port;
 mod prune_grace;

@@ -25,7 +25,8 @@ pub enum Mode {
     #[default]
     Full,
     /// Bloom filters only (about 1.7 bytes an entry): a hit answers "possibly revoked", to be
-    /// confirmed with the cluster; lifts cannot be applied until the next snapshot.
+    /// confirmed with the cluster; lifts cannot be applied until the next snapshot, and a shard
+    /// filled past its design rate waits for one to be rebuilt ([`Filter::needs_rebuild`]).
     Lite,
 }
 
@@ -36,6 +37,9 @@ pub struct Checked {
     pub verdict: Verdict,
     /// The filter's version when it answered.
     pub version: u64,
+    /// The version of the last change the answering state had applied: an answer computed
+    /// elsewhere at a version at least this is at least as current (a lite-mode confirmation).
+    pub last_change: u64,
 }
 
 /// What a filter holds, for status pages and metrics.
@@ -55,6 +59,11 @@ pub struct Stats {
     pub rules: usize,
     /// Removals a lite filter could not apply.
     pub stale_removals: usize,
+    /// Lite shards filled past the fingerprints their Bloom filters were sized for (their
+    /// false-positive rate is over the design 1%); 0 in full mode.
+    pub overfull_shards: usize,
+    /// Snapshots that rebuilt overfull lite shards since the filter was made.
+    pub rebuilds: u64,
     /// Heap bytes of the Bloom filters (lite mode) or of the prefilter (full mode).
     pub bloom_bytes: usize,
     /// Heap bytes of the exact fingerprints.
@@ -66,6 +75,8 @@ pub struct Stats {
 pub struct Filter {
     mode: Mode,
     shared: Arc<Published>,
+    /// Snapshots published while a lite shard was overfull: each rebuilt it.
+    rebuilds: u64,
 }
 
 /// A cheap, cloneable handle that checks against the latest published state.
@@ -88,6 +99,7 @@ impl Filter {
         Self {
             mode,
             shared: Arc::new(Published::new(state)),
+            rebuilds: 0,
         }
     }
 
@@ -233,7 +245,10 @@ impl Filter {
                 };
                 let (ah, at) = a.split_at(a.partition_point(|&x| shard_of(x) == index));
                 let (rh, rt) = r.split_at(r.partition_point(|&x| shard_of(x) == index));
+                let was = shards[index].overfull();
                 shards[index] = shards[index].changed(ah, rh);
+                next.overfull = (next.overfull + usize::from(shards[index].overfull()))
+                    .saturating_sub(usize::from(was));
                 touched.push(index);
                 (a, r) = (at, rt);
             }
@@ -304,6 +319,7 @@ impl Filter {
                 at: cur.version,
             });
         }
+        let overfull = cur.overfull > 0;
         drop(cur);
         let state = State::build(
             Fingerprinter::new(seed),
@@ -321,7 +337,17 @@ impl Filter {
             });
         }
         self.shared.store(state);
+        self.rebuilds += u64::from(overfull);
         Ok(())
+    }
+
+    /// Whether a lite shard has been filled past what its Bloom filter was sized for, so its
+    /// false positives are over the design 1%. A Bloom filter cannot grow without the
+    /// fingerprints it holds, which a lite filter does not keep; the caller fetches a snapshot
+    /// (the exact set, which also clears the removals a Bloom filter cannot apply) and the
+    /// snapshot rebuilds every shard sized for what it then holds.
+    pub fn needs_rebuild(&self) -> bool {
+        self.shared.load().overfull > 0
     }
 
     /// The whole content as a view, for persisting (full mode; a lite filter has no exact set and
@@ -371,6 +397,8 @@ impl Filter {
             entries: cur.len,
             rules: cur.rules.len(),
             stale_removals: cur.stale_removals,
+            overfull_shards: cur.overfull,
+            rebuilds: self.rebuilds,
             bloom_bytes,
             exact_bytes,
         }
@@ -384,6 +412,7 @@ impl Reader {
         self.shared.with_latest(|state| Checked {
             verdict: state.fp.check_token(facts, state),
             version: state.version,
+            last_change: state.last_change,
         })
     }
 
@@ -396,6 +425,7 @@ impl Reader {
                 .map(|f| Checked {
                     verdict: state.fp.check_token(f, state),
                     version: state.version,
+                    last_change: state.last_change,
                 })
                 .collect()
         })
@@ -407,6 +437,7 @@ impl Reader {
         self.shared.with_latest(|state| Checked {
             verdict: state.fp.check_key(kind, namespace, value, state),
             version: state.version,
+            last_change: state.last_change,
         })
     }
 
@@ -445,6 +476,7 @@ impl LocalReader {
         Checked {
             verdict: state.fp.check_token(facts, state),
             version: state.version,
+            last_change: state.last_change,
         }
     }
 
@@ -455,6 +487,7 @@ impl LocalReader {
         Checked {
             verdict: state.fp.check_key(kind, namespace, value, state),
             version: state.version,
+            last_change: state.last_change,
         }
     }
 
@@ -476,6 +509,9 @@ fn mode_full(mode: Mode) -> bool {
 
 #[cfg(test)]
 mod exactness;
+
+#[cfg(test)]
+mod rebuild;
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,9 @@
 //!   probed where the fingerprint's uniform bits predict;
 //! - rules are kept by scope fingerprint in a map that hashes with the identity (`rules.rs`);
 //! - [`Mode::Lite`] keeps only Bloom filters (the `bloomfilter` crate, 1% false positives): a hit
-//!   answers "possibly revoked, confirm".
+//!   answers "possibly revoked, confirm" (the subscriber confirms it with the cluster); a shard
+//!   that deltas fill past what it was sized for is reported ([`Filter::needs_rebuild`]) and the
+//!   next snapshot rebuilds it.
 //!
 //! The crate does no I/O, reads no clock and knows nothing of gRPC: staleness, persistence and
 //! the stream live in the service (`src/sidecar`).

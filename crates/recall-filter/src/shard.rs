@@ -77,6 +77,11 @@ pub(crate) struct LiteShard {
     bloom: Bloom<u64>,
     /// How many fingerprints the shard holds.
     len: usize,
+    /// How many fingerprints the Bloom filter was sized for at [`FP_RATE`].
+    capacity: usize,
+    /// How many fingerprints have been set since it was built, removed ones included (their
+    /// bits stay): past `capacity`, false positives exceed [`FP_RATE`].
+    inserted: usize,
 }
 
 impl Shard {
@@ -85,12 +90,16 @@ impl Shard {
         if full {
             return Shard::Exact(fps.into());
         }
-        // Room for growth by deltas before the next snapshot rebuilds the shard.
-        let mut bloom = new_bloom(fps.len() + fps.len() / 8 + 16);
+        // Room for growth by deltas; past it the shard is overfull and the filter asks to be
+        // rebuilt from a snapshot (`Filter::needs_rebuild`).
+        let capacity = fps.len() + fps.len() / 8 + 16;
+        let mut bloom = new_bloom(capacity);
         fps.iter().for_each(|fp| bloom.set(fp));
         Shard::Lite(Arc::new(LiteShard {
             bloom,
             len: fps.len(),
+            capacity,
+            inserted: fps.len(),
         }))
     }
 
@@ -125,9 +134,16 @@ impl Shard {
                 let mut next = LiteShard::clone(lite);
                 added.iter().for_each(|fp| next.bloom.set(fp));
                 next.len = (next.len + added.len()).saturating_sub(removed.len());
+                next.inserted += added.len();
                 Shard::Lite(Arc::new(next))
             }
         }
+    }
+
+    /// Whether more fingerprints were set in this (lite) shard than its Bloom filter was sized
+    /// for, so that its false-positive rate is past [`FP_RATE`]; never for a full shard.
+    pub(crate) fn overfull(&self) -> bool {
+        matches!(self, Shard::Lite(lite) if lite.inserted > lite.capacity)
     }
 
     /// The fingerprints held (empty for a lite shard).
@@ -297,5 +313,17 @@ mod tests {
         let s = s.changed(&[30], &[10]);
         assert_eq!(s.lookup(30, Layout::new(false)), Presence::Possible);
         assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn a_lite_shard_is_overfull_once_more_was_set_than_it_was_sized_for() {
+        // Sized for 2 + 0 + 16 = 18 fingerprints; a removal does not free its bits.
+        let mut s = Shard::build(&[1, 2], false);
+        let more: Vec<u64> = (10..26).collect();
+        s = s.changed(&more, &[1]);
+        assert!(!s.overfull(), "18 set, 18 designed for");
+        s = s.changed(&[99], &[]);
+        assert!(s.overfull(), "19 set");
+        assert!(!Shard::build(&more, true).changed(&[1000], &[]).overfull());
     }
 }

@@ -24,6 +24,8 @@ pub(crate) struct State {
     pub(crate) len: usize,
     /// Removals a lite filter could not apply (its Bloom filters still answer "possible").
     pub(crate) stale_removals: usize,
+    /// Lite shards past their design fill (see [`Shard::overfull`]); 0 in full mode.
+    pub(crate) overfull: usize,
     /// How fingerprints map to shards.
     pub(crate) layout: Layout,
     /// The shards, `layout.shards()` of them.
@@ -67,6 +69,7 @@ impl State {
             digest,
             len: fps.len(),
             stale_removals: 0,
+            overfull: 0,
             layout,
             shards: shards.into(),
             prefilter,

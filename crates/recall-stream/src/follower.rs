@@ -184,6 +184,17 @@ impl<R: Replica> Follower<R> {
         !self.rx.ready.is_empty() && self.rx.ready.len() < MAX_BATCH
     }
 
+    /// Makes the next Hello ask for a snapshot (a lite filter past its design fill rebuilds its
+    /// Bloom filters from one); the state is kept, and answers from it, until the snapshot lands.
+    pub fn request_snapshot(&mut self) {
+        self.force_snapshot = true;
+    }
+
+    /// Whether the next Hello asks for a snapshot.
+    pub fn wants_snapshot(&self) -> bool {
+        self.force_snapshot
+    }
+
     /// A new stream: forgets what the last one left half-received; the Hello to open it with.
     pub fn connect(&mut self, subscriber_id: &str, mode: &str, expiries: bool) -> Hello {
         self.rx = Received::default();
