@@ -51,7 +51,7 @@ pub use config::{ConfigError, FileConfig, NodeConfig};
 pub use write_error::WriteError;
 pub use writer::Writer;
 
-use crate::transport::{Dialer, Security};
+use crate::transport::{Dialer, PeerDialer, Security};
 use raft::network::GrpcNetwork;
 use raft::{LogStore, Node, Raft, StateMachine};
 
@@ -133,7 +133,9 @@ impl RunningNode {
             Ok((log, sm))
         })
         .await??;
-        let dialer = Dialer::new(security.clone());
+        // Every channel to a peer goes through one dialler: the configured addresses hold for
+        // Raft, forwarded writes and the convergence view alike.
+        let dialer = PeerDialer::new(Dialer::new(security.clone()), config.peer_dial.clone());
         let appends = Arc::new(raft::append_budget::AppendMetrics::new());
         let network = GrpcNetwork {
             dialer: dialer.clone(),

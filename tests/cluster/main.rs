@@ -13,6 +13,7 @@ mod import_pipeline;
 mod isolated_node;
 mod leader_failover_import;
 mod metrics;
+mod peer_dial;
 mod peer_port;
 mod prune_grace;
 mod refused_links;
