@@ -126,7 +126,8 @@ impl NodeConfig {
         if self.id == 0 {
             return err("id", "must be at least 1");
         }
-        if !is_host_port(&self.advertise) {
+        if self.advertise.parse::<std::net::SocketAddr>().is_err() && !self.advertise.contains(':')
+        {
             return err("advertise", "must be host:port");
         }
         if !self.initial_members.is_empty() && !self.initial_members.contains_key(&self.id) {
@@ -206,7 +207,8 @@ impl NodeConfig {
     }
 }
 
-/// Whether `addr` is `host:port` (a name or an address, then a port number other than 0).
+/// Whether `addr` is `host:port` that can be dialled (a name or an address, then a port number
+/// other than 0).
 fn is_host_port(addr: &str) -> bool {
     if let Ok(a) = addr.parse::<std::net::SocketAddr>() {
         return a.port() != 0;

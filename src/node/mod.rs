@@ -21,6 +21,7 @@
 
 pub mod access;
 pub mod audit;
+mod caught_up;
 pub mod clock;
 pub mod config;
 pub mod contact;
