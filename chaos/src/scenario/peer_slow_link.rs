@@ -5,7 +5,10 @@
 //! refuse each acknowledged revocation within the staleness bound. openraft gives an
 //! AppendEntries one heartbeat interval to be answered, so a latency of half the heartbeat or
 //! more each way means the slow follower's answers never arrive in time: it hears the leader
-//! but stops catching up, and must stop vouching for its state. Evidence: the chunks the two
+//! but stops catching up, and must stop vouching for its state. A node dates what it hears by
+//! its receipt, so the staleness bound holds there to within the link's one-way latency: this
+//! scenario can show "bound" violations of up to that much (seed 11, 10k revocations, 3
+//! sidecars, a 3 s bound: 39 answers allowed up to 46 ms past it). Evidence: the chunks the two
 //! links delivered late.
 
 use super::FaultCtx;
