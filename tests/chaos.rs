@@ -1,7 +1,9 @@
 //! The chaos harness in its small configuration, as CI runs it: 10k revocations to 3 sidecars,
 //! with no fault, with the leader SIGKILLed mid-recall, with one sidecar partitioned and healed,
-//! and with a follower node cut off from its peers; etcd (3 members) and Redis go through the
-//! no-fault and partition scenarios beside it.
+//! with a follower node cut off from its peers, and with faults on the links between nodes: the
+//! leader partitioned from one follower, the leader isolated from both while its sidecars still
+//! reach it (a minority leader), and everything one follower sends the leader lost; etcd
+//! (3 members) and Redis go through the no-fault and partition scenarios beside it.
 //! While each recall scenario runs, checkers ask every sidecar about acknowledged, never-revoked
 //! and lifted tokens every 10 ms; the history of answers must keep every rule (0 violations).
 //! Real processes on loopback: `recall server`, `recall sidecar`, `etcd`, `redis-server`
@@ -35,7 +37,7 @@ fn find<'a>(results: &'a [SystemRun], system: &str, scenario: Scenario) -> &'a S
 }
 
 #[test]
-fn recall_loses_nothing_and_every_live_answer_keeps_the_rules_under_a_leader_kill_and_partitions_while_pubsub_loses()
+fn recall_loses_nothing_and_every_live_answer_keeps_the_rules_under_a_leader_kill_and_partitions_of_sidecars_and_nodes_while_pubsub_loses()
  {
     for bin in ["/usr/bin/etcd", "/usr/bin/redis-server"] {
         assert!(
@@ -49,6 +51,9 @@ fn recall_loses_nothing_and_every_live_answer_keeps_the_rules_under_a_leader_kil
         Scenario::LeaderKill,
         Scenario::SidecarPartition,
         Scenario::NodeCutOff,
+        Scenario::LeaderPartition,
+        Scenario::MinorityLeader,
+        Scenario::OneWayLink,
     ];
     let cfg = RunConfig {
         seed: 20_261_123,
@@ -141,6 +146,24 @@ fn recall_loses_nothing_and_every_live_answer_keeps_the_rules_under_a_leader_kil
             .proof
             .contains("signal 9")
     );
+    // A node cut off from the leader (a partitioned follower, a minority leader, a follower
+    // whose answers never reach the leader) stopped vouching for its state: its sidecars said
+    // stale (failing closed) instead of answering from a frozen state as if it were current.
+    for s in [
+        Scenario::LeaderPartition,
+        Scenario::MinorityLeader,
+        Scenario::OneWayLink,
+    ] {
+        let r = find(&report.results, "recall", s);
+        let h = r.history.as_ref().expect("a live history");
+        assert!(h.answers.stale > 0, "recall {}: {:?}", s.name(), h.answers);
+    }
+    let minority = find(&report.results, "recall", Scenario::MinorityLeader);
+    assert!(
+        minority.faults[0].proof.contains("elected node"),
+        "{:?}",
+        minority.faults
+    );
 
     // etcd's watch resumes from a revision: nothing lost, with or without the partition.
     for s in [Scenario::NoFault, Scenario::SidecarPartition] {
@@ -179,6 +202,9 @@ fn recall_loses_nothing_and_every_live_answer_keeps_the_rules_under_a_leader_kil
     }
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(json["results"].as_array().unwrap().len(), 4 + 2 * 2);
+    assert_eq!(
+        json["results"].as_array().unwrap().len(),
+        scenarios.len() + 2 * 2
+    );
     assert!(table.contains("leader-kill"));
 }

@@ -1,11 +1,16 @@
 //! The authority under test: three `recall server` processes on loopback. Each node has two
-//! listeners, each behind a fault-injecting proxy of its own: its **peer port** (Raft between
-//! nodes), which the other nodes reach through its peer proxy (the address it advertises and the
-//! one in `--peers`), and its **client port** (operator API, subscribe stream), which the
-//! harness's writer and observers reach through its client proxy. Sidecars reach client ports
-//! through proxies of their own ([`crate::fleet`]). Every link is mutual TLS with the run's
-//! [`Pki`]; the proxies carry the TLS records unchanged.
+//! listeners: its **peer port** (Raft, forwarded writes and the convergence view between nodes)
+//! and its **client port** (operator API, subscribe stream). Every **directed pair of nodes**
+//! has a fault-injecting proxy of its own: node X reaches node Y's peer port through the proxy
+//! X→Y, the address X's `--peer-dial` gives for Y (each node advertises its real peer port; the
+//! dial address overrides it), so a fault on X→Y leaves Y→X, and every other pair, untouched.
+//! [`crate::links`] makes partitions, an isolated leader, one-way loss and slow links of them.
+//! The harness's writer and observers reach each client port through that node's client proxy;
+//! sidecars reach client ports through proxies of their own ([`crate::fleet`]). Every link is
+//! mutual TLS with the run's [`Pki`]; the proxies carry the TLS records unchanged, and a node
+//! still proves its own identity to whoever dials it through one.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -47,18 +52,17 @@ impl Default for RaftTiming {
     }
 }
 
-/// One node: its process, the proxies in front of its two ports, a client through one of them.
+/// One node: its process, the proxy in front of its client port, a client through it.
 pub struct Node {
     /// Its Raft id (1, 2 or 3).
     pub id: u64,
     /// Where the process serves clients (operator API, subscribe stream), behind proxies.
     pub listen: SocketAddr,
-    /// Where the process serves its peers (Raft), behind [`Node::peer_proxy`].
+    /// Where the process serves its peers (the address it advertises), behind one proxy per
+    /// peer ([`Authority::link`]).
     pub peer_listen: SocketAddr,
     /// The process.
     pub proc: Mutex<Proc>,
-    /// The proxy the other nodes reach its peer port through (its advertised address).
-    pub peer_proxy: Proxy,
     /// The proxy the harness reaches its client port through.
     pub client_proxy: Proxy,
     /// An operator client through the client proxy.
@@ -70,17 +74,6 @@ impl Node {
     pub fn addr(&self) -> SocketAddr {
         self.client_proxy.addr()
     }
-
-    /// The address it advertises to its peers (the peer proxy).
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.peer_proxy.addr()
-    }
-
-    /// The control handles of every link into it the harness owns as a node's: its peers'
-    /// (peer proxy) and the harness's (client proxy). The sidecars' links are the fleet's.
-    pub fn inbound(&self) -> [Link; 2] {
-        [self.peer_proxy.link(), self.client_proxy.link()]
-    }
 }
 
 /// The running authority.
@@ -89,6 +82,9 @@ pub struct Authority {
     pub nodes: Vec<Arc<Node>>,
     /// The Raft timing it runs with.
     pub timing: RaftTiming,
+    /// The proxy of every directed pair of nodes: `(x, y)` carries the connections x opens to
+    /// y's peer port (x's requests "up", y's answers "down").
+    peer_links: BTreeMap<(u64, u64), Proxy>,
 }
 
 /// An operator client of the node whose client port is reached at `addr`, with the run's
@@ -129,30 +125,45 @@ impl Authority {
     ) -> anyhow::Result<Self> {
         let local =
             || -> anyhow::Result<SocketAddr> { Ok(format!("127.0.0.1:{}", free_port()?).parse()?) };
+        let ids = 1..=3u64;
         let mut ports = Vec::new();
-        for id in 1..=3u64 {
+        for id in ids.clone() {
             let (listen, peer_listen) = (local()?, local()?);
-            let peer_proxy = Proxy::start(format!("node-{id} peer"), peer_listen).await?;
             let client_proxy = Proxy::start(format!("node-{id} client"), listen).await?;
-            ports.push((listen, peer_listen, peer_proxy, client_proxy));
+            ports.push((listen, peer_listen, client_proxy));
+        }
+        let mut peer_links = BTreeMap::new();
+        for x in ids.clone() {
+            for y in ids.clone().filter(|y| *y != x) {
+                let upstream = ports[(y - 1) as usize].1;
+                let proxy = Proxy::start(format!("node-{x}→node-{y} peer"), upstream).await?;
+                peer_links.insert((x, y), proxy);
+            }
         }
         let peers: Vec<String> = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, _, peer_proxy, _))| format!("{}={}", i + 1, peer_proxy.addr()))
+            .map(|(i, (_, peer_listen, _))| format!("{}={peer_listen}", i + 1))
             .collect();
         let mut nodes = Vec::new();
-        for (i, (listen, peer_listen, peer_proxy, client_proxy)) in ports.into_iter().enumerate() {
+        for (i, (listen, peer_listen, client_proxy)) in ports.into_iter().enumerate() {
             let id = i as u64 + 1;
             let data: PathBuf = dir.join(format!("node-{id}"));
+            let dial: Vec<String> = peer_links
+                .iter()
+                .filter(|((x, _), _)| *x == id)
+                .map(|((_, y), proxy)| format!("{y}={}", proxy.addr()))
+                .collect();
             let mut args = vec![
                 "server".into(),
                 format!("--id={id}"),
                 format!("--listen={listen}"),
                 format!("--peer-listen={peer_listen}"),
-                format!("--advertise={}", peer_proxy.addr()),
+                format!("--advertise={peer_listen}"),
                 format!("--data-dir={}", data.display()),
                 format!("--peers={}", peers.join(",")),
+                // Every peer through this node's own proxy to it.
+                format!("--peer-dial={}", dial.join(",")),
                 // The harness measures propagation; a mass recall is one operator's command.
                 "--step-up=none".into(),
                 format!("--heartbeat-ms={}", timing.heartbeat.as_millis()),
@@ -170,11 +181,14 @@ impl Authority {
                 peer_listen,
                 client: client(pki, client_proxy.addr())?,
                 proc: Mutex::new(proc),
-                peer_proxy,
                 client_proxy,
             }));
         }
-        let authority = Self { nodes, timing };
+        let authority = Self {
+            nodes,
+            timing,
+            peer_links,
+        };
         if let Err(e) = authority.wait_for_leader(Duration::from_secs(30)).await {
             let logs: Vec<String> = authority
                 .nodes
@@ -200,6 +214,35 @@ impl Authority {
     /// The node with `id`.
     pub fn node(&self, id: u64) -> &Arc<Node> {
         &self.nodes[(id - 1) as usize]
+    }
+
+    /// The control handle of the link node `from` reaches node `to`'s peer port through.
+    pub fn link(&self, from: u64, to: u64) -> Link {
+        self.peer_links
+            .get(&(from, to))
+            .unwrap_or_else(|| panic!("no peer link node-{from}→node-{to}"))
+            .link()
+    }
+
+    /// The control handles of every link into node `id` the harness owns as a node's: its
+    /// peers' (one per peer) and the harness's (the client proxy). The sidecars' links are the
+    /// fleet's.
+    pub fn inbound(&self, id: u64) -> Vec<Link> {
+        self.nodes
+            .iter()
+            .filter(|n| n.id != id)
+            .map(|n| self.link(n.id, id))
+            .chain([self.node(id).client_proxy.link()])
+            .collect()
+    }
+
+    /// The ids of the nodes other than `id`.
+    pub fn others(&self, id: u64) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|n| *n != id)
+            .collect()
     }
 
     /// The status of node `id`, answered from its own state.

@@ -7,6 +7,7 @@ pub mod authority;
 pub mod baseline;
 pub mod fleet;
 pub mod history;
+pub mod links;
 pub mod observe;
 pub mod pki;
 pub mod procs;

@@ -39,10 +39,12 @@ struct Args {
     /// Write requests in flight.
     #[arg(long, default_value_t = 4)]
     in_flight: usize,
-    /// How long a fault lasts (partition, pause, time before a restart), in milliseconds.
+    /// How long a fault lasts (partition, pause, time before a restart), in milliseconds. A fault
+    /// between nodes lasts ten election timeouts (until a cut-off node ends its streams) plus this.
     #[arg(long, default_value_t = 2000)]
     hold_ms: u64,
-    /// The latency a slow link adds to every chunk, in milliseconds.
+    /// The latency a slow link adds to every chunk, in milliseconds (a sidecar's links in
+    /// slow-link, the link between the leader and a follower in peer-slow-link).
     #[arg(long, default_value_t = 100)]
     latency_ms: u64,
     /// How long after the last write subscribers get to hold everything, in seconds.

@@ -6,8 +6,10 @@
 //!   link's throughput (chunks queue, each with its own deadline);
 //! - **blackhole**: bytes read are swallowed and counted. A connection that lost bytes has a gap
 //!   in its stream and cannot carry on, so it is reset when the link heals, as a real network's
-//!   timeouts would eventually do. Connections opened while a link is blackholed are held: never
-//!   connected upstream, their bytes swallowed, reset on heal (a SYN nobody answers);
+//!   timeouts would eventually do. Connections opened while a link swallows what clients send
+//!   are held: never connected upstream, their bytes swallowed, reset on heal (a SYN nobody
+//!   answers). A link that swallows only what servers send (one-way loss) connects new
+//!   connections as usual and swallows their answers;
 //! - **reset**: every open connection is closed with an RST;
 //! - **cut**: new connections are refused (closed at once) and open ones reset: a dead peer.
 //!
@@ -337,7 +339,7 @@ async fn serve(client: TcpStream, link: Link) -> anyhow::Result<()> {
     }
     client.set_nodelay(true)?;
     let (client, client_dup) = with_dup(client)?;
-    if link.faults().blackhole != Blackhole::None {
+    if link.faults().blackhole.swallows(Direction::Up) {
         c.held.fetch_add(1, Ordering::Relaxed);
         let (id, killed, broken) = register(&link, vec![client_dup]);
         broken.store(true, Ordering::Relaxed);

@@ -40,6 +40,11 @@ pub struct ServerArgs {
     /// the cluster. Default: a single-node cluster of this node.
     #[arg(long, env = "RECALL_PEERS", value_delimiter = ',')]
     peers: Vec<String>,
+    /// Where this node dials some of its peers instead of the address each advertises:
+    /// `2=host:port,3=host:port` (a peer behind a NAT or a proxy). Every link to that peer uses
+    /// it, and the peer must still prove it is that node (its certificate). Default: none.
+    #[arg(long, env = "RECALL_PEER_DIAL", value_delimiter = ',')]
+    peer_dial: Vec<String>,
     /// Join an existing cluster instead of creating one (wait for `recall cluster add-learner`).
     #[arg(long, env = "RECALL_JOIN")]
     join: bool,
@@ -122,19 +127,31 @@ pub(super) fn init_tracing(json: bool) {
     }
 }
 
-fn parse_peers(peers: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
+/// `ID=HOST:PORT` pairs of the setting `what` (its flag and file key, for errors).
+fn parse_peers(what: &str, peers: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
     let mut out = BTreeMap::new();
     for p in peers.iter().filter(|p| !p.is_empty()) {
         let Some((id, addr)) = p.split_once('=') else {
-            bail!("--peers: {p:?} is not ID=HOST:PORT");
+            bail!("{what}: {p:?} is not ID=HOST:PORT");
         };
         let id: u64 = id
             .trim()
             .parse()
-            .with_context(|| format!("--peers: {id:?} is not a node id"))?;
+            .with_context(|| format!("{what}: {id:?} is not a node id"))?;
         out.insert(id, addr.trim().to_string());
     }
     Ok(out)
+}
+
+/// The flag's values when given, else the file's map as `ID=ADDR` pairs.
+fn flag_or_file(flag: Vec<String>, file: Option<BTreeMap<String, String>>) -> Vec<String> {
+    if !flag.is_empty() {
+        return flag;
+    }
+    file.unwrap_or_default()
+        .into_iter()
+        .map(|(id, addr)| format!("{id}={addr}"))
+        .collect()
 }
 
 impl ServerArgs {
@@ -162,17 +179,8 @@ impl ServerArgs {
         tls.ca = tls.ca.or(file.ca);
         tls.cert = tls.cert.or(file.cert);
         tls.key = tls.key.or(file.key);
-        let file_peers: Vec<String> = file
-            .peers
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(id, addr)| format!("{id}={addr}"))
-            .collect();
-        let peers = if self.peers.is_empty() {
-            file_peers
-        } else {
-            self.peers
-        };
+        let peers = flag_or_file(self.peers, file.peers);
+        let peer_dial = flag_or_file(self.peer_dial, file.peer_dial);
         let ms = Duration::from_millis;
         let mut config = NodeConfig {
             id: self.id.or(file.id).unwrap_or(d.id),
@@ -181,7 +189,8 @@ impl ServerArgs {
                 .or(file.advertise)
                 .unwrap_or_else(|| peer_listen.clone()),
             data_dir: self.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
-            initial_members: parse_peers(&peers)?,
+            initial_members: parse_peers("--peers", &peers)?,
+            peer_dial: parse_peers("--peer-dial (peer_dial in the file)", &peer_dial)?,
             bootstrap: !self.join && file.bootstrap.unwrap_or(true),
             heartbeat: self
                 .heartbeat_ms

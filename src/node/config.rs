@@ -24,6 +24,12 @@ pub struct NodeConfig {
     /// this node. The node with the smallest id initialises a fresh cluster; a node that is not
     /// listed waits to be added (`recall cluster add-learner`).
     pub initial_members: BTreeMap<NodeId, String>,
+    /// Where this node dials some of its peers instead of the address each advertises (the one
+    /// in the membership), by peer id: a peer behind a NAT, a proxy or another network view.
+    /// Every channel to that peer (Raft, forwarded writes, the convergence view) uses it, and
+    /// still expects the peer's own node certificate. Peers not listed are dialled at the
+    /// address they advertise.
+    pub peer_dial: BTreeMap<NodeId, String>,
     /// Whether this node may create a cluster at all (false for a node that joins later).
     pub bootstrap: bool,
     /// Raft heartbeat interval.
@@ -69,6 +75,7 @@ impl Default for NodeConfig {
             advertise: "127.0.0.1:7070".into(),
             data_dir: PathBuf::from("recall-data"),
             initial_members: BTreeMap::new(),
+            peer_dial: BTreeMap::new(),
             bootstrap: true,
             heartbeat: Duration::from_millis(100),
             election_timeout: Duration::from_millis(500),
@@ -125,6 +132,23 @@ impl NodeConfig {
         }
         if !self.initial_members.is_empty() && !self.initial_members.contains_key(&self.id) {
             return err("peers", "must include this node's own id (or be empty)");
+        }
+        for (id, addr) in &self.peer_dial {
+            if *id == self.id {
+                return err(
+                    "peer_dial",
+                    &format!(
+                        "names this node's own id {id}: a node never dials itself; list only \
+                         its peers (ID=HOST:PORT)"
+                    ),
+                );
+            }
+            if *id == 0 || !is_host_port(addr) {
+                return err(
+                    "peer_dial",
+                    &format!("{id}={addr:?} is not ID=HOST:PORT with an id of at least 1"),
+                );
+            }
         }
         if self.election_timeout <= self.heartbeat * 2 {
             return err("election_timeout", "must be more than twice the heartbeat");
@@ -183,6 +207,22 @@ impl NodeConfig {
     }
 }
 
+/// Whether `addr` is `host:port` that can be dialled (a name or an address, then a port number
+/// other than 0).
+fn is_host_port(addr: &str) -> bool {
+    if let Ok(a) = addr.parse::<std::net::SocketAddr>() {
+        return a.port() != 0;
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && !host.contains(['/', ' '])
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        None => false,
+    }
+}
+
 /// The TOML file form of a node's configuration (every field optional; see `recall server --help`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -201,6 +241,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// See [`NodeConfig::initial_members`]: `{ "1" = "10.0.0.1:7070", ... }`.
     pub peers: Option<BTreeMap<String, String>>,
+    /// See [`NodeConfig::peer_dial`]: `{ "2" = "10.0.1.2:7071", ... }`.
+    pub peer_dial: Option<BTreeMap<String, String>>,
     /// See [`NodeConfig::bootstrap`].
     pub bootstrap: Option<bool>,
     /// See [`NodeConfig::heartbeat`], in milliseconds.
@@ -253,6 +295,34 @@ mod tests {
                 ..NodeConfig::default()
             };
             assert!(config.validate().is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn a_peer_dial_address_for_itself_or_not_host_port_is_refused_by_name() {
+        let with = |id, addr: &str| NodeConfig {
+            peer_dial: [(id, addr.to_owned())].into(),
+            ..NodeConfig::default()
+        };
+        for (id, addr) in [
+            (1, "127.0.0.1:9000"),
+            (2, "127.0.0.1"),
+            (2, "http://127.0.0.1:9000"),
+            (2, "127.0.0.1:0"),
+            (2, "host:port"),
+            (0, "127.0.0.1:9000"),
+        ] {
+            let e = with(id, addr).validate().expect_err("refused");
+            assert_eq!(e.field, "peer_dial", "{id}={addr}: {e}");
+        }
+        let own = with(1, "127.0.0.1:9000").validate().expect_err("refused");
+        assert!(own.problem.contains("own id 1"), "{own}");
+        for (id, addr) in [
+            (2, "127.0.0.1:9000"),
+            (3, "node-3.internal:7071"),
+            (2, "[::1]:7071"),
+        ] {
+            assert!(with(id, addr).validate().is_ok(), "{id}={addr}");
         }
     }
 

@@ -6,11 +6,18 @@
 //! (restarted from an old disk while cut off, say) cannot vouch for its state at all, and a node
 //! whose applied version trails the commit index it knows is replaying a backlog: both say so
 //! in their heartbeats ([`Doubt`]), so their subscribers count it as staleness.
+//!
+//! Hearing a leader is not the same as holding what it committed: a follower whose answers never
+//! reach the leader keeps receiving heartbeats while its log stops growing. A follower's state
+//! is therefore current only as of the last leader message whose commit index it has applied
+//! ([`CaughtUp`]); the age its heartbeats carry counts from then, and past the vouching limit it
+//! says it is behind.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::caught_up::CaughtUp;
 use super::raft::Raft;
 
 /// How long a node may go without a leader before it ends its streams: ten election
@@ -78,6 +85,8 @@ pub struct Contact {
     /// The highest commit index known: a leader's `leader_commit` on a follower, and whatever
     /// the Raft log is told is committed (the leader's own commits); shared with the log store.
     committed: Arc<AtomicU64>,
+    /// When the state last held what a leader said was committed.
+    caught_up: Mutex<CaughtUp>,
 }
 
 impl Contact {
@@ -91,15 +100,20 @@ impl Contact {
             limit,
             vouch: vouch.min(limit),
             committed,
+            caught_up: Mutex::new(CaughtUp::default()),
         }
     }
 
-    /// Records that a leader reached this node, telling it `leader_commit`.
-    pub fn heard(&self, leader_commit: Option<u64>) {
+    /// Records that a leader reached this node with a message received at `received`, telling
+    /// it `leader_commit`.
+    pub fn heard(&self, received: Instant, leader_commit: Option<u64>) {
         *self.last.lock().expect("contact lock") = Some(Instant::now());
-        if let Some(c) = leader_commit {
-            self.committed.fetch_max(c, Ordering::Relaxed);
-        }
+        let commit = leader_commit.unwrap_or(0);
+        self.committed.fetch_max(commit, Ordering::Relaxed);
+        self.caught_up
+            .lock()
+            .expect("caught-up lock")
+            .told(received, commit);
     }
 
     /// The highest commit index this node knows.
@@ -121,9 +135,13 @@ impl Contact {
                 Duration::from_millis(m.millis_since_quorum_ack.unwrap_or(0))
             };
             // A leader acked by a quorum is in touch now: should it step down, its silence
-            // counts from here, not from before it led.
+            // (and its state's age) counts from here, not from before it led.
             if let Some(at) = now.checked_sub(since_ack) {
                 *last = Some(last.map_or(at, |l| l.max(at)));
+                self.caught_up
+                    .lock()
+                    .expect("caught-up lock")
+                    .current_at(at);
             }
             return Touch::Since(since_ack);
         }
@@ -133,11 +151,32 @@ impl Contact {
         }
     }
 
-    /// How long ago this node last heard from a leader (a leader: was acknowledged by a
-    /// quorum), or since it started when it has not.
-    pub fn age(&self, raft: &Raft) -> Duration {
+    /// How long ago this node, having applied `applied`, last knew that state current: when
+    /// it last heard from a leader (a leader: was acknowledged by a quorum), or, on a follower,
+    /// when a leader last told it a commit index it has applied, whichever is older; since it
+    /// started when it has not.
+    pub fn age(&self, raft: &Raft, applied: u64) -> Duration {
         let (Touch::Since(d) | Touch::Never(d)) = self.touch(raft);
-        d
+        d.max(self.behind_for(raft, applied))
+    }
+
+    /// How long a follower's state at `applied` has not held what a leader said was committed
+    /// (since it started, when it never has); zero on a leader.
+    fn behind_for(&self, raft: &Raft, applied: u64) -> Duration {
+        let leads = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            m.current_leader == Some(m.id)
+        };
+        if leads {
+            return Duration::ZERO;
+        }
+        let as_of = self
+            .caught_up
+            .lock()
+            .expect("caught-up lock")
+            .as_of(applied);
+        Instant::now().saturating_duration_since(as_of.unwrap_or(self.started))
     }
 
     /// How long this node has been out of touch, when longer than the limit; `None` while in
@@ -149,7 +188,8 @@ impl Contact {
 
     /// Why this node, having applied `applied`, cannot vouch that its state is current: it has
     /// heard from no leader since it started or for longer than it may vouch, or it trails the
-    /// commit index it knows by more than `max_lag` versions. `None` when it can.
+    /// commit index it knows by more than `max_lag` versions, or (a follower) for longer than
+    /// it may vouch. `None` when it can.
     pub fn doubt(&self, raft: &Raft, applied: u64, max_lag: u64) -> Option<Doubt> {
         let heard = matches!(self.touch(raft), Touch::Since(s) if s <= self.vouch);
         let m = raft.metrics().borrow().clone();
@@ -157,7 +197,11 @@ impl Contact {
         if heard && leads && m.last_applied.map(|l| l.leader_id.term) != Some(m.current_term) {
             return Some(Doubt::NewLeader);
         }
-        doubt(heard, applied, self.committed(), max_lag)
+        let committed = self.committed();
+        doubt(heard, applied, committed, max_lag).or_else(|| {
+            (self.behind_for(raft, applied) > self.vouch)
+                .then_some(Doubt::BehindCommit { applied, committed })
+        })
     }
 }
 

@@ -16,7 +16,7 @@ use super::raft::Raft;
 use super::subscribe::{Registry, SubscriberInfo};
 use crate::proto as pb;
 use crate::proto::raft_internal_client::RaftInternalClient;
-use crate::transport::{Dialer, Expect};
+use crate::transport::PeerDialer;
 
 /// How long a peer may take to report its subscribers.
 const PEER_TIMEOUT: Duration = Duration::from_millis(500);
@@ -53,13 +53,13 @@ impl Gathered {
 pub struct Convergence {
     raft: Raft,
     registry: Arc<Registry>,
-    dialer: Dialer,
+    dialer: PeerDialer,
     peers: Mutex<HashMap<(u64, String), RaftInternalClient<Channel>>>,
 }
 
 impl Convergence {
     /// Convergence over `raft`'s members, this node's subscribers in `registry`.
-    pub fn new(raft: Raft, registry: Arc<Registry>, dialer: Dialer) -> Self {
+    pub fn new(raft: Raft, registry: Arc<Registry>, dialer: PeerDialer) -> Self {
         Self {
             raft,
             registry,
@@ -115,6 +115,7 @@ impl Convergence {
         Gathered { subs, silent }
     }
 
+    /// Asks member `id`, which advertises `addr`, for its subscribers.
     async fn ask(&self, id: u64, addr: &str) -> Option<Vec<Seen>> {
         let mut client = {
             let mut peers = self.peers.lock().expect("peer clients lock");
@@ -122,7 +123,7 @@ impl Convergence {
             match peers.get(&key) {
                 Some(c) => c.clone(),
                 None => {
-                    let ch = self.dialer.lazy(addr, Expect::Node(id)).ok()?;
+                    let ch = self.dialer.lazy(id, addr).ok()?;
                     let c = RaftInternalClient::new(ch);
                     peers.insert(key, c.clone());
                     c

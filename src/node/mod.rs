@@ -22,6 +22,7 @@
 
 pub mod access;
 pub mod audit;
+mod caught_up;
 pub mod check;
 pub mod clock;
 pub mod config;
@@ -53,7 +54,7 @@ pub use config::{ConfigError, FileConfig, NodeConfig};
 pub use write_error::WriteError;
 pub use writer::Writer;
 
-use crate::transport::{Dialer, Security};
+use crate::transport::{Dialer, PeerDialer, Security};
 use raft::network::GrpcNetwork;
 use raft::{LogStore, Node, Raft, StateMachine};
 
@@ -135,7 +136,9 @@ impl RunningNode {
             Ok((log, sm))
         })
         .await??;
-        let dialer = Dialer::new(security.clone());
+        // Every channel to a peer goes through one dialler: the configured addresses hold for
+        // Raft, forwarded writes and the convergence view alike.
+        let dialer = PeerDialer::new(Dialer::new(security.clone()), config.peer_dial.clone());
         let appends = Arc::new(raft::append_budget::AppendMetrics::new());
         let network = GrpcNetwork {
             dialer: dialer.clone(),

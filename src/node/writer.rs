@@ -21,7 +21,7 @@ use super::stepup::{Approval, Change, OtpEnrollment, PolicyChange, StepUpPolicy}
 use super::write_error::WriteError;
 use crate::proto as pb;
 use crate::proto::raft_internal_client::RaftInternalClient;
-use crate::transport::{Dialer, Expect, Identity};
+use crate::transport::{Identity, PeerDialer};
 
 /// How many chunks of one batch are in flight at once.
 const PIPELINE: usize = 4;
@@ -41,7 +41,7 @@ struct Inner {
     chunk_bytes: usize,
     admins: Vec<String>,
     step_up: StepUpPolicy,
-    dialer: Dialer,
+    dialer: PeerDialer,
     leaders: Mutex<HashMap<String, RaftInternalClient<Channel>>>,
     /// `recall_commit_seconds`: from proposing on this node (as leader) until applied.
     commit_seconds: prometheus::Histogram,
@@ -204,7 +204,7 @@ impl Writer {
         sm: StateMachine,
         clock: Clock,
         config: WriterConfig,
-        dialer: Dialer,
+        dialer: PeerDialer,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -441,7 +441,7 @@ impl Writer {
     ) -> Result<Response, WriteError> {
         let fail = |reason: String| WriteError::Forward {
             leader,
-            addr: node.addr.clone(),
+            addr: self.inner.dialer.addr(leader, &node.addr).to_owned(),
             reason,
         };
         let mut client = self
@@ -471,21 +471,22 @@ impl Writer {
         }
     }
 
+    /// A client of `leader`, which advertises `advertised`.
     fn leader_client(
         &self,
         leader: NodeId,
-        addr: &str,
+        advertised: &str,
     ) -> Result<RaftInternalClient<Channel>, WriteError> {
         let mut leaders = self.inner.leaders.lock().expect("leader clients lock");
         // A channel is bound to the node id it expects, so the cache is keyed by both.
-        let key = format!("{leader}@{addr}");
+        let key = format!("{leader}@{advertised}");
         if let Some(c) = leaders.get(&key) {
             return Ok(c.clone());
         }
         let channel = self
             .inner
             .dialer
-            .lazy(addr, Expect::Node(leader))
+            .lazy(leader, advertised)
             .map_err(|e| WriteError::Raft(e.to_string()))?;
         let client = RaftInternalClient::new(channel)
             .max_decoding_message_size(super::raft::network::MAX_MESSAGE_BYTES)

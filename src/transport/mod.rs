@@ -6,6 +6,7 @@
 //! - [`credentials`]: the CA, certificate and key files, reloaded when they change;
 //! - [`incoming`]: accepting connections (limits, handshake, the peer's identity);
 //! - [`dial`]: every outgoing gRPC channel;
+//! - [`peer_dial`]: where a node dials each peer (the membership's address or its own override);
 //! - [`pki`]: a development CA and its certificates (`recall pki init`);
 //! - [`errors`]: TLS failures as sentences.
 //!
@@ -22,6 +23,7 @@ pub mod dial;
 pub mod errors;
 pub mod identity;
 pub mod incoming;
+pub mod peer_dial;
 pub mod pki;
 mod refuse;
 mod verify;
@@ -36,6 +38,7 @@ pub use credentials::{Credentials, TlsError, TlsFiles};
 pub use dial::{DialError, Dialer};
 pub use identity::{Identity, IdentityError, Principal};
 pub use incoming::{ListenerLimits, Peer, Protocol};
+pub use peer_dial::PeerDialer;
 pub use verify::Expect;
 
 /// The trust domain of the development PKI.

@@ -232,6 +232,43 @@ async fn a_stream_queue_too_small_is_refused_by_name() {
     assert!(!data.exists(), "a refused configuration wrote nothing");
 }
 
+/// A node told to dial itself, or given a dial address that is not `HOST:PORT`, refuses to
+/// start, naming `peer_dial` and what is wrong, before it writes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_dial_address_for_itself_or_without_a_port_is_refused_by_name() {
+    for (dial, says) in [
+        (
+            "2=127.0.0.1:7171,1=127.0.0.1:7172",
+            "peer_dial: names this node's own id 1",
+        ),
+        (
+            "2=127.0.0.1",
+            "peer_dial: 2=\"127.0.0.1\" is not ID=HOST:PORT",
+        ),
+        (
+            "two=127.0.0.1:7171",
+            "--peer-dial (peer_dial in the file): \"two\" is not a node id",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall"))
+            .args(["server", "--id", "1", "--peer-dial", dial])
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .await
+            .expect("runs the recall binary");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{dial}: {stderr}");
+        assert!(stderr.contains(says), "{dial}: {stderr}");
+        assert!(
+            !data.exists(),
+            "{dial}: a refused configuration wrote nothing"
+        );
+    }
+}
+
 /// With the production policy, `recall lift` is not applied on one operator's word: it says
 /// which command a second operator must run, `recall pending` lists the request, the proposer's
 /// own `recall approve` is refused, and a second admin's applies it.

@@ -15,6 +15,7 @@ mod isolated_node;
 mod leader_failover_import;
 mod lite_mode;
 mod metrics;
+mod peer_dial;
 mod peer_port;
 mod prune_grace;
 mod refused_links;

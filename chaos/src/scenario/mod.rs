@@ -12,10 +12,22 @@
 //! | `rule-partition` | one sidecar is partitioned, and a not-before rule recalls a whole issuer meanwhile |
 //! | `sidecar-pause` | one sidecar is SIGSTOPped mid-recall, SIGCONTed after the hold |
 //! | `node-cut-off` | every connection into a follower is blackholed until it gives up on the leader, plus the hold |
+//! | `leader-partition` | the leader and one follower are partitioned from each other (both ways), for as long |
+//! | `minority-leader` | the leader is isolated from both followers while its sidecars still reach it, for as long |
+//! | `one-way-link` | every byte one follower sends the leader is lost (the leader's still arrive), for as long |
+//! | `peer-slow-link` | the link between the leader and one follower adds latency to every chunk, from the start |
+//!
+//! The faults between nodes use one proxy per directed node pair ([`crate::links`]); the
+//! follower a two-node fault pairs with the leader is drawn from the seed.
 
 pub mod leader_kill;
+pub mod leader_partition;
 pub mod live;
+pub mod minority_leader;
 pub mod node_cut_off;
+pub mod one_way_link;
+pub mod peer_fault;
+pub mod peer_slow_link;
 pub mod rule_partition;
 pub mod runner;
 pub mod sidecar_partition;
@@ -55,11 +67,19 @@ pub enum Scenario {
     SidecarPause,
     /// A follower node is cut off from its peers mid-recall, then healed.
     NodeCutOff,
+    /// The leader and one follower are partitioned from each other mid-recall, then healed.
+    LeaderPartition,
+    /// The leader is isolated from both followers mid-recall (its sidecars still reach it).
+    MinorityLeader,
+    /// What one follower sends the leader is lost mid-recall, then healed.
+    OneWayLink,
+    /// The link between the leader and one follower is slow throughout.
+    PeerSlowLink,
 }
 
 impl Scenario {
     /// Every scenario, in the order a full run takes them.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::NoFault,
         Scenario::LeaderKill,
         Scenario::SidecarPartition,
@@ -68,6 +88,10 @@ impl Scenario {
         Scenario::RulePartition,
         Scenario::SidecarPause,
         Scenario::NodeCutOff,
+        Scenario::LeaderPartition,
+        Scenario::MinorityLeader,
+        Scenario::OneWayLink,
+        Scenario::PeerSlowLink,
     ];
 
     /// Its name in reports and on the command line.
@@ -81,13 +105,20 @@ impl Scenario {
             Scenario::RulePartition => "rule-partition",
             Scenario::SidecarPause => "sidecar-pause",
             Scenario::NodeCutOff => "node-cut-off",
+            Scenario::LeaderPartition => "leader-partition",
+            Scenario::MinorityLeader => "minority-leader",
+            Scenario::OneWayLink => "one-way-link",
+            Scenario::PeerSlowLink => "peer-slow-link",
         }
     }
 
     /// Whether the fault is injected at a point of the recall (the writes wait there until it
     /// is in place) rather than from the start or not at all.
     pub fn mid_recall(self) -> bool {
-        !matches!(self, Scenario::NoFault | Scenario::SlowLink)
+        !matches!(
+            self,
+            Scenario::NoFault | Scenario::SlowLink | Scenario::PeerSlowLink
+        )
     }
 
     /// The same scenario for the baselines, when they run it.
@@ -115,6 +146,10 @@ impl Scenario {
             Scenario::RulePartition => rule_partition::inject(&ctx).await,
             Scenario::SidecarPause => sidecar_pause::inject(&ctx).await,
             Scenario::NodeCutOff => node_cut_off::inject(&ctx).await,
+            Scenario::LeaderPartition => leader_partition::inject(&ctx).await,
+            Scenario::MinorityLeader => minority_leader::inject(&ctx).await,
+            Scenario::OneWayLink => one_way_link::inject(&ctx).await,
+            Scenario::PeerSlowLink => peer_slow_link::inject(&ctx).await,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The client side of the internal Raft RPC: how a node reaches its peers. One lazily connected
-//! gRPC channel per peer (tonic reconnects it); transport failures surface to openraft as
+//! gRPC channel per peer (tonic reconnects it), at the address [`PeerDialer`] gives (the
+//! membership's, or this node's own override for that peer); transport failures surface to openraft as
 //! `Unreachable` so it backs off instead of spinning. An AppendEntries over the peer's byte
 //! budget is never sent: openraft is told how many entries fit (see [`append_budget`]).
 //!
 //! [`append_budget`]: super::append_budget
+//! [`PeerDialer`]: crate::transport::PeerDialer
 
 // openraft fixes the shape of `RPCError`; boxing it here would only add an allocation per RPC.
 #![allow(clippy::result_large_err)]
@@ -44,8 +46,8 @@ pub fn message_limit(chunk_bytes: usize, append_bytes: usize) -> usize {
 /// Makes a [`PeerClient`] per peer.
 #[derive(Clone, Debug)]
 pub struct GrpcNetwork {
-    /// How the node dials its peers (its node certificate).
-    pub dialer: crate::transport::Dialer,
+    /// How the node dials its peers (its node certificate, and where it reaches each).
+    pub dialer: crate::transport::PeerDialer,
     /// The largest message sent or received.
     pub max_message: usize,
     /// The byte budget of one AppendEntries (see [`AppendBudget`]).
@@ -58,6 +60,8 @@ pub struct GrpcNetwork {
 pub struct PeerClient {
     target: NodeId,
     node: Node,
+    /// Where it is dialled (the membership's address, or this node's override).
+    addr: String,
     client: Result<RaftInternalClient<Channel>, String>,
     budget: AppendBudget,
     appends: Arc<AppendMetrics>,
@@ -103,20 +107,23 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
         let max = self.max_message;
-        let client = self
+        let dialer = self
             .dialer
             .clone()
-            .with_connect_timeout(Duration::from_millis(500))
-            .lazy(&node.addr, crate::transport::Expect::Node(target))
+            .with_connect_timeout(Duration::from_millis(500));
+        let addr = dialer.addr(target, &node.addr).to_owned();
+        let client = dialer
+            .lazy(target, &node.addr)
             .map(|ch| {
                 RaftInternalClient::new(ch)
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max)
             })
-            .map_err(|e| format!("bad address {:?} for node {target}: {e}", node.addr));
+            .map_err(|e| format!("bad address {addr:?} for node {target}: {e}"));
         PeerClient {
             target,
             node: node.clone(),
+            addr,
             client,
             budget: AppendBudget::new(self.append_bytes),
             appends: Arc::clone(&self.appends),
@@ -153,7 +160,7 @@ impl PeerClient {
                 unreachable(format!(
                     "node {} at {}: {}",
                     self.target,
-                    self.node.addr,
+                    self.addr,
                     crate::transport::errors::describe(&s)
                 ))
             }

@@ -121,12 +121,13 @@ impl RaftInternal for RaftService {
         )?;
         use pb::append_entries_reply::Outcome;
         let leader_commit = rpc.leader_commit.map(|c| c.index);
+        let received = std::time::Instant::now();
         let result = self.raft.append_entries(rpc).await;
         if matches!(&result, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)))
         {
             // A leader of the current term reached this node (a conflict reply included), and
             // told it how far the cluster has committed.
-            self.contact.heard(leader_commit);
+            self.contact.heard(received, leader_commit);
         }
         let outcome = match outcome(result) {
             (Some(p), _) => Outcome::Payload(p),

@@ -87,7 +87,9 @@ impl Source for Node<'_> {
     }
 
     fn contact_age(&self) -> Duration {
-        self.0.contact.age(&self.0.raft)
+        self.0
+            .contact
+            .age(&self.0.raft, self.0.sm.applied().version)
     }
 }
 
