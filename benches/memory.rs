@@ -123,10 +123,20 @@ fn authority_set(seed: FingerprintSeed) {
         "authority set",
         bytes as f64 / N as f64
     );
-    let (_frozen, after) = retained(|| set.freeze());
+    let (frozen, after) = retained(|| set.freeze());
     println!(
         "{:<22} {:>6.2} B/entry  (what freezing for a snapshot adds)",
         "  + freeze",
         after as f64 / N as f64
+    );
+    let ((), merged) = retained(|| {
+        let flat = frozen.flatten();
+        set.settle(&flat);
+    });
+    println!(
+        "{:<22} {:>6.2} B/entry  (once merged into the sorted layer, as a snapshot or the \
+         node's merge leaves it)",
+        "  merged",
+        (bytes + after + merged) as f64 / N as f64
     );
 }

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 cargo build --release --locked --quiet
-BIN=$PWD/target/release/recall
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/recall
 DIR=$(mktemp -d /tmp/recall-memory.XXXXXX)
 PIDS=()
 cleanup() {

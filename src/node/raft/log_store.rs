@@ -29,6 +29,10 @@ use serde::de::DeserializeOwned;
 use super::log_flush::{Done, Flusher, Job, Op, Overlay};
 use super::{NodeId, TypeConfig};
 
+/// The page cache of the Raft log: redb's default is 1 GiB per database, and what an import
+/// writes stays cached (resident) up to it. Reads here are sequential or recent.
+const LOG_CACHE_BYTES: usize = 8 << 20;
+
 /// The name of the log's file inside the directory given to [`LogStore::open`].
 pub const FILE_NAME: &str = "raft-log.redb";
 
@@ -133,7 +137,9 @@ impl LogStore {
         })?;
         let path = dir.join(FILE_NAME);
         let init = |path: &Path| -> Result<Database, redb::Error> {
-            let db = Database::create(path)?;
+            let db = Database::builder()
+                .set_cache_size(LOG_CACHE_BYTES)
+                .create(path)?;
             // Create both tables up front so that readers never meet a missing table.
             let txn = db.begin_write()?;
             txn.open_table(LOGS)?;

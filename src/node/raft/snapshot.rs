@@ -37,6 +37,11 @@ use crate::node::history::export::Line;
 use crate::node::history::{Body, Witnessed, Witnesses};
 use crate::node::stepup::Governance;
 
+/// The page cache of the state database (snapshot, audit records, command bodies): redb's
+/// default is 1 GiB per database, and what an import writes stays cached (resident) up to it.
+/// Reads here are sequential or recent.
+const STATE_CACHE_BYTES: usize = 8 << 20;
+
 /// The name of the state machine's file inside the directory given to `StateMachine::open`.
 pub const FILE_NAME: &str = "state.redb";
 
@@ -354,7 +359,9 @@ impl StateDb {
         })?;
         let path = dir.join(FILE_NAME);
         let init = |path: &Path| -> Result<Database, redb::Error> {
-            let db = Database::create(path)?;
+            let db = Database::builder()
+                .set_cache_size(STATE_CACHE_BYTES)
+                .create(path)?;
             let txn = db.begin_write()?;
             txn.open_table(SNAPSHOT)?;
             txn.open_table(AUDIT)?;

@@ -13,11 +13,9 @@
 //! Memory: the authority keeps no key, only its identity. A [`Slot`] is 24 bytes (the key's
 //! check hash, its expiry, the version that revoked it); a bucket holds one inline (32 bytes),
 //! more only on a fingerprint collision. The head is a hash map (about 40 bytes an entry over
-//! its load factor); every merged layer is a sorted array of `(fingerprint, bucket)`, exactly
-//! 40 bytes an entry, searched by interpolation (fingerprints are uniform, so a lookup takes a
-//! few probes, not log n).
+//! its load factor); every merged layer is a sorted array of `(fingerprint, bucket)`, 40 bytes
+//! an entry, with a table of where each range of top bits starts ([`SortedLayer`]).
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
 use std::sync::Arc;
@@ -67,46 +65,65 @@ pub(super) type Bucket = SmallVec<[Slot; 1]>;
 pub(super) enum Layer {
     /// The head as it was frozen.
     Hash(HashMap<Fingerprint, Bucket>),
-    /// A merged layer, sorted by fingerprint, each fingerprint once.
-    Sorted(Vec<(Fingerprint, Bucket)>),
+    /// A merged layer.
+    Sorted(SortedLayer),
 }
 
-/// Interpolation rounds before the search falls back to halving.
-const INTERPOLATIONS: usize = 8;
+/// A merged layer: `(fingerprint, bucket)` sorted by fingerprint, each fingerprint once, and
+/// where each range of the fingerprint's top bits starts (one `u32` per 4 to 8 items), so a
+/// lookup is one read of that table and a search of a few neighbouring items: two cache misses,
+/// about what a hash map costs, at 40.5 to 41 bytes an entry.
+#[derive(Clone, Debug)]
+pub(super) struct SortedLayer {
+    items: Vec<(Fingerprint, Bucket)>,
+    starts: Vec<u32>,
+    shift: u32,
+}
 
-/// Where `fp` is in `v` (sorted, unique), or where it would go.
-fn find(v: &[(Fingerprint, Bucket)], fp: Fingerprint) -> Result<usize, usize> {
-    let (mut lo, mut hi) = (0, v.len());
-    for _ in 0..INTERPOLATIONS {
-        if hi - lo <= 16 {
-            break;
+impl SortedLayer {
+    /// `items` must be sorted by fingerprint, each once.
+    pub(super) fn new(mut items: Vec<(Fingerprint, Bucket)>) -> Self {
+        debug_assert!(items.windows(2).all(|w| w[0].0 < w[1].0));
+        items.shrink_to_fit();
+        let n = items.len();
+        let bits = match n {
+            0..64 => 0,
+            _ => (n.ilog2() - 2).min(28),
+        };
+        let shift = 64 - bits;
+        let range = |fp: Fingerprint| fp.0.checked_shr(shift).unwrap_or(0) as usize;
+        let mut starts = Vec::with_capacity((1 << bits) + 1);
+        let mut i = 0;
+        for r in 0..(1usize << bits) {
+            while i < n && range(items[i].0) < r {
+                i += 1;
+            }
+            starts.push(i as u32);
         }
-        let (a, b, x) = (v[lo].0.0, v[hi - 1].0.0, fp.0);
-        if x < a {
-            return Err(lo);
-        }
-        if x > b {
-            return Err(hi);
-        }
-        let span = (b - a) as u128;
-        let guess = lo + ((x - a) as u128 * (hi - 1 - lo) as u128 / span.max(1)) as usize;
-        match v[guess].0.cmp(&fp) {
-            Ordering::Equal => return Ok(guess),
-            Ordering::Less => lo = guess + 1,
-            Ordering::Greater => hi = guess,
+        starts.push(n as u32);
+        Self {
+            items,
+            starts,
+            shift,
         }
     }
-    v[lo..hi]
-        .binary_search_by_key(&fp, |(f, _)| *f)
-        .map(|i| i + lo)
-        .map_err(|i| i + lo)
+
+    fn find(&self, fp: Fingerprint) -> Option<&Bucket> {
+        let r = fp.0.checked_shr(self.shift).unwrap_or(0) as usize;
+        let (lo, hi) = (self.starts[r] as usize, self.starts[r + 1] as usize);
+        let range = &self.items[lo..hi];
+        range
+            .binary_search_by_key(&fp, |(f, _)| *f)
+            .ok()
+            .map(|i| &range[i].1)
+    }
 }
 
 impl Layer {
     fn get(&self, fp: &Fingerprint) -> Option<&Bucket> {
         match self {
             Layer::Hash(m) => m.get(fp),
-            Layer::Sorted(v) => find(v, *fp).ok().map(|i| &v[i].1),
+            Layer::Sorted(v) => v.find(*fp),
         }
     }
 
@@ -114,7 +131,7 @@ impl Layer {
     pub(super) fn len(&self) -> usize {
         match self {
             Layer::Hash(m) => m.len(),
-            Layer::Sorted(v) => v.len(),
+            Layer::Sorted(v) => v.items.len(),
         }
     }
 
@@ -127,7 +144,7 @@ impl Layer {
     /// O(n log n) references for a hash one.
     fn sorted(&self) -> Sorted<'_> {
         match self {
-            Layer::Sorted(v) => Box::new(v.iter().map(|(f, b)| (f, b))),
+            Layer::Sorted(v) => Box::new(v.items.iter().map(|(f, b)| (f, b))),
             Layer::Hash(m) => {
                 let mut refs: Vec<(&Fingerprint, &Bucket)> = m.iter().collect();
                 refs.sort_unstable_by_key(|(f, _)| **f);
@@ -152,7 +169,7 @@ impl Layers {
             head: HashMap::new(),
             frozen: match bottom.is_empty() {
                 true => vec![],
-                false => vec![Arc::new(Layer::Sorted(bottom))],
+                false => vec![Arc::new(Layer::Sorted(SortedLayer::new(bottom)))],
             },
         }
     }
@@ -232,6 +249,17 @@ impl Layers {
         same
     }
 
+    /// How many fingerprints sit in hash maps (the head, and frozen heads not merged yet).
+    pub(super) fn unmerged(&self) -> usize {
+        self.head.len()
+            + self
+                .frozen
+                .iter()
+                .filter(|l| l.is_hash())
+                .map(|l| l.len())
+                .sum::<usize>()
+    }
+
     /// How many frozen layers there are.
     pub(super) fn frozen_layers(&self) -> usize {
         self.frozen.len()
@@ -294,8 +322,7 @@ pub(super) fn merge(layers: &[Arc<Layer>], on_bottom: bool) -> Layer {
             out.push((*fp, bucket.clone()));
         }
     }
-    out.shrink_to_fit();
-    Layer::Sorted(out)
+    Layer::Sorted(SortedLayer::new(out))
 }
 
 /// Every fingerprint that holds entries in `layers` (oldest first), with its bucket, sorted by
@@ -321,50 +348,35 @@ mod tests {
     }
 
     #[test]
-    fn interpolation_finds_every_fingerprint_and_places_every_gap() {
+    fn a_sorted_layer_finds_every_fingerprint_and_nothing_else() {
         let mut x = 0x1234_5678_9abc_def0u64;
-        let mut fps: Vec<u64> = (0..5000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x
-            })
-            .collect();
-        fps.push(0);
-        fps.push(u64::MAX);
-        fps.sort_unstable();
-        fps.dedup();
-        let v = sorted(&fps);
-        for (i, f) in fps.iter().enumerate() {
-            assert_eq!(find(&v, Fingerprint(*f)), Ok(i));
-            if *f > 0 && (i == 0 || fps[i - 1] != f - 1) {
-                assert_eq!(find(&v, Fingerprint(f - 1)), Err(i));
+        for n in [0usize, 1, 63, 64, 65, 1000, 5000] {
+            let mut fps: Vec<u64> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x
+                })
+                .collect();
+            if n > 2 {
+                fps[0] = 0;
+                fps[1] = u64::MAX;
+            }
+            fps.sort_unstable();
+            fps.dedup();
+            let layer = SortedLayer::new(sorted(&fps));
+            for f in &fps {
+                let b = layer.find(Fingerprint(*f)).expect("present");
+                assert_eq!(b[0].check, KeyCheck(*f));
+                for near in [f.wrapping_sub(1), f.wrapping_add(1)] {
+                    assert_eq!(
+                        layer.find(Fingerprint(near)).is_some(),
+                        fps.binary_search(&near).is_ok()
+                    );
+                }
             }
         }
-        // Skewed values still end in the right place.
-        let skewed = sorted(&[
-            1,
-            2,
-            3,
-            4,
-            5,
-            6,
-            7,
-            8,
-            9,
-            10,
-            11,
-            12,
-            13,
-            14,
-            15,
-            16,
-            17,
-            u64::MAX,
-        ]);
-        assert_eq!(find(&skewed, Fingerprint(17)), Ok(16));
-        assert_eq!(find(&skewed, Fingerprint(18)), Err(17));
     }
 
     #[test]

@@ -520,6 +520,13 @@ impl RevocationSet {
         }
     }
 
+    /// How many fingerprints are not yet in a merged (sorted) layer: changes since the last
+    /// merge. They cost about twice what merged ones do; past a bound, freeze, flatten and
+    /// settle (as a snapshot does) to merge them.
+    pub fn unmerged(&self) -> usize {
+        self.entries.unmerged()
+    }
+
     /// How many frozen layers sit under the head (each lookup of a fingerprint the head lacks
     /// probes them).
     pub fn frozen_layers(&self) -> usize {

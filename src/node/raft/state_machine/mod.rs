@@ -95,7 +95,13 @@ pub(super) struct Inner {
     alarm: watch::Sender<Option<String>>,
     /// How the latest snapshot build went.
     pub(super) snapshot_timing: std::sync::Mutex<Option<SnapshotTiming>>,
+    /// Whether a merge of the set's recent changes is running.
+    merging: std::sync::atomic::AtomicBool,
 }
+
+/// How many changed fingerprints wait in hash maps before they are merged into the set's
+/// sorted layer (they hold about twice the memory there): a few MB, whatever the set's size.
+const MERGE_AT: usize = 64 * 1024;
 
 pub(super) struct State {
     pub(super) set: RevocationSet,
@@ -338,6 +344,24 @@ impl std::fmt::Debug for Inner {
 type BatchError = Box<(Option<LogId<NodeId>>, StateMachineError)>;
 
 impl Inner {
+    /// Past [`MERGE_AT`] unmerged changes, merges them into the set's sorted layer on the
+    /// blocking pool, as a snapshot build does: freeze under the lock (O(layers)), merge off
+    /// it, hand the merged layer back under the lock (O(layers)). One at a time.
+    fn merge_if_due(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.read().set.unmerged() < MERGE_AT || self.merging.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let frozen = inner.write().set.freeze();
+            let flat = frozen.flatten();
+            inner.write().set.settle(&flat);
+            drop(flat);
+            inner.merging.store(false, Ordering::Release);
+        });
+    }
+
     pub(super) fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state
             .read()
@@ -426,6 +450,7 @@ impl StateMachine {
                 applied,
                 alarm,
                 snapshot_timing: std::sync::Mutex::new(None),
+                merging: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -591,6 +616,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         match applied {
             Ok(responses) => {
                 self.inner.publish();
+                self.inner.merge_if_due();
                 Ok(responses)
             }
             Err(failed) => Err(match *failed {
