@@ -99,8 +99,13 @@ impl SsfMetrics {
     }
 }
 
+/// Deliveries handled at once; past it a push is answered 503 at once (the transmitter retries
+/// later), so a flood of SETs cannot queue unbounded work or writes.
+pub const MAX_IN_FLIGHT: usize = 64;
+
 /// The receiving end shared by the push endpoint and the pollers.
 pub struct Receiver {
+    in_flight: tokio::sync::Semaphore,
     transmitters: Transmitters,
     seen: Seen,
     cluster: ClusterClient,
@@ -116,6 +121,7 @@ impl Receiver {
         clock: Clock,
     ) -> anyhow::Result<Arc<Self>> {
         Ok(Arc::new(Self {
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
             transmitters: Transmitters::start(config).await?,
             seen: Seen::open(&config.data_dir)?,
             cluster,
@@ -138,13 +144,23 @@ impl Receiver {
         (self.clock)().as_millis().div_euclid(1000)
     }
 
-    /// Handles one SET.
+    /// Handles one SET. A push finding [`MAX_IN_FLIGHT`] deliveries in progress is told to
+    /// retry; a poller waits its turn.
     pub async fn deliver(&self, set: &str, delivery: Delivery<'_>) -> Outcome {
         let how = match delivery {
             Delivery::Push { .. } => "push",
             Delivery::Poll => "poll",
         };
-        let outcome = self.handle(set, delivery).await;
+        let permit = match delivery {
+            Delivery::Push { .. } => self.in_flight.try_acquire().ok(),
+            Delivery::Poll => self.in_flight.acquire().await.ok(),
+        };
+        let outcome = match permit {
+            Some(_permit) => self.handle(set, delivery).await,
+            None => Outcome::Retry(format!(
+                "{MAX_IN_FLIGHT} deliveries are already in progress"
+            )),
+        };
         match &outcome {
             Outcome::Accepted { jti, summary } => {
                 tracing::info!(delivery = how, jti = %jti, "SET accepted: {summary}")

@@ -170,3 +170,45 @@ async fn forged_misaddressed_and_stale_sets_are_refused_with_the_rfc_codes() {
     );
     let _ = (AUDIENCE, TRANSMITTER);
 }
+
+#[tokio::test]
+async fn a_flood_of_pushes_beyond_the_in_flight_limit_is_told_to_retry_at_once() {
+    // No cluster answers: every accepted delivery keeps trying it until write_timeout_s (3 s).
+    let dead = format!("127.0.0.1:{}", {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    });
+    let key = SigningKey::es256("t-1");
+    let rx = std::sync::Arc::new(Receiver::start(&dead, &jwks(&[&key]), None).await);
+    let pushes = (0..recall::ssf::receive::MAX_IN_FLIGHT + 16).map(|i| {
+        let rx = rx.clone();
+        let s = set(
+            &key,
+            &format!("flood-{i}"),
+            SESSION_REVOKED,
+            json!({}),
+            subject(),
+        );
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let (status, body) = rx.push(&s).await;
+            (status, body, started.elapsed())
+        })
+    });
+    let mut busy = 0;
+    for p in futures::future::join_all(pushes).await {
+        let (status, body, took) = p.unwrap();
+        assert_eq!(status, 503, "{body}");
+        let why = body["description"].as_str().unwrap_or_default();
+        if why.contains("already in progress") {
+            busy += 1;
+            assert!(
+                took < std::time::Duration::from_secs(2),
+                "answered at once: {took:?}"
+            );
+        } else {
+            assert!(why.contains("did not go through"), "{why}");
+        }
+    }
+    assert!(busy >= 16, "{busy} pushes were told the receiver is busy");
+}
