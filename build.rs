@@ -11,11 +11,12 @@ use std::{env, error::Error, path::PathBuf};
 const PROTO_ROOT: &str = "proto";
 
 /// Every file of the contract, relative to the crate root.
-const PROTOS: [&str; 5] = [
+const PROTOS: [&str; 6] = [
     "proto/recall/v1/types.proto",
     "proto/recall/v1/operator.proto",
     "proto/recall/v1/subscribe.proto",
     "proto/recall/v1/check.proto",
+    "proto/recall/v1/sightings.proto",
     "proto/recall/v1/raft.proto",
 ];
 

@@ -14,6 +14,7 @@ mod pki;
 mod roles;
 mod server;
 mod sidecar;
+mod sightings;
 mod ssf;
 mod stepup;
 mod time;
@@ -90,6 +91,8 @@ enum Cmd {
     Import(import::ImportArgs),
     /// Show the cluster: leader, versions, digest, members.
     Status(inspect::StatusArgs),
+    /// Which revoked credentials are still being presented, at which service, and when last.
+    Sightings(sightings::SightingsArgs),
     /// The hash-chained audit history.
     #[command(subcommand)]
     Audit(inspect::AuditCmd),
@@ -131,6 +134,7 @@ impl Cli {
             Cmd::Lift(a) => write::lift(a).await,
             Cmd::Import(a) => import::run(a).await,
             Cmd::Status(a) => inspect::status(a).await,
+            Cmd::Sightings(a) => sightings::run(a).await,
             Cmd::Audit(c) => inspect::audit(c).await,
             Cmd::Cluster(c) => inspect::cluster(c).await,
             Cmd::Roles(c) => roles::run(c).await,

@@ -87,6 +87,18 @@ pub struct SidecarArgs {
     /// the sidecar drops it and connects to the next node.
     #[arg(long, env = "RECALL_SILENCE_TIMEOUT_MS", default_value_t = 2_000)]
     silence_timeout_ms: u64,
+    /// The service whose denials this sidecar counts as sightings of revoked credentials
+    /// (`recall sightings` shows it). Default: the subscriber id.
+    #[arg(long, env = "RECALL_SERVICE", default_value = "")]
+    service: String,
+    /// How often, in milliseconds, the sightings are reported to the cluster (at least 100;
+    /// 0 counts and reports none).
+    #[arg(long, env = "RECALL_SIGHTINGS_INTERVAL_MS", default_value_t = 5_000)]
+    sightings_interval_ms: u64,
+    /// The most distinct revoked credentials counted between two reports (1..1000000); past
+    /// it, denials of others are counted as dropped.
+    #[arg(long, env = "RECALL_SIGHTINGS_MAX", default_value_t = 10_000)]
+    sightings_max: usize,
     /// Log as JSON lines instead of readable text.
     #[arg(long, env = "RECALL_LOG_JSON")]
     log_json: bool,
@@ -136,6 +148,20 @@ impl SidecarArgs {
             timeout: Duration::from_millis(self.confirm_timeout_ms),
             cache_entries: self.confirm_cache,
         };
+        if self.sightings_max > 1_000_000 {
+            anyhow::bail!(
+                "--sightings-max {} is over 1000000: give a smaller table",
+                self.sightings_max
+            );
+        }
+        subscriber.sightings = crate::subscriber::sightings::SightingsConfig {
+            service: self.service,
+            interval: Duration::from_millis(self.sightings_interval_ms),
+            max: self.sightings_max,
+        };
+        subscriber.sightings.validate().map_err(|e| {
+            anyhow::anyhow!("--service/--sightings-interval-ms/--sightings-max: {e}")
+        })?;
         subscriber.data_dir = Some(self.data_dir);
         subscriber.staleness_bound = Duration::from_millis(self.staleness_bound_ms);
         subscriber.silence_timeout = Duration::from_millis(self.silence_timeout_ms);

@@ -7,19 +7,12 @@
 //! member is silent.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
-
-use super::raft::Raft;
+use super::peers::Peers;
 use super::subscribe::{Registry, SubscriberInfo};
 use crate::proto as pb;
-use crate::proto::raft_internal_client::RaftInternalClient;
-use crate::transport::PeerDialer;
-
-/// How long a peer may take to report its subscribers.
-const PEER_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// One subscriber as seen from the cluster.
 #[derive(Clone, Debug)]
@@ -51,26 +44,19 @@ impl Gathered {
 
 /// Gathers subscribers from every member.
 pub struct Convergence {
-    raft: Raft,
+    peers: Arc<Peers>,
     registry: Arc<Registry>,
-    dialer: PeerDialer,
-    peers: Mutex<HashMap<(u64, String), RaftInternalClient<Channel>>>,
 }
 
 impl Convergence {
-    /// Convergence over `raft`'s members, this node's subscribers in `registry`.
-    pub fn new(raft: Raft, registry: Arc<Registry>, dialer: PeerDialer) -> Self {
-        Self {
-            raft,
-            registry,
-            dialer: dialer.with_connect_timeout(PEER_TIMEOUT),
-            peers: Mutex::new(HashMap::new()),
-        }
+    /// Convergence over the members `peers` reaches, this node's subscribers in `registry`.
+    pub fn new(peers: Arc<Peers>, registry: Arc<Registry>) -> Self {
+        Self { peers, registry }
     }
 
     /// This node's subscribers.
     pub fn local(&self) -> Vec<Seen> {
-        let me = self.raft.metrics().borrow().id;
+        let me = self.peers.me();
         self.registry
             .list()
             .into_iter()
@@ -81,23 +67,24 @@ impl Convergence {
     /// Every member's subscribers, and the members that did not answer in time (whose
     /// subscribers are therefore unknown).
     pub async fn cluster(&self) -> Gathered {
-        let m = self.raft.metrics().borrow().clone();
         let mut all = self.local();
-        let mut silent = Vec::new();
-        let others: Vec<(u64, String)> = m
-            .membership_config
-            .nodes()
-            .filter(|(id, _)| **id != m.id)
-            .map(|(id, n)| (*id, n.addr.clone()))
-            .collect();
-        let asks = others
-            .iter()
-            .map(|(id, addr)| async move { (*id, self.ask(*id, addr).await) });
-        for (id, r) in futures::future::join_all(asks).await {
-            match r {
-                Some(mut seen) => all.append(&mut seen),
-                None => silent.push(id),
-            }
+        let answers = self
+            .peers
+            .ask_all(|mut c| async move {
+                Ok(c.subscribers(pb::SubscribersRequest {}).await?.into_inner())
+            })
+            .await;
+        for (_, reply) in answers.answered {
+            all.extend(reply.subscribers.into_iter().map(|l| Seen {
+                node: reply.node_id,
+                info: SubscriberInfo {
+                    id: l.subscriber_id,
+                    mode: String::new(),
+                    applied: l.applied_version,
+                    digest: recall_core::Digest::default(),
+                    last_ack: recall_core::Timestamp::from_millis(l.last_ack_ms),
+                },
+            }));
         }
         // A subscriber that just moved between nodes may show twice: keep its latest ack.
         let mut by_id: HashMap<String, Seen> = HashMap::new();
@@ -111,47 +98,10 @@ impl Convergence {
         }
         let mut subs: Vec<Seen> = by_id.into_values().collect();
         subs.sort_by(|a, b| a.info.id.cmp(&b.info.id));
-        silent.sort_unstable();
-        Gathered { subs, silent }
-    }
-
-    /// Asks member `id`, which advertises `addr`, for its subscribers.
-    async fn ask(&self, id: u64, addr: &str) -> Option<Vec<Seen>> {
-        let mut client = {
-            let mut peers = self.peers.lock().expect("peer clients lock");
-            let key = (id, addr.to_owned());
-            match peers.get(&key) {
-                Some(c) => c.clone(),
-                None => {
-                    let ch = self.dialer.lazy(id, addr).ok()?;
-                    let c = RaftInternalClient::new(ch);
-                    peers.insert(key, c.clone());
-                    c
-                }
-            }
-        };
-        let reply =
-            tokio::time::timeout(PEER_TIMEOUT, client.subscribers(pb::SubscribersRequest {}))
-                .await
-                .ok()?
-                .ok()?
-                .into_inner();
-        Some(
-            reply
-                .subscribers
-                .into_iter()
-                .map(|l| Seen {
-                    node: reply.node_id,
-                    info: SubscriberInfo {
-                        id: l.subscriber_id,
-                        mode: String::new(),
-                        applied: l.applied_version,
-                        digest: recall_core::Digest::default(),
-                        last_ack: recall_core::Timestamp::from_millis(l.last_ack_ms),
-                    },
-                })
-                .collect(),
-        )
+        Gathered {
+            subs,
+            silent: answers.silent,
+        }
     }
 }
 

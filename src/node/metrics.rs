@@ -51,6 +51,12 @@ pub struct NodeMetrics {
     /// `recall_check_calls_total{rpc}`: `Check` and `CheckBatch` calls answered (lite-mode
     /// sidecars confirming Bloom filter hits, and operators).
     pub check_calls: IntCounterVec,
+    /// `recall_sightings_held`: sightings of revoked credentials this node holds for its
+    /// subscribers.
+    pub sightings_held: IntGauge,
+    /// `recall_sighting_reports_total{result}`: subscribers' sightings reports, accepted or
+    /// refused.
+    pub sighting_reports: IntCounterVec,
     leader_changes: IntCounter,
 }
 
@@ -98,6 +104,17 @@ impl NodeMetrics {
                  operators.",
                 &["rpc"],
             ),
+            sightings_held: IntGauge::new(
+                "recall_sightings_held",
+                "Sightings of revoked credentials (per revocation and service) this node holds \
+                 for the subscribers that reported to it.",
+            )
+            .expect("a valid gauge"),
+            sighting_reports: counters(
+                "recall_sighting_reports_total",
+                "Subscribers' sightings reports, by result (accepted, refused).",
+                &["result"],
+            ),
             leader_changes: IntCounter::new(
                 "recall_raft_leader_changes_total",
                 "Times this node saw the cluster's leader change (including to none).",
@@ -111,6 +128,8 @@ impl NodeMetrics {
         register(&m.registry, m.streams_ended.clone());
         register(&m.registry, m.queue_bytes.clone());
         register(&m.registry, m.check_calls.clone());
+        register(&m.registry, m.sightings_held.clone());
+        register(&m.registry, m.sighting_reports.clone());
         register(&m.registry, m.leader_changes.clone());
         register(&m.registry, commit_seconds);
         appends.register(&m.registry);

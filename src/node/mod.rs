@@ -33,8 +33,10 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod operator;
+pub mod peers;
 pub mod raft;
 pub mod rate;
+pub mod sightings;
 pub mod stepup;
 pub mod subscribe;
 pub mod ui;
@@ -73,6 +75,10 @@ const MAX_SUBSCRIBER_MESSAGE: usize = 64 << 10;
 
 /// The most bytes one revocation item takes on the wire (kind, two 256-byte strings, expiry).
 const MAX_ITEM_BYTES: usize = 640;
+
+/// The largest reply a member sends another outside Raft itself (its subscribers, its
+/// sightings).
+pub const MAX_PEER_REPLY: usize = 8 << 20;
 
 /// A running node.
 pub struct RunningNode {
@@ -197,23 +203,25 @@ impl RunningNode {
                 until_stopped(stopped.clone()),
             ))
         });
+        let peers = Arc::new(peers::Peers::new(raft.clone(), dialer));
         let convergence = Arc::new(convergence::Convergence::new(
-            raft.clone(),
+            peers.clone(),
             registry.clone(),
-            dialer,
         ));
+        let sightings = Arc::new(sightings::Store::new(sightings::MAX_HELD));
         let peer_server = {
             let raft_svc = raft::service::RaftService::new(
                 raft.clone(),
                 writer.clone(),
                 contact.clone(),
                 registry.clone(),
+                sightings.clone(),
                 config.initial_members.keys().copied().collect(),
             );
             let router = crate::transport::grpc_server().add_service(
                 crate::proto::raft_internal_server::RaftInternalServer::new(raft_svc)
                     .max_decoding_message_size(raft_limit)
-                    .max_encoding_message_size(raft_limit),
+                    .max_encoding_message_size(raft_limit.max(MAX_PEER_REPLY)),
             );
             tokio::spawn(crate::transport::serve_grpc(
                 router,
@@ -244,6 +252,13 @@ impl RunningNode {
                 metrics: node_metrics.clone(),
                 snapshots: Default::default(),
             };
+            let sightings_svc = sightings::service::SightingsService {
+                store: sightings,
+                sm: sm.clone(),
+                peers,
+                clock: clock.clone(),
+                metrics: node_metrics.clone(),
+            };
             let check_svc = check::CheckService {
                 sm: sm.clone(),
                 raft: raft.clone(),
@@ -268,6 +283,11 @@ impl RunningNode {
                 .add_service(
                     crate::proto::check_server::CheckServer::new(check_svc)
                         .max_decoding_message_size(check::MAX_REQUEST_BYTES),
+                )
+                .add_service(
+                    crate::proto::sightings_server::SightingsServer::new(sightings_svc)
+                        .max_decoding_message_size(sightings::MAX_REPORT_BYTES)
+                        .max_encoding_message_size(MAX_PEER_REPLY),
                 );
             tokio::spawn(crate::transport::serve_grpc(
                 router,

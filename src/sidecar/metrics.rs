@@ -79,6 +79,10 @@ struct SubscriberCollector {
     lite_rebuilds: Mirror,
     confirmations: IntCounterVec,
     confirmations_seen: [AtomicU64; 4],
+    sightings: Mirror,
+    sightings_dropped: Mirror,
+    sighting_reports: IntCounterVec,
+    sighting_reports_seen: [AtomicU64; 2],
     descs: Vec<Desc>,
 }
 
@@ -168,6 +172,23 @@ impl SubscriberCollector {
                 &["result"],
             ),
             confirmations_seen: Default::default(),
+            sightings: Mirror::new(
+                "recall_sidecar_sightings_total",
+                "Denials of revoked credentials counted as sightings (reported to the cluster: \
+                 `recall sightings`).",
+            ),
+            sightings_dropped: Mirror::new(
+                "recall_sidecar_sightings_dropped_total",
+                "Denials not counted because the sightings table was full (raise \
+                 --sightings-max, or shorten --sightings-interval).",
+            ),
+            sighting_reports: counters(
+                "recall_sidecar_sighting_reports_total",
+                "Sightings reports sent, by result: sent (a node took it), failed (no node did; \
+                 its counts wait for the next report).",
+                &["result"],
+            ),
+            sighting_reports_seen: Default::default(),
             descs: Vec::new(),
         };
         c.descs = c
@@ -193,6 +214,9 @@ impl SubscriberCollector {
             &self.by_reason,
             &self.lite_rebuilds.counter,
             &self.confirmations,
+            &self.sightings.counter,
+            &self.sightings_dropped.counter,
+            &self.sighting_reports,
         ]
     }
 
@@ -230,6 +254,18 @@ impl SubscriberCollector {
                     .with_label_values(&[result])
                     .inc_by(now.saturating_sub(seen));
             }
+        }
+        let seen = &self.subscriber.sightings().counts;
+        self.sightings.follow(seen.noted.load(Ordering::Relaxed));
+        self.sightings_dropped
+            .follow(seen.dropped.load(Ordering::Relaxed));
+        let reports = [&seen.reports_sent, &seen.reports_failed];
+        for (i, result) in ["sent", "failed"].iter().enumerate() {
+            let now = reports[i].load(Ordering::Relaxed);
+            let before = self.sighting_reports_seen[i].swap(now, Ordering::Relaxed);
+            self.sighting_reports
+                .with_label_values(&[result])
+                .inc_by(now.saturating_sub(before));
         }
         let reasons = crate::wire::SNAPSHOT_REASONS.iter().chain(["other"].iter());
         for (i, reason) in reasons.enumerate() {

@@ -39,6 +39,8 @@ pub struct SubscriberConfig {
     /// How a lite-mode subscriber confirms its Bloom filter hits with the cluster (unused in
     /// full mode, whose answers are exact).
     pub confirm: super::confirm::ConfirmConfig,
+    /// How denials of revoked credentials are counted and reported to the cluster.
+    pub sightings: super::sightings::SightingsConfig,
 }
 
 impl SubscriberConfig {
@@ -57,6 +59,7 @@ impl SubscriberConfig {
             persist_every: Duration::from_secs(1),
             silence_timeout: Duration::from_secs(2),
             confirm: Default::default(),
+            sightings: Default::default(),
         }
     }
 
@@ -98,6 +101,7 @@ impl SubscriberConfig {
         if self.backoff_min.is_zero() || self.backoff_max < self.backoff_min {
             anyhow::bail!("backoff: the minimum must be positive and at most the maximum");
         }
+        self.sightings.validate()?;
         if self.silence_timeout < Duration::from_millis(100) {
             anyhow::bail!("silence_timeout: at least 100 ms (nodes send a heartbeat every 500 ms)");
         }

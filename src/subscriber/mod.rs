@@ -20,7 +20,8 @@
 //! - [`persist`]: the state on disk for warm restarts;
 //! - [`answer`]: a check's answer with its staleness and the policy applied;
 //! - [`confirm`]: lite mode's confirmations of Bloom filter hits with the cluster;
-//! - [`contact`]: when a node last vouched for the state, on a monotonic clock.
+//! - [`contact`]: when a node last vouched for the state, on a monotonic clock;
+//! - [`sightings`]: denials of revoked credentials, counted and reported to the cluster.
 
 pub mod answer;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod confirm;
 pub mod contact;
 pub mod follow;
 pub mod persist;
+pub mod sightings;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -93,6 +95,10 @@ pub struct Subscriber {
     state: watch::Receiver<follow::FollowState>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// Denials of revoked credentials since the last report.
+    sightings: Arc<sightings::Sightings>,
+    /// Sends them to the cluster.
+    reporter: JoinHandle<()>,
 }
 
 /// What a subscriber holds, for status pages and tests.
@@ -161,6 +167,15 @@ impl Subscriber {
         let shared = Arc::new(Shared::default());
         let (stop, stopped) = watch::channel(false);
         let (state_tx, state) = watch::channel(follow::FollowState::default());
+        let sightings = Arc::new(sightings::Sightings::new(&config.id, &config.sightings));
+        let reporter = tokio::spawn(sightings::report(
+            sightings.clone(),
+            config.cluster.clone(),
+            config.security.clone(),
+            config.sightings.interval,
+            state.clone(),
+            stop.subscribe(),
+        ));
         let task = tokio::spawn(follow::run(
             filter,
             config.clone(),
@@ -176,13 +191,24 @@ impl Subscriber {
             state,
             stop,
             task,
+            sightings,
+            reporter,
         })
     }
 
     /// Checks a token's facts against the local filter. In lite mode a hit answers
     /// `possibly_revoked`; [`Subscriber::check_confirmed`] confirms it with the cluster.
     pub fn check(&self, facts: &TokenFacts<'_>) -> Answer {
-        self.answer(self.reader.check_token(facts))
+        self.sighted(facts, self.answer(self.reader.check_token(facts)))
+    }
+
+    /// `answer`, its denial counted as a sighting of what revoked `facts` (only an exact
+    /// `revoked` is: a stale, allowed or unconfirmed answer is not).
+    fn sighted(&self, facts: &TokenFacts<'_>, answer: Answer) -> Answer {
+        if answer.status == Status::Revoked {
+            self.sightings.note(facts, &answer.matches, now_ms());
+        }
+        answer
     }
 
     /// Checks a token's facts against the local filter and, in lite mode, confirms a Bloom hit
@@ -190,7 +216,7 @@ impl Subscriber {
     pub async fn check_confirmed(&self, facts: &TokenFacts<'_>) -> Answer {
         let checked = self.reader.check_token(facts);
         if self.confirmer.is_none() || checked.verdict.status() != Status::PossiblyRevoked {
-            return self.answer(checked);
+            return self.sighted(facts, self.answer(checked));
         }
         // Only a hit reads the clock for a deadline: a miss costs what `check` does.
         let deadline = self.confirm_deadline();
@@ -216,13 +242,13 @@ impl Subscriber {
             .as_ref()
             .filter(|_| checked.verdict.status() == Status::PossiblyRevoked)
         else {
-            return self.answer(checked);
+            return self.sighted(facts, self.answer(checked));
         };
         let first = self.state.borrow().node.clone();
         let (checked, source) = confirmer
             .confirm(facts, checked, first.as_deref(), deadline)
             .await;
-        self.answer_from(checked, source)
+        self.sighted(facts, self.answer_from(checked, source))
     }
 
     /// The lite-mode confirmer (`None` in full mode).
@@ -232,7 +258,22 @@ impl Subscriber {
 
     /// Checks one key.
     pub fn check_key(&self, kind: Kind, namespace: &str, value: &str) -> Answer {
-        self.answer(self.reader.check_key(kind, namespace, value))
+        let answer = self.answer(self.reader.check_key(kind, namespace, value));
+        if answer.status == Status::Revoked {
+            let revocation = sightings::Revocation {
+                rule: false,
+                kind: kind.name(),
+                namespace: namespace.to_owned(),
+                value: value.to_owned(),
+            };
+            self.sightings.note_one(revocation, now_ms());
+        }
+        answer
+    }
+
+    /// The sightings counted since the last report, and their counters.
+    pub fn sightings(&self) -> &Arc<sightings::Sightings> {
+        &self.sightings
     }
 
     /// The answer to a check its [`Subscriber::reader`] made: staleness (now) and policy applied.
@@ -316,9 +357,18 @@ impl Subscriber {
         &self.config
     }
 
-    /// Stops following and persists the state.
+    /// Stops following, persists the state and sends the last sightings (within a second).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        let _ = self.reporter.await;
     }
+}
+
+/// This host's clock, in Unix milliseconds (the time of a sighting).
+fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }

@@ -23,6 +23,7 @@ mod restart;
 mod restart_without_leader;
 mod roles;
 mod rotation;
+mod sightings;
 mod sigkill_catch_up;
 mod silent_node;
 mod stepup;

@@ -11,6 +11,7 @@ use tonic::{Request, Response as TonicResponse, Status};
 use super::codec::{decode, encode};
 use super::{NodeId, Raft, TypeConfig};
 use crate::node::contact::Contact;
+use crate::node::sightings;
 use crate::node::subscribe::Registry;
 use crate::node::writer::Writer;
 use crate::proto as pb;
@@ -22,6 +23,7 @@ pub struct RaftService {
     writer: Writer,
     contact: Arc<Contact>,
     registry: Arc<Registry>,
+    sightings: Arc<sightings::Store>,
     configured: BTreeSet<NodeId>,
 }
 
@@ -29,12 +31,14 @@ impl RaftService {
     /// Serves `raft`, and forwarded writes through `writer`; every AppendEntries openraft
     /// accepts is recorded in `contact`. `configured` are the initial members from the node's
     /// configuration, accepted until the node learns a membership (empty: any node of the trust
-    /// domain, for a node waiting to be added).
+    /// domain, for a node waiting to be added). Members are told this node's subscribers in
+    /// `registry` and the sightings they reported, in `sightings`.
     pub fn new(
         raft: Raft,
         writer: Writer,
         contact: Arc<Contact>,
         registry: Arc<Registry>,
+        sightings: Arc<sightings::Store>,
         configured: BTreeSet<NodeId>,
     ) -> Self {
         Self {
@@ -42,6 +46,7 @@ impl RaftService {
             writer,
             contact,
             registry,
+            sightings,
             configured,
         }
     }
@@ -214,5 +219,17 @@ impl RaftInternal for RaftService {
             node_id: self.raft.metrics().borrow().id,
             subscribers,
         }))
+    }
+
+    async fn node_sightings(
+        &self,
+        req: Request<pb::ListSightingsRequest>,
+    ) -> Result<TonicResponse<pb::NodeSightingsReply>, Status> {
+        self.member(&req, "NodeSightings")?;
+        let req = req.into_inner();
+        let limit = sightings::limit(&req)?;
+        let mut reply = self.sightings.list(req.since_ms, limit);
+        reply.node_id = self.raft.metrics().borrow().id;
+        Ok(TonicResponse::new(reply))
     }
 }
