@@ -8,18 +8,18 @@
 //! revocation not yet in it is counted as dropped (and reported as such), never at the cost of the
 //! check: noting a sighting takes one short lock, and only on the denial path.
 
+mod report;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use recall_core::{Kind, Match, Namespace, ScopeKind, TokenFacts};
-use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use crate::proto as pb;
-use crate::proto::sightings_client::SightingsClient;
-use crate::transport::{Dialer, Expect, Security};
+
+pub use report::report;
 
 /// The most sightings one report carries (the node refuses more).
 pub const MAX_PER_REPORT: usize = 4096;
@@ -302,124 +302,6 @@ impl Sightings {
             dropped,
         }
     }
-}
-
-/// Sends the counts to the cluster every `interval`, to the node followed now first and then the
-/// others in turn; what no node took is put back for the next report. A last report is sent when
-/// `stopped` turns true (within a second).
-pub async fn report(
-    sightings: std::sync::Arc<Sightings>,
-    cluster: Vec<String>,
-    security: Security,
-    interval: Duration,
-    following: watch::Receiver<super::follow::FollowState>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    if interval.is_zero() {
-        return;
-    }
-    let dialer = Dialer::new(security).with_connect_timeout(Duration::from_secs(1));
-    let mut clients: HashMap<String, SightingsClient<Channel>> = HashMap::new();
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        let last = tokio::select! {
-            _ = tick.tick() => false,
-            _ = stopped.wait_for(|s| *s) => true,
-        };
-        let first = following.borrow().node.clone();
-        let send = send_all(
-            &sightings,
-            &cluster,
-            first.as_deref(),
-            &dialer,
-            &mut clients,
-        );
-        if last {
-            let _ = tokio::time::timeout(Duration::from_secs(1), send).await;
-            return;
-        }
-        send.await;
-    }
-}
-
-/// Sends everything counted, in reports of at most [`MAX_PER_REPORT`].
-async fn send_all(
-    sightings: &Sightings,
-    cluster: &[String],
-    first: Option<&str>,
-    dialer: &Dialer,
-    clients: &mut HashMap<String, SightingsClient<Channel>>,
-) {
-    let (mut batch, mut dropped) = sightings.take();
-    while !batch.is_empty() || dropped > 0 {
-        let rest = batch.split_off(batch.len().min(MAX_PER_REPORT));
-        let req = sightings.request(&batch, dropped);
-        if send_one(req, cluster, first, dialer, clients).await {
-            sightings
-                .counts
-                .reports_sent
-                .fetch_add(1, Ordering::Relaxed);
-        } else {
-            sightings
-                .counts
-                .reports_failed
-                .fetch_add(1, Ordering::Relaxed);
-            batch.extend(rest);
-            sightings.put_back(batch, dropped);
-            return;
-        }
-        (batch, dropped) = (rest, 0);
-    }
-}
-
-/// Sends one report to the first node that takes it.
-async fn send_one(
-    req: pb::ReportSightingsRequest,
-    cluster: &[String],
-    first: Option<&str>,
-    dialer: &Dialer,
-    clients: &mut HashMap<String, SightingsClient<Channel>>,
-) -> bool {
-    let order = first.into_iter().chain(
-        cluster
-            .iter()
-            .map(String::as_str)
-            .filter(|a| Some(*a) != first),
-    );
-    for addr in order {
-        let client = match clients.get(addr) {
-            Some(c) => c.clone(),
-            None => match dialer.lazy(addr, Expect::AnyNode) {
-                Ok(ch) => {
-                    let c = SightingsClient::new(ch);
-                    clients.insert(addr.to_owned(), c.clone());
-                    c
-                }
-                Err(e) => {
-                    tracing::debug!(node = addr, error = %e, "cannot dial for sightings");
-                    continue;
-                }
-            },
-        };
-        let mut client = client;
-        let call = client.report(req.clone());
-        match tokio::time::timeout(Duration::from_secs(2), call).await {
-            Ok(Ok(_)) => return true,
-            Ok(Err(s)) if s.code() == tonic::Code::InvalidArgument => {
-                // A node that refuses the report as such would refuse it everywhere: drop it
-                // rather than resend it forever, and say why.
-                tracing::warn!(node = addr, error = %s.message(), "a node refused the sightings report; its counts are dropped");
-                return true;
-            }
-            Ok(Err(s)) => {
-                tracing::debug!(node = addr, error = %s.message(), "sightings report not taken")
-            }
-            Err(_) => tracing::debug!(node = addr, "sightings report timed out"),
-        }
-    }
-    false
 }
 
 #[cfg(test)]
