@@ -4,7 +4,8 @@
 # in front of an upstream), wrk (the forward-auth benchmark), Prometheus (the metrics test
 # scrapes nodes and a sidecar with it and checks their expositions with its promtool) and
 # docker-compose (the compose test validates docker-compose.yml with `docker-compose config`;
-# no container engine runs here) and Chromium (the live page is tested in it, headless).
+# no container engine runs here), Chromium (the live page is tested in it, headless) and faketime
+# (libfaketime: the chaos harness's clock-skew scenario runs a node under it).
 # Idempotent: does nothing when they are already present.
 set -euo pipefail
 
@@ -16,6 +17,7 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v faketime >/dev/null 2>&1 || need+=(faketime)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi

@@ -2,8 +2,10 @@
 //! with no fault, with the leader SIGKILLed mid-recall, with one sidecar partitioned and healed,
 //! with a follower node cut off from its peers, and with faults on the links between nodes: the
 //! leader partitioned from one follower, the leader isolated from both while its sidecars still
-//! reach it (a minority leader), and everything one follower sends the leader lost; etcd
-//! (3 members) and Redis go through the no-fault and partition scenarios beside it.
+//! reach it (a minority leader), and everything one follower sends the leader lost; with a
+//! sidecar restarted from a truncated and then a corrupted state file, and with a not-before rule
+//! written to the leader while it is isolated; etcd (3 members) and Redis go through the no-fault
+//! and partition scenarios beside it.
 //! While each recall scenario runs, checkers ask every sidecar about acknowledged, never-revoked
 //! and lifted tokens every 10 ms; the history of answers must keep every rule (0 violations).
 //! Real processes on loopback: `recall server`, `recall sidecar`, `etcd`, `redis-server`
@@ -54,6 +56,8 @@ fn recall_loses_nothing_and_every_live_answer_keeps_the_rules_under_a_leader_kil
         Scenario::LeaderPartition,
         Scenario::MinorityLeader,
         Scenario::OneWayLink,
+        Scenario::CorruptState,
+        Scenario::IsolatedLeaderRule,
     ];
     let cfg = RunConfig {
         seed: 20_261_123,
@@ -158,6 +162,26 @@ fn recall_loses_nothing_and_every_live_answer_keeps_the_rules_under_a_leader_kil
         let h = r.history.as_ref().expect("a live history");
         assert!(h.answers.stale > 0, "recall {}: {:?}", s.name(), h.answers);
     }
+    // A sidecar given a damaged state file refused it, said why, and started cold (twice).
+    let corrupt = find(&report.results, "recall", Scenario::CorruptState);
+    assert_eq!(corrupt.faults.len(), 2, "{:?}", corrupt.faults);
+    for f in &corrupt.faults {
+        assert!(f.proof.contains("fails its checksum"), "{f:?}");
+    }
+    // The rule written through the majority while the leader was isolated is enforced by every
+    // sidecar; the isolated leader acknowledged nothing (or, if it did, every sidecar enforces
+    // that rule too: the scenario fails otherwise).
+    let rule = find(&report.results, "recall", Scenario::IsolatedLeaderRule);
+    let checks = rule.checks.as_ref().expect("checks");
+    assert!(
+        checks.rule_sampled > 0 && checks.rule_missed == 0,
+        "{checks:?}"
+    );
+    assert!(
+        rule.faults[0].proof.contains("did not acknowledge"),
+        "{:?}",
+        rule.faults
+    );
     let minority = find(&report.results, "recall", Scenario::MinorityLeader);
     assert!(
         minority.faults[0].proof.contains("elected node"),

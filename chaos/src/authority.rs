@@ -23,6 +23,7 @@ use recall::transport::Expect;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
+use crate::clocks::Clocks;
 use crate::pki::Pki;
 use crate::procs::{Proc, free_port};
 use crate::proxy::{Link, Proxy};
@@ -114,14 +115,21 @@ pub async fn timed<T>(
         })
 }
 
+/// The process name (and log file name) of node `id`.
+pub fn node_name(id: u64) -> String {
+    format!("node-{id}")
+}
+
 impl Authority {
     /// Starts three nodes of `recall` (the binary) with data under `dir` and certificates from
-    /// `pki`, and waits for a leader every node follows.
+    /// `pki` (each under a skewable wall clock when `clocks` is given), and waits for a leader
+    /// every node follows.
     pub async fn start(
         recall: &Path,
         dir: &Path,
         timing: RaftTiming,
         pki: &Pki,
+        clocks: Option<&Clocks>,
     ) -> anyhow::Result<Self> {
         let local =
             || -> anyhow::Result<SocketAddr> { Ok(format!("127.0.0.1:{}", free_port()?).parse()?) };
@@ -174,7 +182,12 @@ impl Authority {
                 "--max-batch=1000000".into(),
             ];
             args.extend(pki.args());
-            let proc = Proc::spawn(format!("node-{id}"), recall, args, dir)?;
+            let name = node_name(id);
+            let env = match clocks {
+                Some(c) => c.env(&name)?,
+                None => Vec::new(),
+            };
+            let proc = Proc::spawn_with_env(name, recall, args, env, dir)?;
             nodes.push(Arc::new(Node {
                 id,
                 listen,
@@ -444,26 +457,32 @@ impl Writer {
 
     /// Revokes every token of issuer `iss` issued before `not_before_ms`; returns the version.
     pub async fn recall_issuer(&self, iss: &str, not_before_ms: i64) -> anyhow::Result<u64> {
+        let req = issuer_rule(iss, not_before_ms);
         let reply = self
             .retry("add rule", |mut c| {
-                let req = pb::AddRuleRequest {
-                    rule: Some(pb::Rule {
-                        scope: Some(pb::RuleScope {
-                            kind: pb::ScopeKind::Issuer as i32,
-                            namespace: iss.into(),
-                            value: String::new(),
-                        }),
-                        not_before_ms,
-                        expires_at_ms: None,
-                    }),
-                    actor: "recall-chaos".into(),
-                    reason: "chaos not-before recall".into(),
-                    wait: None,
-                };
+                let req = req.clone();
                 async move { c.add_rule(req).await }
             })
             .await?;
         Ok(reply.into_inner().version)
+    }
+}
+
+/// The request that revokes every token of issuer `iss` issued before `not_before_ms`.
+pub fn issuer_rule(iss: &str, not_before_ms: i64) -> pb::AddRuleRequest {
+    pb::AddRuleRequest {
+        rule: Some(pb::Rule {
+            scope: Some(pb::RuleScope {
+                kind: pb::ScopeKind::Issuer as i32,
+                namespace: iss.into(),
+                value: String::new(),
+            }),
+            not_before_ms,
+            expires_at_ms: None,
+        }),
+        actor: "recall-chaos".into(),
+        reason: "chaos not-before recall".into(),
+        wait: None,
     }
 }
 

@@ -4,7 +4,7 @@
 //! its check APIs, which the harness polls, stay plaintext on loopback.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::authority::Authority;
+use crate::clocks::Clocks;
 use crate::pki::Pki;
 use crate::procs::{Proc, free_port};
 use crate::proxy::{Link, Proxy};
@@ -57,6 +58,8 @@ pub struct Sidecar {
     pub http: SocketAddr,
     /// Its gRPC check API.
     pub grpc: SocketAddr,
+    /// Its data directory (where it persists its state).
+    pub data_dir: PathBuf,
     /// The process.
     pub proc: Mutex<Proc>,
     /// Its links, one per node.
@@ -112,9 +115,9 @@ pub struct Fleet {
 impl Fleet {
     /// Starts `count` sidecars of `recall` (the binary) following `authority`, with data under
     /// `dir`, certificates from `pki` (which must hold [`sidecar_ids`]`(count)`) and the
-    /// staleness bound `staleness_bound` (fail-closed, full mode), and waits until each has
-    /// synced. Sidecar `i` tries node `i mod 3` first, so the streams spread over
-    /// the nodes.
+    /// staleness bound `staleness_bound` (fail-closed, full mode), each under a skewable wall
+    /// clock when `clocks` is given, and waits until each has synced. Sidecar `i` tries node
+    /// `i mod 3` first, so the streams spread over the nodes.
     pub async fn start(
         recall: &Path,
         dir: &Path,
@@ -122,6 +125,7 @@ impl Fleet {
         count: usize,
         pki: &Pki,
         staleness_bound: Duration,
+        clocks: Option<&Clocks>,
     ) -> anyhow::Result<Self> {
         let mut sidecars = Vec::new();
         for index in 0..count {
@@ -134,6 +138,7 @@ impl Fleet {
             }
             let http: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
             let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+            let data_dir = dir.join(&id);
             let cluster: Vec<String> = proxies.iter().map(|p| p.addr().to_string()).collect();
             let mut args = vec![
                 "sidecar".into(),
@@ -141,19 +146,24 @@ impl Fleet {
                 format!("--id={id}"),
                 format!("--http={http}"),
                 format!("--grpc={grpc}"),
-                format!("--data-dir={}", dir.join(&id).display()),
+                format!("--data-dir={}", data_dir.display()),
                 "--silence-timeout-ms=2000".into(),
                 format!("--staleness-bound-ms={}", staleness_bound.as_millis()),
                 "--policy=fail-closed".into(),
                 "--mode=full".into(),
             ];
             args.extend(pki.args());
-            let proc = Proc::spawn(id.clone(), recall, args, dir)?;
+            let env = match clocks {
+                Some(c) => c.env(&id)?,
+                None => Vec::new(),
+            };
+            let proc = Proc::spawn_with_env(id.clone(), recall, args, env, dir)?;
             sidecars.push(Arc::new(Sidecar {
                 index,
                 id,
                 http,
                 grpc,
+                data_dir,
                 proc: Mutex::new(proc),
                 proxies,
             }));

@@ -5,6 +5,7 @@
 
 pub mod authority;
 pub mod baseline;
+pub mod clocks;
 pub mod fleet;
 pub mod history;
 pub mod links;

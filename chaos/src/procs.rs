@@ -42,6 +42,7 @@ pub struct Proc {
     program: PathBuf,
     args: Vec<String>,
     log: PathBuf,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     starts: u32,
 }
@@ -54,12 +55,24 @@ impl Proc {
         args: Vec<String>,
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
+        Self::spawn_with_env(name, program, args, Vec::new(), log_dir)
+    }
+
+    /// [`Proc::spawn`] with extra environment variables (kept for every restart).
+    pub fn spawn_with_env(
+        name: impl Into<String>,
+        program: &Path,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
         let name = name.into();
         let mut p = Self {
             log: log_dir.join(format!("{name}.log")),
             name,
             program: program.to_path_buf(),
             args,
+            env,
             child: None,
             starts: 0,
         };
@@ -88,6 +101,7 @@ impl Proc {
             .stdout(log.try_clone()?)
             .stderr(log)
             .env("RUST_LOG", "warn,recall=info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .spawn()
             .with_context(|| format!("starting {} ({})", self.name, self.program.display()))?;
         self.child = Some(child);

@@ -16,10 +16,18 @@
 //! | `minority-leader` | the leader is isolated from both followers while its sidecars still reach it, for as long |
 //! | `one-way-link` | every byte one follower sends the leader is lost (the leader's still arrive), for as long |
 //! | `peer-slow-link` | the link between the leader and one follower adds latency to every chunk, from the start |
+//! | `lagging-follower` | a follower node is SIGSTOPped mid-recall for ten election timeouts or the staleness bound (the longer) plus the hold, then SIGCONTed; it must catch up |
+//! | `clock-skew` | the leader's wall clock jumps 5 s ahead mid-recall (libfaketime), a not-before rule goes through it, and its clock steps back after ten election timeouts plus the hold |
+//! | `corrupt-state` | one sidecar is SIGKILLed and restarted from its state file truncated, then again with bytes flipped; it must refuse the file and start cold |
+//! | `isolated-leader-rule` | the leader is isolated from both followers, and a not-before rule is written to it (it must not acknowledge it) and another through the majority, whose tokens no sidecar may allow once the staleness bound has passed |
 //!
 //! The faults between nodes use one proxy per directed node pair ([`crate::links`]); the
 //! follower a two-node fault pairs with the leader is drawn from the seed.
 
+pub mod clock_skew;
+pub mod corrupt_state;
+pub mod isolated_leader_rule;
+pub mod lagging_follower;
 pub mod leader_kill;
 pub mod leader_partition;
 pub mod live;
@@ -43,6 +51,7 @@ use tokio::time::Instant;
 
 use crate::authority::{Authority, Writer};
 use crate::baseline::BaselineFault;
+use crate::clocks::Clocks;
 use crate::fleet::Fleet;
 use crate::report::model::FaultRecord;
 use crate::workload::WriteProgress;
@@ -75,11 +84,19 @@ pub enum Scenario {
     OneWayLink,
     /// The link between the leader and one follower is slow throughout.
     PeerSlowLink,
+    /// A follower node is paused (SIGSTOP) mid-recall past the staleness bound, then resumed.
+    LaggingFollower,
+    /// The leader's wall clock jumps ahead mid-recall, and back after the hold.
+    ClockSkew,
+    /// One sidecar is restarted from a truncated, then from a corrupted state file.
+    CorruptState,
+    /// A not-before rule is written to the leader while it is isolated from both followers.
+    IsolatedLeaderRule,
 }
 
 impl Scenario {
     /// Every scenario, in the order a full run takes them.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 16] = [
         Scenario::NoFault,
         Scenario::LeaderKill,
         Scenario::SidecarPartition,
@@ -92,6 +109,10 @@ impl Scenario {
         Scenario::MinorityLeader,
         Scenario::OneWayLink,
         Scenario::PeerSlowLink,
+        Scenario::LaggingFollower,
+        Scenario::ClockSkew,
+        Scenario::CorruptState,
+        Scenario::IsolatedLeaderRule,
     ];
 
     /// Its name in reports and on the command line.
@@ -109,6 +130,23 @@ impl Scenario {
             Scenario::MinorityLeader => "minority-leader",
             Scenario::OneWayLink => "one-way-link",
             Scenario::PeerSlowLink => "peer-slow-link",
+            Scenario::LaggingFollower => "lagging-follower",
+            Scenario::ClockSkew => "clock-skew",
+            Scenario::CorruptState => "corrupt-state",
+            Scenario::IsolatedLeaderRule => "isolated-leader-rule",
+        }
+    }
+
+    /// Whether its processes run under skewable wall clocks ([`crate::clocks`]).
+    pub fn skews_clocks(self) -> bool {
+        self == Scenario::ClockSkew
+    }
+
+    /// How far it moves a node's wall clock.
+    pub fn clock_skew(self) -> Duration {
+        match self {
+            Scenario::ClockSkew => Duration::from_secs(clock_skew::SKEW_S.unsigned_abs()),
+            _ => Duration::ZERO,
         }
     }
 
@@ -150,6 +188,10 @@ impl Scenario {
             Scenario::MinorityLeader => minority_leader::inject(&ctx).await,
             Scenario::OneWayLink => one_way_link::inject(&ctx).await,
             Scenario::PeerSlowLink => peer_slow_link::inject(&ctx).await,
+            Scenario::LaggingFollower => lagging_follower::inject(&ctx).await,
+            Scenario::ClockSkew => clock_skew::inject(&ctx).await,
+            Scenario::CorruptState => corrupt_state::inject(&ctx).await,
+            Scenario::IsolatedLeaderRule => isolated_leader_rule::inject(&ctx).await,
         }
     }
 }
@@ -176,8 +218,13 @@ pub struct FaultCtx {
     pub latency: Duration,
     /// Revocations in the whole recall.
     pub total: u64,
+    /// The sidecars' staleness bound.
+    pub staleness_bound: Duration,
     /// A rule a fault wrote: (version, not_before_ms).
     pub rule: Mutex<Option<(u64, i64)>>,
+    /// The skewable wall clocks of the processes, when the scenario runs them under
+    /// libfaketime.
+    pub clocks: Option<Arc<Clocks>>,
 }
 
 impl FaultCtx {

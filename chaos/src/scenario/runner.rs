@@ -17,6 +17,7 @@ use super::live::Live;
 use super::{FaultCtx, Scenario};
 use crate::authority::{Authority, RaftTiming, Writer};
 use crate::baseline::ms;
+use crate::clocks::Clocks;
 use crate::fleet::{Fleet, sidecar_ids};
 use crate::history::live::LiveConfig;
 use crate::observe::{Observer, POLL, now_ms};
@@ -105,10 +106,21 @@ pub async fn run(
         &sidecar_ids(settings.sidecars),
     )
     .context("the run's certificates")?;
+    let clocks = if scenario.skews_clocks() {
+        Some(Arc::new(Clocks::new(&dir)?))
+    } else {
+        None
+    };
     let authority = Arc::new(
-        Authority::start(&settings.recall_bin, &dir, settings.timing, &pki)
-            .await
-            .context("starting the authority")?,
+        Authority::start(
+            &settings.recall_bin,
+            &dir,
+            settings.timing,
+            &pki,
+            clocks.as_deref(),
+        )
+        .await
+        .context("starting the authority")?,
     );
     let fleet = Arc::new(
         Fleet::start(
@@ -118,11 +130,17 @@ pub async fn run(
             settings.sidecars,
             &pki,
             settings.staleness_bound,
+            clocks.as_deref(),
         )
         .await
         .context("starting the sidecars")?,
     );
-    let result = measure(settings, scenario, workload, plan, rng, &authority, &fleet).await;
+    let systems = Systems {
+        authority: &authority,
+        fleet: &fleet,
+        clocks,
+    };
+    let result = measure(settings, scenario, workload, plan, rng, systems).await;
     fleet.stop();
     authority.stop();
     result
@@ -138,15 +156,26 @@ pub async fn run(
         })
 }
 
+/// The running systems of one scenario.
+struct Systems<'a> {
+    authority: &'a Arc<Authority>,
+    fleet: &'a Arc<Fleet>,
+    clocks: Option<Arc<Clocks>>,
+}
+
 async fn measure(
     settings: &RecallSettings,
     scenario: Scenario,
     workload: &Workload,
     plan: Plan,
     rng: &mut ChaCha8Rng,
-    authority: &Arc<Authority>,
-    fleet: &Arc<Fleet>,
+    systems: Systems<'_>,
 ) -> anyhow::Result<SystemRun> {
+    let Systems {
+        authority,
+        fleet,
+        clocks,
+    } = systems;
     let n = workload.len();
     let m = fleet.sidecars.len();
     let writer = Writer::new(authority.clone(), Duration::from_secs(60));
@@ -186,7 +215,9 @@ async fn measure(
         hold: settings.hold,
         latency: settings.latency,
         total: n,
+        staleness_bound: settings.staleness_bound,
         rule: Mutex::new(None),
+        clocks,
     });
     let mut live = Live::start(
         settings.live,
@@ -304,7 +335,9 @@ async fn measure(
     }
     // The two views must tell the same story: an ack leaves right after the apply, so they
     // differ by a link's latency (twice that when the link is slowed), plus scheduling noise.
-    let tolerance = 100.0 + 2.0 * ms(settings.latency);
+    // The cluster dates an ack by the wall clock of the node that got it, so a skewed node's
+    // sidecars differ by its skew as well.
+    let tolerance = 100.0 + 2.0 * ms(settings.latency) + ms(scenario.clock_skew());
     let diffs: Vec<f64> = subscribers
         .iter()
         .filter_map(|s| Some((s.converged_ms? - s.cluster_view_ms?).abs()))
