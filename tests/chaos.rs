@@ -143,7 +143,23 @@ fn recall_loses_nothing_and_every_live_answer_keeps_the_rules_under_a_leader_kil
             "recall {}: {w:?}",
             s.name()
         );
-        assert_eq!(h.exposure_reports.enforced, h.exposure_reports.sampled);
+        // By the sidecars' own reports, every write reached every sidecar, and each
+        // sidecar's share of the wave climbed to all of it.
+        let e = r.exposure.as_ref().expect("recall measures exposure");
+        assert!(
+            e.sampled > 0 && e.enforced == e.sampled,
+            "recall {}: {e:?}",
+            s.name()
+        );
+        for sub in &r.subscribers {
+            assert_eq!(
+                sub.held.last().map(|p| p.1),
+                Some(1.0),
+                "{}: {:?}",
+                sub.id,
+                sub.held
+            );
+        }
     }
     assert!(
         find(&report.results, "recall", Scenario::LeaderKill).faults[0]
@@ -189,9 +205,16 @@ fn recall_loses_nothing_and_every_live_answer_keeps_the_rules_under_a_leader_kil
         minority.faults
     );
 
-    // etcd's watch resumes from a revision: nothing lost, with or without the partition.
+    // etcd's watch resumes from a revision: nothing lost, with or without the partition, and
+    // every write has an exposure window.
     for s in [Scenario::NoFault, Scenario::SidecarPartition] {
         let r = find(&report.results, "etcd", s);
+        let e = r.exposure.as_ref().expect("etcd measures exposure");
+        assert!(
+            e.sampled > 0 && e.enforced == e.sampled,
+            "etcd {}: {e:?}",
+            s.name()
+        );
         assert!(r.failures.is_empty(), "etcd {}: {:?}", s.name(), r.failures);
         assert!(
             r.converged && r.lost == 0,
@@ -214,11 +237,29 @@ fn recall_loses_nothing_and_every_live_answer_keeps_the_rules_under_a_leader_kil
         !cut.converged && cut.lost > 0,
         "redis pub/sub lost nothing across a partition?"
     );
+    // What was lost shows in both pictures: writes the victim never held have no window, and
+    // its share of the wave never reaches 1.
+    let e = cut.exposure.as_ref().expect("redis measures exposure");
+    assert!(e.enforced < e.sampled, "{e:?}");
+    assert!(
+        cut.subscribers
+            .iter()
+            .any(|s| s.held.last().is_some_and(|p| p.1 < 1.0)),
+        "{:?}",
+        cut.subscribers
+    );
 
     // The outputs a user reads.
     let out = data.path().join("results");
     let files = recall_chaos::report::write::write_all(&report, &out).unwrap();
-    for name in ["results.json", "results.md", "convergence-leader-kill.svg"] {
+    for name in [
+        "results.json",
+        "results.md",
+        "convergence-leader-kill.svg",
+        "held-leader-kill.svg",
+        "exposure-leader-kill.svg",
+        "exposure-sidecar-partition.svg",
+    ] {
         assert!(
             files.iter().any(|f| f.ends_with(name)),
             "{name} not written"

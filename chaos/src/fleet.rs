@@ -48,6 +48,15 @@ pub struct SidecarStatus {
     pub connects: u64,
 }
 
+/// What a sidecar answered for a set of tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counted {
+    /// Answers "revoked", fresh.
+    pub revoked: u64,
+    /// Answers marked stale (the sidecar could not vouch for its state).
+    pub stale: u64,
+}
+
 /// One sidecar process and its links.
 pub struct Sidecar {
     /// Its position in the fleet.
@@ -220,8 +229,20 @@ impl Fleet {
         ids: &[String],
         iat: Option<i64>,
     ) -> anyhow::Result<u64> {
+        Ok(Self::count_answers(sidecar, iss, ids, iat).await?.revoked)
+    }
+
+    /// Checks token ids (under `iss`, with `iat` when given) on `sidecar` in batches; returns
+    /// how many answers were a fresh "revoked", and how many were stale.
+    pub async fn count_answers(
+        sidecar: &Sidecar,
+        iss: &str,
+        ids: &[String],
+        iat: Option<i64>,
+    ) -> anyhow::Result<Counted> {
         let mut client = sidecar.checker();
         let mut revoked = 0;
+        let mut stale = 0;
         for chunk in ids.chunks(1000) {
             let facts = chunk
                 .iter()
@@ -242,8 +263,9 @@ impl Fleet {
                 .iter()
                 .filter(|r| r.verdict == pb::Verdict::Revoked as i32 && !r.stale)
                 .count() as u64;
+            stale += reply.replies.iter().filter(|r| r.stale).count() as u64;
         }
-        Ok(revoked)
+        Ok(Counted { revoked, stale })
     }
 
     /// Stops every sidecar (SIGTERM, then SIGKILL).

@@ -105,6 +105,7 @@ fn failed(system: &str, scenario: Scenario, workload: &Workload, e: anyhow::Erro
         scenario: scenario.name().into(),
         revocations: workload.len(),
         write_ms: 0.0,
+        exposure: None,
         converged: false,
         subscribers: Vec::new(),
         convergence_ms: None,

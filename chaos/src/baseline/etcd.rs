@@ -24,7 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{BaselineConfig, BaselineFault, Tally};
+use super::{BaselineConfig, BaselineFault, Tally, WaveIndex};
 use crate::procs::{Proc, free_port, tail};
 use crate::proxy::{Link, Proxy};
 use crate::report::model::{FaultRecord, SystemRun};
@@ -109,8 +109,14 @@ async fn measure(
     ready_revision: i64,
 ) -> anyhow::Result<SystemRun> {
     let n = workload.len();
-    let watchers =
-        Watchers::start(cfg.subscribers, n, &cluster.clients, ready_revision + 1).await?;
+    let index = WaveIndex::new(workload, cfg.batch);
+    let watchers = Watchers::start(
+        cfg.subscribers,
+        &index,
+        &cluster.clients,
+        ready_revision + 1,
+    )
+    .await?;
     let kv = KvClient::new(endpoint(cluster.clients[0])?.connect().await?)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
@@ -163,7 +169,7 @@ async fn measure(
     let tallies = watchers.tallies.clone();
     watchers.stop().await;
     Ok(super::result(
-        "etcd", fault, n, started, write_done, &tallies, faults,
+        "etcd", fault, n, started, write_done, &tallies, &progress, faults,
     ))
 }
 
@@ -383,11 +389,11 @@ struct Watchers {
 }
 
 impl Watchers {
-    /// Starts `count` watchers expecting `expected` keys each, watcher `i` through its own proxy
+    /// Starts `count` watchers expecting every key of `index`, watcher `i` through its own proxy
     /// to member `i % 3`, watching from `start_revision`; returns once every watch is created.
     async fn start(
         count: usize,
-        expected: u64,
+        index: &Arc<WaveIndex>,
         members: &[SocketAddr],
         start_revision: i64,
     ) -> anyhow::Result<Self> {
@@ -403,7 +409,7 @@ impl Watchers {
         for i in 0..count {
             let name = format!("etcd-watcher-{i}");
             let proxy = Proxy::start(name.clone(), members[i % members.len()]).await?;
-            let tally = Tally::new(name, expected as usize);
+            let tally = Tally::new(name, index.clone());
             let (created_tx, created_rx) = watch::channel(false);
             let watcher = Watcher {
                 endpoint: endpoint(proxy.addr())?,

@@ -5,18 +5,20 @@
 
 pub mod etcd;
 pub mod redis;
+pub mod tally;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::MultiProgress;
 use tokio::time::Instant;
 
+use crate::history::exposure::from_receipts;
 use crate::proxy::{Blackhole, Link};
 use crate::report::model::{FaultRecord, Percentiles, SubscriberRun, SystemRun};
 use crate::workload::WriteProgress;
+pub use tally::{Tally, WaveIndex};
 
 /// The settings of a baseline run.
 #[derive(Clone)]
@@ -71,46 +73,6 @@ impl BaselineFault {
     }
 }
 
-/// What one subscriber received: the distinct keys, and when it first held all of them.
-pub struct Tally {
-    /// The subscriber's id.
-    pub id: String,
-    expected: usize,
-    seen: Mutex<HashSet<String>>,
-    complete_at: OnceLock<Instant>,
-}
-
-impl Tally {
-    /// A tally of subscriber `id` expecting `expected` distinct keys.
-    pub fn new(id: impl Into<String>, expected: usize) -> Arc<Self> {
-        Arc::new(Self {
-            id: id.into(),
-            expected,
-            seen: Mutex::new(HashSet::with_capacity(expected)),
-            complete_at: OnceLock::new(),
-        })
-    }
-
-    /// Records received keys; the first time all are held, records the instant.
-    pub fn receive<I: IntoIterator<Item = String>>(&self, keys: I) {
-        let mut seen = self.seen.lock().expect("tally lock");
-        seen.extend(keys);
-        if seen.len() >= self.expected {
-            let _ = self.complete_at.set(Instant::now());
-        }
-    }
-
-    /// Distinct keys held.
-    pub fn held(&self) -> usize {
-        self.seen.lock().expect("tally lock").len()
-    }
-
-    /// When it first held everything.
-    pub fn complete_at(&self) -> Option<Instant> {
-        self.complete_at.get().copied()
-    }
-}
-
 /// Waits until every tally is complete or `deadline`.
 pub async fn settle(tallies: &[Arc<Tally>], deadline: Instant) {
     while Instant::now() < deadline && tallies.iter().any(|t| t.complete_at().is_none()) {
@@ -157,7 +119,8 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The result of a baseline run from its tallies.
+/// The result of a baseline run from its tallies and the writer's acknowledgements.
+#[allow(clippy::too_many_arguments)]
 pub fn result(
     system: &str,
     fault: BaselineFault,
@@ -165,17 +128,40 @@ pub fn result(
     started: Instant,
     write_done: Instant,
     tallies: &[Arc<Tally>],
+    progress: &WriteProgress,
     faults: Vec<FaultRecord>,
 ) -> SystemRun {
+    let since = |at: Instant| ms(at.saturating_duration_since(started));
     let subscribers: Vec<SubscriberRun> = tallies
         .iter()
         .map(|t| SubscriberRun {
             id: t.id.clone(),
-            converged_ms: t.complete_at().map(|at| ms(at - started)),
+            converged_ms: t.complete_at().map(since),
             cluster_view_ms: None,
             missing: expected.saturating_sub(t.held() as u64),
+            held: std::iter::once((0.0, 0.0))
+                .chain(t.curve().into_iter().map(|(at, f)| (since(at), f)))
+                .collect(),
         })
         .collect();
+    let acks: Vec<(f64, usize)> = progress
+        .acks_since(0)
+        .iter()
+        .filter_map(|a| {
+            let index = tallies.first()?.index();
+            Some((since(a.at), index.write_starting_at(a.range.start)))
+        })
+        .collect();
+    let held: Vec<Vec<Option<f64>>> = tallies
+        .iter()
+        .map(|t| {
+            t.writes_held()
+                .into_iter()
+                .map(|at| at.map(since))
+                .collect()
+        })
+        .collect();
+    let exposure = from_receipts(&acks, &held);
     let times: Vec<f64> = subscribers.iter().filter_map(|s| s.converged_ms).collect();
     let converged = times.len() == subscribers.len();
     let lost: u64 = subscribers.iter().map(|s| s.missing).sum();
@@ -191,6 +177,7 @@ pub fn result(
         scenario: fault.scenario().into(),
         revocations: expected,
         write_ms: ms(write_done - started),
+        exposure: Some(exposure),
         converged,
         convergence_ms: if converged {
             Percentiles::of(&times)

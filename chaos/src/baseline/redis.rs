@@ -23,7 +23,7 @@ use redis::{AsyncConnectionConfig, Client};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, timeout};
 
-use super::{BaselineConfig, BaselineFault, Tally};
+use super::{BaselineConfig, BaselineFault, Tally, WaveIndex};
 use crate::procs::{Proc, free_port, tail};
 use crate::proxy::Proxy;
 use crate::report::model::SystemRun;
@@ -108,11 +108,12 @@ async fn drive(
     let mut tallies = Vec::with_capacity(cfg.subscribers);
     let mut reconnects = Vec::with_capacity(cfg.subscribers);
     let mut subscribers = JoinSet::new();
+    let index = WaveIndex::new(workload, cfg.batch);
     for i in 0..cfg.subscribers {
         let name = format!("redis-subscriber-{i}");
         let proxy = Proxy::start(name.clone(), addr).await?;
         let client = Client::open(format!("redis://{}/", proxy.addr()))?;
-        let tally = Tally::new(name, n as usize);
+        let tally = Tally::new(name, index.clone());
         let count = Arc::new(AtomicU64::new(0));
         subscribers.spawn(subscribe_forever(client, tally.clone(), count.clone()));
         proxies.push(proxy);
@@ -183,7 +184,9 @@ async fn drive(
     }
     drop(proxies);
 
-    let run = super::result("redis", fault, n, started, write_done, &tallies, faults);
+    let run = super::result(
+        "redis", fault, n, started, write_done, &tallies, &progress, faults,
+    );
     for s in &run.subscribers {
         tracing::info!(subscriber = %s.id, missing = s.missing, converged_ms = ?s.converged_ms, "redis subscriber");
     }

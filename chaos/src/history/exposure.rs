@@ -5,6 +5,8 @@
 //!   period is the resolution).
 //! - [`from_reports`]: from the sidecars' own reports of when they applied each version; a
 //!   sidecar enforces a write once it applied the write's version.
+//! - [`from_receipts`]: the same measure for the baselines' subscribers (etcd watchers, Redis
+//!   subscribers), which enforce a write once they received every key it wrote.
 //!
 //! A revocation some sidecar never enforced while it was observed has no window: it is counted,
 //! never rounded into the percentiles.
@@ -27,16 +29,31 @@ pub struct Windows {
     pub enforced: u64,
     /// The windows of the enforced ones, in milliseconds.
     pub ms: Option<Percentiles>,
+    /// Every window of an enforced one, in milliseconds, smallest first (the distribution the
+    /// report draws).
+    pub windows_ms: Vec<f64>,
 }
 
 impl Windows {
     fn of(sampled: u64, windows: &[f64]) -> Self {
+        let mut sorted = windows.to_vec();
+        sorted.sort_by(f64::total_cmp);
         Self {
             sampled,
             enforced: windows.len() as u64,
             ms: Percentiles::of(windows),
+            windows_ms: sorted,
         }
     }
+}
+
+/// The window of a write acknowledged at `ack` whose subscribers enforced it at `times` (all
+/// in ms since the same origin): until the last of them, 0 for one that had it before the
+/// writer heard of it; `None` if one never did.
+fn slowest(ack: f64, times: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    times
+        .into_iter()
+        .try_fold(0f64, |worst, at| Some(worst.max(at? - ack)))
 }
 
 /// The windows of the `sampled` revocations over `sidecars` sidecars, from `history`'s answers.
@@ -91,20 +108,30 @@ pub fn from_answers(history: &History, sampled: &[Cred], sidecars: u16) -> Windo
 /// when, in ms since the origin, in order). A sidecar that applied a version before the writer
 /// heard of it counts 0.
 pub fn from_reports(acks: &[(f64, u64)], timelines: &[Vec<(u64, f64)>]) -> Windows {
-    let mut windows = Vec::new();
-    for &(ack, version) in acks {
-        let mut worst = Some(0f64);
-        for line in timelines {
-            let at = line.iter().find(|(v, _)| *v >= version).map(|(_, at)| *at);
-            worst = match (worst, at) {
-                (Some(w), Some(at)) => Some(w.max(at - ack)),
-                _ => None,
-            };
-        }
-        if let Some(w) = worst {
-            windows.push(w);
-        }
-    }
+    let windows: Vec<f64> = acks
+        .iter()
+        .filter_map(|&(ack, version)| {
+            slowest(
+                ack,
+                timelines
+                    .iter()
+                    .map(|line| line.iter().find(|(v, _)| *v >= version).map(|(_, at)| *at)),
+            )
+        })
+        .collect();
+    Windows::of(acks.len() as u64, &windows)
+}
+
+/// The windows of acknowledged writes `acks` (acknowledgement time in ms since the origin, and
+/// the write's index) over the baselines' subscribers: `held[s][w]` is when subscriber `s`
+/// first held every key of write `w`, in ms since the origin, or `None` if it never did.
+pub fn from_receipts(acks: &[(f64, usize)], held: &[Vec<Option<f64>>]) -> Windows {
+    let windows: Vec<f64> = acks
+        .iter()
+        .filter_map(|&(ack, write)| {
+            slowest(ack, held.iter().map(|s| s.get(write).copied().flatten()))
+        })
+        .collect();
     Windows::of(acks.len() as u64, &windows)
 }
 
@@ -178,5 +205,22 @@ mod tests {
         assert_eq!((w.sampled, w.enforced), (3, 2));
         let p = w.ms.unwrap();
         assert_eq!((p.p50, p.max), (40.0, 100.0));
+        assert_eq!(w.windows_ms, [40.0, 100.0]);
+    }
+
+    #[test]
+    fn receipts_give_a_window_per_write_from_the_last_subscriber_to_hold_all_its_keys() {
+        // Write 0 acknowledged at 100: held at 90 (before the ack: 0) and 130. Write 1 at 50:
+        // held at 300 and 60. Write 2 at 200: one subscriber never held all of it.
+        let held = vec![
+            vec![Some(90.0), Some(300.0), Some(250.0)],
+            vec![Some(130.0), Some(60.0), None],
+        ];
+        let w = from_receipts(&[(100.0, 0), (50.0, 1), (200.0, 2)], &held);
+        assert_eq!((w.sampled, w.enforced), (3, 2));
+        assert_eq!(w.windows_ms, [30.0, 250.0]);
+        // A subscriber that had everything before every ack.
+        let w = from_receipts(&[(100.0, 0)], &[vec![Some(10.0)]]);
+        assert_eq!(w.windows_ms, [0.0]);
     }
 }

@@ -40,6 +40,10 @@ pub struct SystemRun {
     pub revocations: u64,
     /// From the first write sent until the last write acknowledged, in milliseconds.
     pub write_ms: f64,
+    /// Per acknowledged write: from its acknowledgement until every subscriber held it, by
+    /// the subscribers' own reports (recall: the version each sidecar applied; etcd and Redis:
+    /// the receipt of every key of the write). `None` when not measured.
+    pub exposure: Option<Windows>,
     /// Every subscriber holds everything written.
     pub converged: bool,
     /// Per subscriber: when it held everything, and what it missed.
@@ -76,6 +80,9 @@ pub struct SubscriberRun {
     pub cluster_view_ms: Option<f64>,
     /// Revocations it is missing at the end.
     pub missing: u64,
+    /// How much of the wave it held over time: (milliseconds since the first write, fraction
+    /// of the wave's revocations held), from (0, 0), each time it held more.
+    pub held: Vec<(f64, f64)>,
 }
 
 /// p50, p99 and max of a set of durations, in milliseconds.
@@ -147,10 +154,9 @@ pub struct HistoryReport {
     pub violations: RuleCounts,
     /// The earliest violations.
     pub first: Vec<ViolationRecord>,
-    /// Exposure windows of the watched revocations, from the live answers.
+    /// Exposure windows of the watched revocations, from the live answers (those of every
+    /// write, from the sidecars' own reports, are [`SystemRun::exposure`]).
     pub exposure_checks: Windows,
-    /// Exposure windows of every acknowledged write, from the sidecars' own reports.
-    pub exposure_reports: Windows,
 }
 
 /// One violation as the report shows it.

@@ -75,6 +75,7 @@ pub fn markdown(run: &RunReport) -> String {
     }
 
     out.push_str(&super::history::section(run));
+    out.push_str(&super::exposure::section(run));
 
     let ratios: Vec<String> = scenarios(run)
         .into_iter()
@@ -230,11 +231,16 @@ pub(crate) mod tests {
     use crate::report::model::SubscriberRun;
 
     fn sub(id: &str, converged_ms: Option<f64>, missing: u64) -> SubscriberRun {
+        let held = match converged_ms {
+            Some(t) => vec![(0.0, 0.0), (t / 2.0, 0.5), (t, 1.0)],
+            None => vec![(0.0, 0.0), (300.0, 0.9)],
+        };
         SubscriberRun {
             id: id.into(),
             converged_ms,
             cluster_view_ms: None,
             missing,
+            held,
         }
     }
 
@@ -257,6 +263,7 @@ pub(crate) mod tests {
             scenario: scenario.into(),
             revocations: 10_000,
             write_ms: 812.345,
+            exposure: None,
             converged,
             subscribers,
             convergence_ms: if converged {

@@ -1,6 +1,6 @@
-//! Writes a run's outputs to a directory: `results.json`, `results.md` and one
-//! `convergence-<scenario>.svg` per scenario. It writes files and nothing else: no measuring,
-//! no judging.
+//! Writes a run's outputs to a directory: `results.json`, `results.md` and per scenario
+//! `convergence-<scenario>.svg`, `held-<scenario>.svg` and, when it measured exposure windows,
+//! `exposure-<scenario>.svg`. It writes files and nothing else: no measuring, no judging.
 
 use std::path::{Path, PathBuf};
 
@@ -25,9 +25,18 @@ pub fn write_all(run: &RunReport, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     written.push(md);
 
     for scenario in table::scenarios(run) {
-        let svg = dir.join(format!("convergence-{}.svg", file_name(scenario)));
-        chart::svg(run, scenario, &svg)?;
+        let name = file_name(scenario);
+        let svg = dir.join(format!("convergence-{name}.svg"));
+        chart::convergence::svg(run, scenario, &svg)?;
         written.push(svg);
+        let svg = dir.join(format!("held-{name}.svg"));
+        chart::held::svg(run, scenario, &svg)?;
+        written.push(svg);
+        if chart::exposure::has_windows(run, scenario) {
+            let svg = dir.join(format!("exposure-{name}.svg"));
+            chart::exposure::svg(run, scenario, &svg)?;
+            written.push(svg);
+        }
     }
     Ok(written)
 }
@@ -55,7 +64,14 @@ mod tests {
     fn writes_json_markdown_and_a_chart_per_scenario() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("report");
-        let paths = write_all(&sample(), &out).unwrap();
+        let mut run = sample();
+        run.results[0].exposure = Some(crate::history::exposure::Windows {
+            sampled: 2,
+            enforced: 2,
+            ms: crate::report::model::Percentiles::of(&[3.0, 4.0]),
+            windows_ms: vec![3.0, 4.0],
+        });
+        let paths = write_all(&run, &out).unwrap();
         let names: Vec<String> = paths
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -66,7 +82,10 @@ mod tests {
                 "results.json",
                 "results.md",
                 "convergence-no-fault.svg",
-                "convergence-sidecar-partition.svg"
+                "held-no-fault.svg",
+                "exposure-no-fault.svg",
+                "convergence-sidecar-partition.svg",
+                "held-sidecar-partition.svg"
             ]
         );
         assert!(paths.iter().all(|p| p.starts_with(&out) && p.is_file()));

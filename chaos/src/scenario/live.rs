@@ -14,11 +14,10 @@ use super::FaultCtx;
 use crate::baseline::ms;
 use crate::fleet::Fleet;
 use crate::history::check::check;
-use crate::history::exposure::{from_answers, from_reports};
+use crate::history::exposure::from_answers;
 use crate::history::lifts::{self, LiftPlan};
 use crate::history::live::{Checkers, Creds, LiftBoard, LiveConfig, Recorded, Shared, watched};
 use crate::history::{History, Write, WriteKind};
-use crate::observe::Observer;
 use crate::report::model::{HistoryReport, ViolationRecord};
 use crate::workload::Workload;
 
@@ -102,14 +101,11 @@ impl Live {
     }
 
     /// Stops the checkers and judges the history: the report, and the failures it found.
-    /// `versions` maps each write's first index to the version it was acknowledged at; `t0` is
-    /// the origin in Unix milliseconds (the sidecars' reports are stamped so).
+    /// `versions` maps each write's first index to the version it was acknowledged at.
     pub async fn finish(
         mut self,
         versions: &HashMap<usize, u64>,
-        observer: &Observer,
         fleet: &Fleet,
-        t0: i64,
     ) -> (HistoryReport, Vec<String>) {
         let checkers = std::mem::replace(&mut self.checkers, Checkers::none());
         let Recorded {
@@ -148,23 +144,6 @@ impl Live {
             .flat_map(|a| watched(s.seed, &a.range, s.cfg.watch_per_ack))
             .collect();
         let exposure_checks = from_answers(&history, &sampled, fleet.sidecars.len() as u16);
-        let report_acks: Vec<(f64, u64)> = acks
-            .iter()
-            .filter_map(|a| Some((ms(a.at - s.origin), *versions.get(&a.range.start)?)))
-            .collect();
-        let timelines: Vec<Vec<(u64, f64)>> = fleet
-            .sidecars
-            .iter()
-            .map(|sc| {
-                observer
-                    .own_timeline(&sc.id)
-                    .iter()
-                    .map(|seen| (seen.version, (seen.at_ms - t0) as f64))
-                    .collect()
-            })
-            .collect();
-        let exposure_reports = from_reports(&report_acks, &timelines);
-
         let first: Vec<ViolationRecord> = judged
             .first
             .iter()
@@ -220,7 +199,6 @@ impl Live {
             violations: c,
             first,
             exposure_checks,
-            exposure_reports,
         };
         (report, failures)
     }

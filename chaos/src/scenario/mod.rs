@@ -28,6 +28,7 @@ pub mod clock_skew;
 pub mod corrupt_state;
 pub mod isolated_leader_rule;
 pub mod lagging_follower;
+pub mod landing;
 pub mod leader_kill;
 pub mod leader_partition;
 pub mod live;

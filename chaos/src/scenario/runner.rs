@@ -13,6 +13,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
 
+use super::landing::Wave;
 use super::live::Live;
 use super::{FaultCtx, Scenario};
 use crate::authority::{Authority, RaftTiming, Writer};
@@ -20,7 +21,7 @@ use crate::baseline::ms;
 use crate::clocks::Clocks;
 use crate::fleet::{Fleet, sidecar_ids};
 use crate::history::live::LiveConfig;
-use crate::observe::{Observer, POLL, now_ms};
+use crate::observe::{Observer, POLL, Seen, now_ms};
 use crate::pki::Pki;
 use crate::report::model::{Percentiles, SubscriberRun, SystemRun};
 use crate::verify::verify;
@@ -301,7 +302,19 @@ async fn measure(
     writes.finish_and_clear();
     settings.progress.remove(&writes);
     observer.stop().await;
-    let (history, history_failures) = live.finish(&versions, &observer, fleet, t0).await;
+    let (history, history_failures) = live.finish(&versions, fleet).await;
+    let acks = progress.acks_since(0);
+    let wave = Wave {
+        acks: &acks,
+        versions: &versions,
+        started,
+        t0,
+    };
+    let timelines: Vec<Vec<Seen>> = fleet
+        .sidecars
+        .iter()
+        .map(|s| observer.own_timeline(&s.id))
+        .collect();
 
     let mut failures: Vec<String> = faults
         .iter()
@@ -312,11 +325,13 @@ async fn measure(
     let mut subscribers: Vec<SubscriberRun> = fleet
         .sidecars
         .iter()
-        .map(|s| SubscriberRun {
+        .zip(&timelines)
+        .map(|(s, line)| SubscriberRun {
             id: s.id.clone(),
             converged_ms: observer.own_reached(&s.id, target).map(since),
             cluster_view_ms: observer.cluster_reached(&s.id, target).map(since),
             missing: 0,
+            held: wave.held(line),
         })
         .collect();
     let own: Vec<f64> = subscribers.iter().filter_map(|s| s.converged_ms).collect();
@@ -376,6 +391,7 @@ async fn measure(
         scenario: scenario.name().into(),
         revocations: n,
         write_ms: ms(write_done - started),
+        exposure: Some(wave.exposure(&timelines)),
         converged,
         convergence_ms: if converged {
             Percentiles::of(&own)

@@ -1,38 +1,18 @@
 //! The convergence chart of one scenario: for each system, the fraction of subscribers that hold
 //! every revocation, over the seconds since the first write. A subscriber that never converged
-//! never raises its system's line, and the legend says what that system lost. The SVG is drawn
-//! with plotters' SVG backend and no TTF fonts (text is emitted as SVG `<text>` elements).
+//! never raises its system's line, and the legend says what that system lost.
 
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use plotters::prelude::*;
 
-use super::model::{RunReport, SystemRun};
-
-/// The order and colours of the systems; others follow in grey.
-const SYSTEMS: [(&str, RGBColor); 3] = [
-    ("recall", RGBColor(31, 119, 180)),
-    ("etcd", RGBColor(44, 160, 44)),
-    ("redis", RGBColor(214, 39, 40)),
-];
+use super::{draw_error, systems};
+use crate::report::model::{RunReport, SystemRun};
 
 /// Writes the SVG chart of `scenario` to `path`.
 pub fn svg(run: &RunReport, scenario: &str, path: &Path) -> anyhow::Result<()> {
-    let mut systems: Vec<(&SystemRun, RGBColor)> = Vec::new();
-    for (name, colour) in SYSTEMS {
-        if let Some(r) = find(run, name, scenario) {
-            systems.push((r, colour));
-        }
-    }
-    for r in run.results.iter().filter(|r| r.scenario == scenario) {
-        if !systems.iter().any(|(s, _)| s.system == r.system) {
-            systems.push((r, RGBColor(127, 127, 127)));
-        }
-    }
-    if systems.is_empty() {
-        bail!("no results for scenario {scenario:?}");
-    }
+    let systems = systems(run, scenario)?;
 
     let end_s = systems
         .iter()
@@ -89,13 +69,6 @@ pub fn svg(run: &RunReport, scenario: &str, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The first result of `system` in `scenario`.
-fn find<'a>(run: &'a RunReport, system: &str, scenario: &str) -> Option<&'a SystemRun> {
-    run.results
-        .iter()
-        .find(|r| r.system == system && r.scenario == scenario)
-}
-
 /// The step line of one system: (seconds, fraction converged), from 0 to `x_max`.
 fn steps(r: &SystemRun, x_max: f64) -> Vec<(f64, f64)> {
     let total = r.subscribers.len().max(1) as f64;
@@ -129,13 +102,9 @@ fn label(r: &SystemRun) -> String {
     }
 }
 
-/// A plotters error as an `anyhow` error.
-fn draw_error<E: std::fmt::Display>(e: E) -> anyhow::Error {
-    anyhow::anyhow!("drawing the chart: {e}")
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::tests::texts;
     use super::*;
     use crate::report::table::tests::sample;
 
@@ -162,17 +131,6 @@ mod tests {
         assert!(text.contains("<polyline"), "{text}");
     }
 
-    /// The contents of the `<text>` elements, trimmed.
-    fn texts(svg: &str) -> Vec<String> {
-        svg.split("<text")
-            .skip(1)
-            .filter_map(|t| {
-                let body = &t[t.find('>')? + 1..];
-                Some(body[..body.find("</text>")?].trim().to_string())
-            })
-            .collect()
-    }
-
     #[test]
     fn a_scenario_without_results_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
@@ -183,7 +141,7 @@ mod tests {
     #[test]
     fn a_subscriber_that_never_converged_never_raises_the_line() {
         let run = sample();
-        let redis = find(&run, "redis", "sidecar-partition").unwrap();
+        let redis = super::super::find(&run, "redis", "sidecar-partition").unwrap();
         let line = steps(redis, 10.0);
         assert_eq!(line.first(), Some(&(0.0, 0.0)));
         assert_eq!(line.last(), Some(&(10.0, 2.0 / 3.0)));
