@@ -267,13 +267,16 @@ async fn measure(
     let faults = fault.await.context("the fault task panicked")??;
     let lifted = live.lifts_done().await.context("the lift cycles")?;
     let rule = *ctx.rule.lock().expect("rule lock");
-    let target = versions
+    // The wave: the revocations and the scenario's rule. Convergence is measured to it; the
+    // live checkers' lift cycles are not part of it (the baselines write none), but every
+    // sidecar must hold them too before the end state is checked.
+    let wave_target = versions
         .values()
         .copied()
         .chain(rule.map(|(v, _)| v))
-        .chain([lifted])
         .max()
         .unwrap_or(0);
+    let target = wave_target.max(lifted);
 
     // Wait for both views to show every sidecar at the target.
     let converging = bar(
@@ -328,8 +331,8 @@ async fn measure(
         .zip(&timelines)
         .map(|(s, line)| SubscriberRun {
             id: s.id.clone(),
-            converged_ms: observer.own_reached(&s.id, target).map(since),
-            cluster_view_ms: observer.cluster_reached(&s.id, target).map(since),
+            converged_ms: observer.own_reached(&s.id, wave_target).map(since),
+            cluster_view_ms: observer.cluster_reached(&s.id, wave_target).map(since),
             missing: 0,
             held: wave.held(line),
         })
@@ -342,7 +345,7 @@ async fn measure(
     let converged = own.len() == m && view.len() == m;
     if !converged {
         failures.push(format!(
-            "not converged {} s after the last write: {}/{m} sidecars report version {target}, the cluster saw {}/{m} acks",
+            "not converged {} s after the last write: {}/{m} sidecars report version {wave_target}, the cluster saw {}/{m} acks",
             settings.settle.as_secs(),
             own.len(),
             view.len()
