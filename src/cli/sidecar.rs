@@ -180,6 +180,7 @@ impl SidecarArgs {
             check_tls: self.check_tls.then_some(security),
             issuers,
             pass_claims: self.pass_claims,
+            http_timeouts: crate::transport::HttpTimeouts::default(),
         })
     }
 }

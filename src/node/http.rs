@@ -50,5 +50,6 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    crate::transport::serve_http(router(metrics, live), listener, None, shutdown).await
+    let timeouts = crate::transport::HttpTimeouts::default();
+    crate::transport::serve_http(router(metrics, live), listener, None, timeouts, shutdown).await
 }

@@ -23,6 +23,9 @@ pub struct SidecarConfig {
     /// Whether an allowed request carries all its verified claims on (`X-Recall-Claims`,
     /// base64url JSON), besides issuer, subject, client and tenant.
     pub pass_claims: bool,
+    /// The deadlines of the HTTP check API's connections (header read, idle, close); the
+    /// defaults suit every deployment, tests shorten them.
+    pub http_timeouts: crate::transport::HttpTimeouts,
 }
 
 /// A sidecar configuration that cannot work.
@@ -51,6 +54,7 @@ impl SidecarConfig {
             check_tls: None,
             issuers: vec![],
             pass_claims: false,
+            http_timeouts: crate::transport::HttpTimeouts::default(),
         }
     }
 
@@ -67,6 +71,12 @@ impl SidecarConfig {
             });
         }
         address("http_listen", &self.http_listen)?;
+        self.http_timeouts
+            .validate()
+            .map_err(|problem| ConfigError::Field {
+                field: "http_timeouts",
+                problem,
+            })?;
         for issuer in &self.issuers {
             issuer.validate().map_err(|e| ConfigError::Field {
                 field: "issuers",

@@ -92,15 +92,16 @@ pub fn router(bearer: Arc<Bearer>) -> Router {
         .with_state(bearer)
 }
 
-/// Serves the routes on `listener` until `shutdown` resolves, then lets requests in flight
-/// finish.
+/// Serves the routes on `listener`, each connection under `timeouts`, until `shutdown`
+/// resolves, then lets requests in flight finish (within the close grace).
 pub async fn serve(
     bearer: Arc<Bearer>,
     listener: TcpListener,
     tls: Option<crate::transport::Security>,
+    timeouts: crate::transport::HttpTimeouts,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    crate::transport::serve_http(router(bearer), listener, tls, shutdown)
+    crate::transport::serve_http(router(bearer), listener, tls, timeouts, shutdown)
         .await
         .context("the HTTP server failed")
 }

@@ -90,6 +90,7 @@ impl RunningSidecar {
             http_listener,
             grpc_listener,
             config.check_tls,
+            config.http_timeouts,
             stopped,
         ));
         tracing::info!(
@@ -160,12 +161,14 @@ async fn serve(
     http_listener: TcpListener,
     grpc_listener: Option<TcpListener>,
     tls: Option<crate::transport::Security>,
+    timeouts: crate::transport::HttpTimeouts,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let http = http::serve(
         bearer.clone(),
         http_listener,
         tls.clone(),
+        timeouts,
         until(stopped.clone()),
     );
     let grpc = async move {

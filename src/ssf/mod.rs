@@ -34,6 +34,7 @@ use tokio::net::TcpListener;
 
 use crate::cluster_client::ClusterClient;
 use crate::node::clock::Clock;
+use crate::transport::http::serve;
 
 /// How often deliveries past their window are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -88,18 +89,14 @@ impl SsfReceiver {
                 let shutdown = async move {
                     let _ = stopped.await;
                 };
+                // The same connection deadlines as every HTTP listener (header read, idle).
+                let timeouts = crate::transport::HttpTimeouts::default();
                 let server = match (&config.tls_cert, &config.tls_key) {
                     (Some(cert), Some(key)) => {
                         let listener = tls::TlsListener::new(tcp, tls::acceptor(cert, key)?)?;
-                        tokio::spawn(async move {
-                            axum::serve(listener, app)
-                                .with_graceful_shutdown(shutdown)
-                                .await
-                        })
+                        tokio::spawn(serve(listener, app, timeouts, shutdown))
                     }
-                    _ => tokio::spawn(async move {
-                        axum::serve(tcp, app).with_graceful_shutdown(shutdown).await
-                    }),
+                    _ => tokio::spawn(serve(tcp, app, timeouts, shutdown)),
                 };
                 tracing::info!(
                     addr = %local,

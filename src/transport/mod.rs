@@ -5,6 +5,7 @@
 //! - [`identity`]: SPIFFE IDs (`spiffe://DOMAIN/node/ID`, `/operator/NAME`, `/subscriber/ID`);
 //! - [`credentials`]: the CA, certificate and key files, reloaded when they change;
 //! - [`incoming`]: accepting connections (limits, handshake, the peer's identity);
+//! - [`http`]: serving HTTP connections, each under header-read, idle and close deadlines;
 //! - [`dial`]: every outgoing gRPC channel;
 //! - [`peer_dial`]: where a node dials each peer (the membership's address or its own override);
 //! - [`pki`]: a development CA and its certificates (`recall pki init`);
@@ -21,6 +22,7 @@
 pub mod credentials;
 pub mod dial;
 pub mod errors;
+pub mod http;
 pub mod identity;
 pub mod incoming;
 pub mod peer_dial;
@@ -36,6 +38,7 @@ use tokio::net::TcpListener;
 
 pub use credentials::{Credentials, TlsError, TlsFiles};
 pub use dial::{DialError, Dialer};
+pub use http::HttpTimeouts;
 pub use identity::{Identity, IdentityError, Principal};
 pub use incoming::{ListenerLimits, Peer, Protocol};
 pub use peer_dial::PeerDialer;
@@ -138,30 +141,27 @@ pub async fn serve_local_grpc(
     }
 }
 
-/// Serves an axum app (the sidecar's HTTP check API) on `listener`, with mutual TLS when `tls`
-/// is given, else plaintext (meant for loopback).
+/// Serves an axum app (the sidecar's HTTP check API, a node's HTTP listener) on `listener`,
+/// with mutual TLS when `tls` is given, else plaintext (meant for loopback), each connection
+/// under `timeouts` (see [`http`]).
 pub async fn serve_http(
     app: axum::Router,
     listener: TcpListener,
     tls: Option<Security>,
+    timeouts: HttpTimeouts,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     match tls {
         Some(security) => {
             let listener = HttpListener::new(listener, security, ListenerLimits::default())?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
+            http::serve(listener, app, timeouts, shutdown).await
         }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
+        None => http::serve(listener, app, timeouts, shutdown).await,
     }
 }
 
-/// An axum listener over [`incoming`]: the sidecar's check API with TLS.
+/// A listener of [`incoming`] TLS connections for [`http::serve`]: the sidecar's check API with
+/// TLS.
 pub struct HttpListener {
     rx: tokio_stream::wrappers::ReceiverStream<std::io::Result<incoming::Conn>>,
     local: std::net::SocketAddr,

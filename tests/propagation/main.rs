@@ -7,6 +7,7 @@ mod fixture;
 mod fleet;
 mod forged_ack;
 mod hello_deadline;
+mod http_deadlines;
 mod impostor;
 mod link_cut;
 mod protocol;
