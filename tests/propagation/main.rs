@@ -17,4 +17,5 @@ mod sidecar_grpc;
 mod sidecar_http;
 mod sidecar_tls;
 mod silent_link;
+mod tls_http_client;
 mod warm_start;
