@@ -92,6 +92,7 @@ pub async fn run(cfg: &RunConfig) -> RunReport {
         subscribers: s.sidecars,
         batch: s.batch,
         in_flight: s.in_flight,
+        staleness_bound_ms: s.staleness_bound.as_secs_f64() * 1e3,
         started,
         machine,
         command: cfg.command.clone(),

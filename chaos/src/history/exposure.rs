@@ -47,6 +47,15 @@ impl Windows {
     }
 }
 
+impl Windows {
+    /// How many of the sampled writes some subscriber did not hold within `bound_ms` of their
+    /// acknowledgement: a longer window, or none (never held everywhere).
+    pub fn past(&self, bound_ms: f64) -> u64 {
+        let late = self.windows_ms.iter().filter(|w| **w > bound_ms).count() as u64;
+        late + (self.sampled - self.enforced)
+    }
+}
+
 /// The window of a write acknowledged at `ack` whose subscribers enforced it at `times` (all
 /// in ms since the same origin): until the last of them, 0 for one that had it before the
 /// writer heard of it; `None` if one never did.
@@ -219,6 +228,8 @@ mod tests {
         let w = from_receipts(&[(100.0, 0), (50.0, 1), (200.0, 2)], &held);
         assert_eq!((w.sampled, w.enforced), (3, 2));
         assert_eq!(w.windows_ms, [30.0, 250.0]);
+        // Past a 100 ms bound: the 250 ms window and the write never held everywhere.
+        assert_eq!((w.past(100.0), w.past(250.0), w.past(10.0)), (2, 1, 3));
         // A subscriber that had everything before every ack.
         let w = from_receipts(&[(100.0, 0)], &[vec![Some(10.0)]]);
         assert_eq!(w.windows_ms, [0.0]);

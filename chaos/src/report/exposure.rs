@@ -22,16 +22,30 @@ pub fn section(run: &RunReport) -> String {
          From the writer's acknowledgement of a write until every subscriber held it: recall's \
          sidecars by the version they applied, etcd's and Redis's subscribers by the receipt of \
          every key of the write. A write some subscriber never held has no window and is \
-         counted apart.\n\n\
-         | scenario | system | p50 / p99 / max ms |\n|---|---|---|\n",
+         counted apart. Past the bound: writes some subscriber did not hold within the \
+         staleness bound of their acknowledgement (a longer window, or none). An etcd or Redis \
+         subscriber lets such a credential through; a recall sidecar that has not heard from a \
+         node it can trust for longer than the bound answers stale and refuses (fail-closed), \
+         and the live history above judges what it actually answered.\n\n",
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | system | p50 / p99 / max ms | past the {:.0} ms bound |\n|---|---|---|--:|",
+        run.staleness_bound_ms
     );
     for (r, w) in rows {
+        let past = w.past(run.staleness_bound_ms);
         let _ = writeln!(
             out,
-            "| {} | {} | {} |",
+            "| {} | {} | {} | {} |",
             r.scenario,
             r.system,
-            windows(w, "writes")
+            windows(w, "writes"),
+            if past == 0 {
+                "0".to_string()
+            } else {
+                format!("**{past}** of {}", w.sampled)
+            }
         );
     }
     out
@@ -61,12 +75,12 @@ mod tests {
         });
         let md = section(&run);
         assert!(
-            md.contains("| no-fault | recall | 5.0 / 7.0 / 7.0 (10 writes) |"),
+            md.contains("| no-fault | recall | 5.0 / 7.0 / 7.0 (10 writes) | 0 |"),
             "{md}"
         );
         assert!(
             md.contains(
-                "| sidecar-partition | redis | 50.0 / 50.0 / 50.0 (9 of 10 enforced everywhere) |"
+                "| sidecar-partition | redis | 50.0 / 50.0 / 50.0 (9 of 10 enforced everywhere) | **1** of 10 |"
             ),
             "{md}"
         );

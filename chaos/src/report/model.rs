@@ -19,6 +19,10 @@ pub struct RunReport {
     pub batch: usize,
     /// Write requests in flight.
     pub in_flight: usize,
+    /// The staleness bound recall's sidecars ran with, in milliseconds: an exposure window
+    /// longer than this (or one that never ends) is a revocation some subscriber let through
+    /// past the bound, whatever the system.
+    pub staleness_bound_ms: f64,
     /// When the run started (RFC 3339, UTC).
     pub started: String,
     /// The machine, as far as the harness can tell (cores, load average at start).

@@ -329,6 +329,7 @@ pub(crate) mod tests {
             subscribers: 3,
             batch: 500,
             in_flight: 4,
+            staleness_bound_ms: 10_000.0,
             started: "2025-01-01T00:00:00Z".into(),
             machine: "2 cores, load 0.50".into(),
             command: "recall-chaos --seed 42".into(),

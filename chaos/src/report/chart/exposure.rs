@@ -36,7 +36,8 @@ pub fn svg(run: &RunReport, scenario: &str, path: &Path) -> anyhow::Result<()> {
         .iter()
         .flat_map(|(_, w, _)| w.windows_ms.last().copied())
         .fold(FLOOR_MS, f64::max);
-    let x_max = (max_ms * 2.0).max(10.0);
+    let bound = run.staleness_bound_ms;
+    let x_max = (max_ms * 2.0).max(bound * 1.5).max(10.0);
 
     let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_error)?;
@@ -59,6 +60,16 @@ pub fn svg(run: &RunReport, scenario: &str, path: &Path) -> anyhow::Result<()> {
         .draw()
         .map_err(draw_error)?;
 
+    // The staleness bound: a curve still below its top right of this line is writes some
+    // subscriber held later than the bound, or never.
+    if bound >= FLOOR_MS {
+        let grey = ShapeStyle::from(RGBColor(90, 90, 90)).stroke_width(1);
+        chart
+            .draw_series(LineSeries::new([(bound, 0.0), (bound, 1.05)], grey))
+            .map_err(draw_error)?
+            .label(format!("staleness bound ({bound:.0} ms)"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
+    }
     for (r, w, colour) in systems {
         let style = ShapeStyle::from(colour).stroke_width(2);
         chart
@@ -140,6 +151,7 @@ mod tests {
         svg(&run, "sidecar-partition", &path).unwrap();
         let texts = texts(&std::fs::read_to_string(&path).unwrap());
         for want in [
+            "staleness bound (10000 ms)",
             "recall: p50 12 ms, p99 1400 ms (4 writes)",
             "redis: p50 5 ms, p99 9 ms (2 of 4 writes never held everywhere)",
         ] {
