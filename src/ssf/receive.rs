@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use prometheus::{IntCounterVec, Registry};
+use prometheus::{IntCounterVec, IntGauge, Registry};
 use recall_core::Timestamp;
 
 use super::config::SsfConfig;
@@ -57,6 +57,7 @@ pub struct SsfMetrics {
     sets: IntCounterVec,
     events: IntCounterVec,
     refused: IntCounterVec,
+    in_progress: IntGauge,
 }
 
 impl SsfMetrics {
@@ -80,11 +81,18 @@ impl SsfMetrics {
         for c in [&sets, &events, &refused] {
             crate::metrics::register(&registry, c.clone());
         }
+        let in_progress = IntGauge::new(
+            "recall_ssf_deliveries_in_progress",
+            "Deliveries being handled now (at most 64; a push past that is answered 503)",
+        )
+        .expect("a valid gauge");
+        crate::metrics::register(&registry, in_progress.clone());
         Self {
             registry,
             sets,
             events,
             refused,
+            in_progress,
         }
     }
 
@@ -156,7 +164,12 @@ impl Receiver {
             Delivery::Poll => self.in_flight.acquire().await.ok(),
         };
         let outcome = match permit {
-            Some(_permit) => self.handle(set, delivery).await,
+            Some(_permit) => {
+                self.metrics.in_progress.inc();
+                let outcome = self.handle(set, delivery).await;
+                self.metrics.in_progress.dec();
+                outcome
+            }
             None => Outcome::Retry(format!(
                 "{MAX_IN_FLIGHT} deliveries are already in progress"
             )),

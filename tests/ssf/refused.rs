@@ -181,7 +181,8 @@ async fn a_flood_of_pushes_beyond_the_in_flight_limit_is_told_to_retry_at_once()
     });
     let key = SigningKey::es256("t-1");
     let rx = std::sync::Arc::new(Receiver::start(&dead, &jwks(&[&key]), None).await);
-    let pushes = (0..recall::ssf::receive::MAX_IN_FLIGHT + 16).map(|i| {
+    let limit = recall::ssf::receive::MAX_IN_FLIGHT;
+    let push = |i: usize| {
         let rx = rx.clone();
         let s = set(
             &key,
@@ -195,21 +196,41 @@ async fn a_flood_of_pushes_beyond_the_in_flight_limit_is_told_to_retry_at_once()
             let (status, body) = rx.push(&s).await;
             (status, body, started.elapsed())
         })
-    });
-    let mut busy = 0;
-    for p in futures::future::join_all(pushes).await {
+    };
+    // The limit's worth of deliveries, each held by the dead cluster for the write timeout.
+    let held: Vec<_> = (0..limit).map(push).collect();
+    let full = format!("recall_ssf_deliveries_in_progress {limit}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !rx.metrics().await.contains(&full) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{limit} deliveries never were in progress at once"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Every push past the limit is told at once that the receiver is busy, long before the
+    // held ones give up on the cluster.
+    let extra: Vec<_> = (limit..limit + 16).map(push).collect();
+    for p in futures::future::join_all(extra).await {
         let (status, body, took) = p.unwrap();
         assert_eq!(status, 503, "{body}");
         let why = body["description"].as_str().unwrap_or_default();
-        if why.contains("already in progress") {
-            busy += 1;
-            assert!(
-                took < std::time::Duration::from_secs(2),
-                "answered at once: {took:?}"
-            );
-        } else {
-            assert!(why.contains("did not go through"), "{why}");
-        }
+        assert!(why.contains("already in progress"), "{why}");
+        assert!(
+            took < std::time::Duration::from_secs(2),
+            "answered at once: {took:?}"
+        );
     }
-    assert!(busy >= 16, "{busy} pushes were told the receiver is busy");
+    for p in futures::future::join_all(held).await {
+        let (status, body, _) = p.unwrap();
+        assert_eq!(status, 503, "{body}");
+        let why = body["description"].as_str().unwrap_or_default();
+        assert!(why.contains("did not go through"), "{why}");
+    }
+    assert!(
+        rx.metrics()
+            .await
+            .contains("recall_ssf_deliveries_in_progress 0"),
+        "every delivery ended"
+    );
 }
