@@ -4,10 +4,9 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use plotters::prelude::*;
 
-use super::{draw_error, systems};
+use super::{draw_error, finish, systems};
 use crate::report::model::{RunReport, SystemRun};
 
 /// Writes the SVG chart of `scenario` to `path`.
@@ -55,18 +54,7 @@ pub fn svg(run: &RunReport, scenario: &str, path: &Path) -> anyhow::Result<()> {
             .label(label(r))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 16))
-        .draw()
-        .map_err(draw_error)?;
-    root.present()
-        .map_err(draw_error)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    finish(&mut chart, &root, SeriesLabelPosition::LowerRight, path)
 }
 
 /// The step line of one system: (seconds, fraction converged), from 0 to `x_max`.

@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use plotters::prelude::*;
 
-use super::{draw_error, systems};
+use super::{draw_error, finish, systems};
 use crate::history::exposure::Windows;
 use crate::report::model::{RunReport, SystemRun};
 
@@ -78,18 +78,7 @@ pub fn svg(run: &RunReport, scenario: &str, path: &Path) -> anyhow::Result<()> {
             .label(label(r, w))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 16))
-        .draw()
-        .map_err(draw_error)?;
-    root.present()
-        .map_err(draw_error)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    finish(&mut chart, &root, SeriesLabelPosition::UpperLeft, path)
 }
 
 /// The cumulative step curve of `w`: (ms, fraction of the sampled writes held everywhere within

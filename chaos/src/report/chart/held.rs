@@ -5,10 +5,9 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use plotters::prelude::*;
 
-use super::{draw_error, systems};
+use super::{draw_error, finish, systems};
 use crate::report::model::{RunReport, SubscriberRun};
 
 /// Writes the SVG chart of `scenario` to `path`.
@@ -65,18 +64,7 @@ pub fn svg(run: &RunReport, scenario: &str, path: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 16))
-        .draw()
-        .map_err(draw_error)?;
-    root.present()
-        .map_err(draw_error)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    finish(&mut chart, &root, SeriesLabelPosition::LowerRight, path)
 }
 
 /// One subscriber's step line: (seconds, fraction held), each level kept until the next point,

@@ -8,8 +8,12 @@ pub mod convergence;
 pub mod exposure;
 pub mod held;
 
-use anyhow::bail;
-use plotters::style::RGBColor;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
 
 use super::model::{RunReport, SystemRun};
 
@@ -48,6 +52,26 @@ fn find<'a>(run: &'a RunReport, system: &str, scenario: &str) -> Option<&'a Syst
     run.results
         .iter()
         .find(|r| r.system == system && r.scenario == scenario)
+}
+
+/// Draws the legend of `chart` at `position` and writes the SVG of `root` to `path`.
+fn finish<'a, X: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, RangedCoordf64>>,
+    root: &DrawingArea<SVGBackend<'a>, Shift>,
+    position: SeriesLabelPosition,
+    path: &Path,
+) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 16))
+        .draw()
+        .map_err(draw_error)?;
+    root.present()
+        .map_err(draw_error)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// A plotters error as an `anyhow` error.
