@@ -204,6 +204,19 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// Restarts `sidecar` (it must have been stopped) after `hold`, and waits until it is ready
+    /// again; returns its new pid.
+    pub async fn restart_after(&self, sidecar: &Sidecar, hold: Duration) -> anyhow::Result<u32> {
+        tokio::time::sleep(hold).await;
+        let pid = sidecar
+            .proc
+            .lock()
+            .expect("sidecar process lock")
+            .restart()?;
+        self.wait_ready(sidecar, Duration::from_secs(30)).await?;
+        Ok(pid)
+    }
+
     /// Waits until `sidecar` answers `/readyz`, failing early if its process exited.
     pub async fn wait_ready(&self, sidecar: &Sidecar, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;

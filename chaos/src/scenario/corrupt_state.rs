@@ -99,15 +99,7 @@ async fn restart_damaged(
     let len = damage.apply(&file);
     ctx.progress.release();
     let len = len?;
-    tokio::time::sleep(ctx.hold).await;
-    let pid = sidecar
-        .proc
-        .lock()
-        .expect("sidecar process lock")
-        .restart()?;
-    ctx.fleet
-        .wait_ready(sidecar, Duration::from_secs(30))
-        .await?;
+    let pid = ctx.fleet.restart_after(sidecar, ctx.hold).await?;
     let refused = count(&log, REFUSED) > refusals_before;
     let warm = count(&log, WARM) > warm_before;
     let reason = last_line_with(&log, REFUSED).unwrap_or_else(|| "nothing".into());

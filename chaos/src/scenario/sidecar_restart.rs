@@ -1,8 +1,6 @@
 //! One sidecar is SIGKILLed mid-recall and restarted after the hold: it warm-starts from the
 //! state it persisted and resumes from there. Evidence: the exit status and the new pid.
 
-use std::time::Duration;
-
 use super::FaultCtx;
 use crate::report::model::FaultRecord;
 
@@ -13,15 +11,7 @@ pub async fn inject(ctx: &FaultCtx) -> anyhow::Result<Vec<FaultRecord>> {
     let at_ms = ctx.elapsed_ms();
     let exit = sidecar.proc.lock().expect("sidecar process lock").kill()?;
     ctx.progress.release();
-    tokio::time::sleep(ctx.hold).await;
-    let pid = sidecar
-        .proc
-        .lock()
-        .expect("sidecar process lock")
-        .restart()?;
-    ctx.fleet
-        .wait_ready(sidecar, Duration::from_secs(30))
-        .await?;
+    let pid = ctx.fleet.restart_after(sidecar, ctx.hold).await?;
     Ok(vec![FaultRecord {
         what: format!(
             "SIGKILL {}, restart after {} ms",
