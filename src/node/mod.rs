@@ -151,6 +151,7 @@ impl RunningNode {
             max_message: raft_limit,
             append_bytes: config.append_bytes,
             appends: Arc::clone(&appends),
+            retry_after: config.heartbeat,
         };
         let known_commit = log.known_commit();
         let raft = Raft::new(config.id, raft_config, network, log, sm.clone())

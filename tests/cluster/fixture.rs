@@ -138,13 +138,15 @@ where
     Fut: Future<Output = Result<T, String>>,
 {
     let deadline = Instant::now() + within;
+    let mut last = String::from("no probe finished");
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let last = match tokio::time::timeout(left, probe()).await {
+        match tokio::time::timeout(left, probe()).await {
             Ok(Ok(v)) => return v,
-            Ok(Err(why)) => why,
-            Err(_) => "the probe itself did not finish".into(),
-        };
+            Ok(Err(why)) => last = why,
+            // Cut off by the deadline: the reason the probe before gave is the one to report.
+            Err(_) => last.push_str(" (the probe after it did not finish)"),
+        }
         assert!(
             Instant::now() < deadline,
             "timed out after {within:?} waiting for {what}; last: {last}"
@@ -165,7 +167,13 @@ pub async fn status(client: &mut Client) -> Result<pb::StatusReply, tonic::Statu
         version: None,
         local_only: true,
     };
-    Ok(client.status(req).await?.into_inner())
+    // A node that accepts the call but never answers is named, not waited on to the deadline.
+    match tokio::time::timeout(Duration::from_secs(5), client.status(req)).await {
+        Ok(reply) => Ok(reply?.into_inner()),
+        Err(_) => Err(tonic::Status::deadline_exceeded(
+            "no answer to Status within 5 s",
+        )),
+    }
 }
 
 /// Waits until every running node names the same leader, itself running, and returns it.
@@ -641,7 +649,7 @@ impl Procs {
         for id in self.ids() {
             let log = self.log(id);
             let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(30)..];
+            let tail = &lines[lines.len().saturating_sub(80)..];
             out.push_str(&format!(
                 "--- node {id}, last lines of its log:\n{}\n",
                 tail.join("\n")
@@ -660,6 +668,10 @@ impl Nodes for Procs {
 
 impl Drop for Procs {
     fn drop(&mut self) {
+        // A failing test shows what the nodes said, whichever assertion failed.
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
         for p in self.members.values_mut() {
             if let Some(mut child) = p.child.take() {
                 let _ = child.kill();

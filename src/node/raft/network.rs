@@ -17,7 +17,7 @@ use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
     Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -54,6 +54,9 @@ pub struct GrpcNetwork {
     pub append_bytes: usize,
     /// What the clients count.
     pub appends: Arc<AppendMetrics>,
+    /// How long replication to a peer that could not be reached waits before the next try
+    /// (the heartbeat interval; see [`PeerClient::backoff`]).
+    pub retry_after: Duration,
 }
 
 /// The connection to one peer.
@@ -65,6 +68,7 @@ pub struct PeerClient {
     client: Result<RaftInternalClient<Channel>, String>,
     budget: AppendBudget,
     appends: Arc<AppendMetrics>,
+    retry_after: Duration,
 }
 
 /// Cuts the peer's budget if the AppendEntries it watches is dropped unanswered at its timeout
@@ -84,6 +88,11 @@ impl InFlight<'_> {
         self.budget.answered(self.started.elapsed(), self.timeout);
     }
 
+    /// Nothing was sent (the batch was over the budget): neither a timeout nor an answer.
+    fn not_sent(mut self) {
+        self.answered = true;
+    }
+
     /// The call ran out of time: the deadline passed on the wire.
     fn deadline_passed(mut self) {
         self.answered = true;
@@ -94,7 +103,8 @@ impl InFlight<'_> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        // Dropped early only when replication stops (a new term): not the peer's fault.
+        // Dropped at its deadline by openraft (which may come while the batch is still being
+        // encoded), or early only when replication stops (a new term): not the peer's fault.
         if !self.answered && self.started.elapsed() >= self.timeout.mul_f32(0.9) {
             self.budget.timed_out();
             self.timed_out.inc();
@@ -127,6 +137,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             client,
             budget: AppendBudget::new(self.append_bytes),
             appends: Arc::clone(&self.appends),
+            retry_after: self.retry_after,
         }
     }
 }
@@ -200,10 +211,21 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
+        let mut client = self.client()?;
+        // The deadline covers the whole call, encoding included: on a loaded leader a large
+        // batch can spend its heartbeat interval being encoded, and that too must shrink it.
         let budget = self.budget.bytes();
+        let in_flight = InFlight {
+            budget: &mut self.budget,
+            timed_out: &self.appends.timed_out,
+            started: Instant::now(),
+            timeout: option.hard_ttl(),
+            answered: false,
+        };
         let payload = match encode_append(&rpc, budget) {
             Ok(payload) => payload,
             Err(OverBudget { fit }) => {
+                in_flight.not_sent();
                 tracing::debug!(
                     target = self.target,
                     budget,
@@ -219,14 +241,6 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             self.appends.bytes.observe(payload.len() as f64);
         }
         let msg = pb::AppendEntriesRequest { payload };
-        let mut client = self.client()?;
-        let in_flight = InFlight {
-            budget: &mut self.budget,
-            timed_out: &self.appends.timed_out,
-            started: Instant::now(),
-            timeout: option.hard_ttl(),
-            answered: false,
-        };
         let sent = client.append_entries(request(msg, &option)).await;
         match &sent {
             Err(s) if s.code() == tonic::Code::DeadlineExceeded => in_flight.deadline_passed(),
@@ -274,6 +288,15 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         }
     }
 
+    /// openraft waits this long after a peer was unreachable, and keeps waiting it after every
+    /// failed call until one succeeds. Its default (500 ms, the election timeout here) would leave
+    /// a restarted follower without a heartbeat for longer than it waits before an election, so
+    /// it campaigns instead of catching up. One heartbeat interval keeps a retried peer hearing its
+    /// leader at the pace it expects; the peer being down costs one refused connection per try.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(self.retry_after))
+    }
+
     async fn vote(
         &mut self,
         rpc: VoteRequest<NodeId>,
@@ -294,5 +317,43 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Some(R::Error(e)) => self.reply("vote reply", None, Some(e)),
             None => self.reply("vote reply", None, None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard<'a>(
+        budget: &'a mut AppendBudget,
+        timed_out: &'a prometheus::IntCounter,
+        ago: Duration,
+    ) -> InFlight<'a> {
+        InFlight {
+            budget,
+            timed_out,
+            started: Instant::now() - ago,
+            timeout: Duration::from_millis(100),
+            answered: false,
+        }
+    }
+
+    #[test]
+    fn a_call_dropped_at_its_deadline_halves_the_budget_even_before_anything_was_sent() {
+        let counter = prometheus::IntCounter::new("t", "t").unwrap();
+        let mut budget = AppendBudget::new(1 << 20);
+        // openraft drops the call at its deadline; the batch may still have been encoding.
+        drop(guard(&mut budget, &counter, Duration::from_millis(100)));
+        assert_eq!(budget.bytes(), 512 << 10);
+        assert_eq!(counter.get(), 1);
+        // A batch over the budget was never sent: not a timeout, however long the encoding took.
+        guard(&mut budget, &counter, Duration::from_millis(100)).not_sent();
+        assert_eq!(budget.bytes(), 512 << 10);
+        // Dropped early (a new term stopped replication): not the peer's fault.
+        drop(guard(&mut budget, &counter, Duration::from_millis(10)));
+        assert_eq!(budget.bytes(), 512 << 10);
+        assert_eq!(counter.get(), 1);
+        guard(&mut budget, &counter, Duration::from_millis(10)).answered();
+        assert_eq!(budget.bytes(), 640 << 10, "a quick answer grows it back");
     }
 }

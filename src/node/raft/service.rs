@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
 use tonic::{Request, Response as TonicResponse, Status};
 
 use super::codec::{decode, encode};
@@ -25,6 +26,8 @@ pub struct RaftService {
     registry: Arc<Registry>,
     sightings: Arc<sightings::Store>,
     configured: BTreeSet<NodeId>,
+    /// Room for the AppendEntries in hand (see [`APPENDS_IN_HAND`]).
+    appends: Arc<Semaphore>,
 }
 
 impl RaftService {
@@ -48,6 +51,7 @@ impl RaftService {
             registry,
             sightings,
             configured,
+            appends: Arc::new(Semaphore::new(APPENDS_IN_HAND)),
         }
     }
 
@@ -100,6 +104,40 @@ fn same_node(caller: Option<NodeId>, inside: Option<NodeId>, what: &str) -> Resu
     }
 }
 
+/// How many AppendEntries a node handles at once, each to its end even after its caller gave
+/// up (a leader sends one at a time to each follower; more come only from retries).
+const APPENDS_IN_HAND: usize = 4;
+
+/// Hands one AppendEntries from `caller` to openraft and records the leader's contact.
+async fn append(
+    raft: Raft,
+    contact: &Contact,
+    caller: Option<NodeId>,
+    payload: &[u8],
+) -> Result<pb::append_entries_reply::Outcome, Status> {
+    let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> =
+        decode("append-entries request", payload)?;
+    same_node(
+        caller,
+        rpc.vote.leader_id().voted_for(),
+        "the AppendEntries vote",
+    )?;
+    use pb::append_entries_reply::Outcome;
+    let leader_commit = rpc.leader_commit.map(|c| c.index);
+    let received = std::time::Instant::now();
+    let result = raft.append_entries(rpc).await;
+    if matches!(&result, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)))
+    {
+        // A leader of the current term reached this node (a conflict reply included), and
+        // told it how far the cluster has committed.
+        contact.heard(received, leader_commit);
+    }
+    Ok(match outcome(result) {
+        (Some(p), _) => Outcome::Payload(p),
+        (_, e) => Outcome::Error(e.unwrap_or_default()),
+    })
+}
+
 /// The reply fields of a Raft call: the openraft result, encoded either way.
 fn outcome<T: serde::Serialize, E: serde::Serialize>(
     r: Result<T, E>,
@@ -117,27 +155,24 @@ impl RaftInternal for RaftService {
         req: Request<pb::AppendEntriesRequest>,
     ) -> Result<TonicResponse<pb::AppendEntriesReply>, Status> {
         let caller = self.member(&req, "AppendEntries")?;
-        let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> =
-            decode("append-entries request", &req.into_inner().payload)?;
-        same_node(
-            caller,
-            rpc.vote.leader_id().voted_for(),
-            "the AppendEntries vote",
-        )?;
-        use pb::append_entries_reply::Outcome;
-        let leader_commit = rpc.leader_commit.map(|c| c.index);
-        let received = std::time::Instant::now();
-        let result = self.raft.append_entries(rpc).await;
-        if matches!(&result, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)))
-        {
-            // A leader of the current term reached this node (a conflict reply included), and
-            // told it how far the cluster has committed.
-            self.contact.heard(received, leader_commit);
-        }
-        let outcome = match outcome(result) {
-            (Some(p), _) => Outcome::Payload(p),
-            (_, e) => Outcome::Error(e.unwrap_or_default()),
-        };
+        let permit = Arc::clone(&self.appends)
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("the node is shutting down"))?;
+        let payload = req.into_inner().payload;
+        let (raft, contact) = (self.raft.clone(), Arc::clone(&self.contact));
+        // The leader gives up on an AppendEntries after one heartbeat interval, and the call is
+        // dropped here with it. A loaded follower that needs longer must not lose the work: the
+        // entries would never be stored and, worse, openraft would never see its leader and start
+        // elections. So the handling runs to its end on a task of its own, and the leader's retry
+        // finds the entries stored and is answered at once.
+        let handled = tokio::spawn(async move {
+            let _permit = permit;
+            append(raft, &contact, caller, &payload).await
+        });
+        let outcome = handled
+            .await
+            .map_err(|e| Status::internal(format!("the AppendEntries task failed: {e}")))??;
         Ok(TonicResponse::new(pb::AppendEntriesReply {
             outcome: Some(outcome),
         }))
