@@ -1,5 +1,7 @@
-//! Accepting connections on a TLS listener: per-address connection limits, TCP_NODELAY and TCP
-//! keepalive, a deadline for the handshake, and the peer's identity read once per connection.
+//! Accepting connections on a listener: per-address connection limits, TCP_NODELAY and TCP
+//! keepalive, then on a TLS listener a deadline for the handshake and the peer's identity read
+//! once per connection. The plaintext local APIs (meant for loopback) go through the same
+//! accept loop ([`plain`]), so they have the same limits.
 //! A client that speaks plaintext, or whose verified certificate names no recall identity, is
 //! answered with an error that says so (gRPC UNAUTHENTICATED, or HTTP 400 for a browser or
 //! curl) instead of a bare reset.
@@ -83,7 +85,6 @@ impl Drop for Slot {
 
 enum Io {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-    #[cfg(feature = "bench-plaintext")]
     Plain(TcpStream),
 }
 
@@ -108,7 +109,6 @@ macro_rules! delegate {
                 let $s = Pin::new($s.as_mut());
                 $e
             }
-            #[cfg(feature = "bench-plaintext")]
             Io::Plain($s) => {
                 let $s = Pin::new($s);
                 $e
@@ -151,7 +151,6 @@ impl AsyncWrite for Conn {
     fn is_write_vectored(&self) -> bool {
         match &self.io {
             Io::Tls(s) => s.is_write_vectored(),
-            #[cfg(feature = "bench-plaintext")]
             Io::Plain(s) => s.is_write_vectored(),
         }
     }
@@ -172,6 +171,21 @@ pub enum Protocol {
 pub fn incoming(
     listener: TcpListener,
     security: Security,
+    protocol: Protocol,
+    limits: ListenerLimits,
+) -> ReceiverStream<io::Result<Conn>> {
+    accept_loop(listener, Some(security), protocol, limits)
+}
+
+/// Accepts plaintext connections on `listener` (a local API on loopback) under `limits`, until
+/// the returned stream is dropped. Their peers carry no identity.
+pub fn plain(listener: TcpListener, limits: ListenerLimits) -> ReceiverStream<io::Result<Conn>> {
+    accept_loop(listener, None, Protocol::Http, limits)
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    security: Option<Security>,
     protocol: Protocol,
     limits: ListenerLimits,
 ) -> ReceiverStream<io::Result<Conn>> {
@@ -199,10 +213,12 @@ pub fn incoming(
             tune(&tcp, &limits);
             let (tx, security) = (tx.clone(), security.clone());
             tokio::spawn(async move {
-                let handshake = tokio::time::timeout(
-                    limits.handshake_timeout,
-                    accept(tcp, addr, &security, protocol),
-                );
+                let handshake = tokio::time::timeout(limits.handshake_timeout, async {
+                    match &security {
+                        Some(security) => accept(tcp, addr, security, protocol).await,
+                        None => Some((Io::Plain(tcp), None)),
+                    }
+                });
                 match handshake.await {
                     Ok(Some((io, identity))) => {
                         let conn = Conn {
@@ -303,4 +319,50 @@ async fn accept(
         None => return None,
     };
     Some((Io::Tls(Box::new(tls)), Some(identity)))
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// Waits (with a deadline) until the server side closes `tcp`.
+    async fn closed_by_server(tcp: &mut TcpStream) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn a_plaintext_listener_closes_connections_past_its_limit_and_frees_the_place_on_close() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ListenerLimits {
+            max_connections_per_ip: 2,
+            max_connections: 2,
+            ..ListenerLimits::default()
+        };
+        let mut accepted = plain(listener, limits);
+        let _a = TcpStream::connect(addr).await.unwrap();
+        let _b = TcpStream::connect(addr).await.unwrap();
+        let first = accepted.next().await.unwrap().unwrap();
+        let _second = accepted.next().await.unwrap().unwrap();
+        assert!(first.connect_info().identity.is_none());
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_by_server(&mut third).await,
+            "a third connection is closed at once"
+        );
+        drop(first);
+        let _fourth = TcpStream::connect(addr).await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(10), accepted.next()).await;
+        assert!(
+            matches!(next, Ok(Some(Ok(_)))),
+            "a closed connection frees its place"
+        );
+    }
 }

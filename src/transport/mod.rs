@@ -132,8 +132,7 @@ pub async fn serve_local_grpc(
             .await
         }
         None => {
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let incoming = incoming::plain(listener, ListenerLimits::default());
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
@@ -156,12 +155,14 @@ pub async fn serve_http(
             let listener = HttpListener::new(listener, security, ListenerLimits::default())?;
             http::serve(listener, app, timeouts, shutdown).await
         }
-        None => http::serve(listener, app, timeouts, shutdown).await,
+        None => {
+            let listener = HttpListener::plain(listener, ListenerLimits::default())?;
+            http::serve(listener, app, timeouts, shutdown).await
+        }
     }
 }
 
-/// A listener of [`incoming`] TLS connections for [`http::serve`]: the sidecar's check API with
-/// TLS.
+/// A listener of [`incoming`] connections for [`http::serve`]: TLS, or plaintext for a local API.
 pub struct HttpListener {
     rx: tokio_stream::wrappers::ReceiverStream<std::io::Result<incoming::Conn>>,
     local: std::net::SocketAddr,
@@ -177,6 +178,16 @@ impl HttpListener {
         let local = listener.local_addr()?;
         Ok(Self {
             rx: incoming::incoming(listener, security, Protocol::Http, limits),
+            local,
+        })
+    }
+
+    /// Accepts plaintext connections on `listener` (a local API on loopback), under the same
+    /// connection limits.
+    pub fn plain(listener: TcpListener, limits: ListenerLimits) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        Ok(Self {
+            rx: incoming::plain(listener, limits),
             local,
         })
     }
