@@ -17,6 +17,7 @@ mod lite_mode;
 mod metrics;
 mod peer_dial;
 mod peer_port;
+mod procs;
 mod prune_grace;
 mod refused_links;
 mod restart;
