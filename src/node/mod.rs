@@ -259,6 +259,7 @@ impl RunningNode {
                 peers,
                 clock: clock.clone(),
                 metrics: node_metrics.clone(),
+                recording: Arc::new(tokio::sync::Semaphore::new(1)),
             };
             let check_svc = check::CheckService {
                 sm: sm.clone(),

@@ -21,6 +21,9 @@ pub struct SightingsService {
     pub(crate) peers: Arc<Peers>,
     pub(crate) clock: Clock,
     pub(crate) metrics: Arc<NodeMetrics>,
+    /// One report is recorded at a time (each on a blocking thread); the others wait their turn
+    /// without holding a thread.
+    pub(crate) recording: Arc<tokio::sync::Semaphore>,
 }
 
 /// The subscriber id of the caller, refused unless it is a subscriber.
@@ -54,12 +57,25 @@ impl Sightings for SightingsService {
             tracing::warn!(%subscriber, error = %e.message(), "refused a sightings report");
             return Err(e);
         }
-        let accepted = self.store.record(&subscriber, &req);
+        // Recording takes the table's lock for the report's length: on a blocking thread, so
+        // a node shown revoked credentials in bulk keeps its Raft and streams moving.
+        let store = Arc::clone(&self.store);
+        let turn = Arc::clone(&self.recording)
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("the node is shutting down"))?;
+        let (accepted, held) = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            let accepted = store.record(&subscriber, req);
+            (accepted, store.held())
+        })
+        .await
+        .map_err(|e| Status::internal(format!("recording the sightings failed: {e}")))?;
         self.metrics
             .sighting_reports
             .with_label_values(&["accepted"])
             .inc();
-        self.metrics.sightings_held.set(self.store.held() as i64);
+        self.metrics.sightings_held.set(held as i64);
         Ok(Response::new(pb::ReportSightingsReply { accepted }))
     }
 

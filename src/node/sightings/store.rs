@@ -1,4 +1,10 @@
 //! The sightings one node holds, within a bound, and members' lists merged into one.
+//!
+//! A report costs the node O(its sightings) however full the table is: a held sighting is
+//! found without copying its fields, and a full table makes room a tenth at a time by dropping
+//! the rows seen least recently in one pass, without copying any key. Reports keep coming when
+//! services are shown revoked credentials in bulk (a replay of stolen tokens), and what they
+//! cost is taken from the node's Raft and streams.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,6 +29,17 @@ impl Key {
             namespace: s.namespace.clone(),
             value: s.value.clone(),
             service: s.service.clone(),
+        }
+    }
+
+    /// The key of `s`, taking its fields rather than copying them.
+    fn take(s: &mut pb::Sighting) -> Self {
+        Self {
+            rule: s.rule,
+            kind: std::mem::take(&mut s.kind),
+            namespace: std::mem::take(&mut s.namespace),
+            value: std::mem::take(&mut s.value),
+            service: std::mem::take(&mut s.service),
         }
     }
 
@@ -91,11 +108,12 @@ impl Store {
     }
 
     /// Keeps a validated report of `subscriber`; how many sightings it held.
-    pub fn record(&self, subscriber: &str, req: &pb::ReportSightingsRequest) -> u32 {
-        let mut inner = self.inner.lock().expect("sightings lock");
+    pub fn record(&self, subscriber: &str, req: pb::ReportSightingsRequest) -> u32 {
+        let n = req.sightings.len() as u32;
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.dropped = inner.dropped.saturating_add(req.dropped);
-        for s in &req.sightings {
-            let key = Key::of(s);
+        for mut s in req.sightings {
+            let key = Key::take(&mut s);
             if let Some(row) = inner.rows.get_mut(&key) {
                 row.add(s.count, s.first_seen_ms, s.last_seen_ms, subscriber);
                 continue;
@@ -113,17 +131,21 @@ impl Store {
                 },
             );
         }
-        req.sightings.len() as u32
+        n
     }
 
     /// How many sightings it holds.
     pub fn held(&self) -> usize {
-        self.inner.lock().expect("sightings lock").rows.len()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .rows
+            .len()
     }
 
     /// The sightings last seen at or after `since_ms`, the most recent first, at most `limit`.
     pub fn list(&self, since_ms: i64, limit: u32) -> pb::NodeSightingsReply {
-        let inner = self.inner.lock().expect("sightings lock");
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut rows: Vec<(&Key, &Row)> = inner
             .rows
             .iter()
@@ -150,19 +172,32 @@ impl Store {
 
 impl Inner {
     /// Drops the least recently seen tenth of a full table (at least one), at once, so a steady
-    /// stream of new sightings evicts in batches rather than scanning the table for each.
+    /// stream of new sightings evicts in batches rather than scanning the table for each: the
+    /// cut-off time is found among the rows' times alone, then one pass drops what is older
+    /// (and as many as needed of those seen at the cut-off itself).
     fn evict(&mut self, max: usize) {
         let n = (max / 10).max(1).min(self.rows.len());
-        let mut by_age: Vec<(i64, Key)> = self
-            .rows
-            .iter()
-            .map(|(k, r)| (r.last_ms, k.clone()))
-            .collect();
-        by_age.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
-        for (_, k) in by_age.into_iter().take(n) {
-            self.rows.remove(&k);
+        if n == 0 {
+            return;
         }
-        self.evicted = self.evicted.saturating_add(n as u64);
+        let mut times: Vec<i64> = self.rows.values().map(|r| r.last_ms).collect();
+        let cutoff = *times.select_nth_unstable(n - 1).1;
+        let older = times.iter().filter(|t| **t < cutoff).count();
+        let mut at_cutoff = n - older;
+        let before = self.rows.len();
+        self.rows.retain(|_, r| {
+            if r.last_ms < cutoff {
+                return false;
+            }
+            if r.last_ms == cutoff && at_cutoff > 0 {
+                at_cutoff -= 1;
+                return false;
+            }
+            true
+        });
+        self.evicted = self
+            .evicted
+            .saturating_add((before - self.rows.len()) as u64);
     }
 }
 
@@ -255,10 +290,10 @@ mod tests {
     #[test]
     fn reports_of_one_revocation_at_one_service_add_up() {
         let store = Store::new(100);
-        store.record("sc-1", &report(vec![seen("t1", "api", 2, 10, 20)]));
+        store.record("sc-1", report(vec![seen("t1", "api", 2, 10, 20)]));
         store.record(
             "sc-2",
-            &report(vec![
+            report(vec![
                 seen("t1", "api", 3, 5, 30),
                 seen("t1", "web", 1, 7, 7),
             ]),
@@ -294,7 +329,7 @@ mod tests {
         let many: Vec<_> = (0..25)
             .map(|i| seen(&format!("t{i}"), "api", 1, 1, 100 + i))
             .collect();
-        store.record("sc", &report(many));
+        store.record("sc", report(many));
         assert!(store.held() <= 20);
         let l = store.list(0, 100);
         assert_eq!(l.evicted, 25 - store.held() as u64);
@@ -306,11 +341,36 @@ mod tests {
     }
 
     #[test]
+    fn a_full_store_makes_room_a_tenth_at_a_time_even_when_every_time_ties() {
+        let store = Store::new(100);
+        let at = |from: usize, n: usize| {
+            report(
+                (from..from + n)
+                    .map(|i| seen(&format!("t{i}"), "api", 1, 5, 5))
+                    .collect(),
+            )
+        };
+        store.record("sc", at(0, 100));
+        assert_eq!(store.held(), 100);
+        store.record("sc", at(100, 1));
+        assert_eq!(store.held(), 91, "ten dropped, then the new one kept");
+        let l = store.list(0, 1000);
+        assert_eq!(l.evicted, 10);
+        assert!(l.sightings.iter().any(|s| s.value == "t100"));
+        // A held sighting is counted, not added, however full the table.
+        store.record("sc", at(100, 1));
+        assert_eq!(store.held(), 91);
+        let t100 = store.list(0, 1000);
+        let t100 = t100.sightings.iter().find(|s| s.value == "t100").unwrap();
+        assert_eq!(t100.count, 2);
+    }
+
+    #[test]
     fn a_list_returns_the_most_recent_within_its_limit() {
         let store = Store::new(100);
         store.record(
             "sc",
-            &report(
+            report(
                 (0..10)
                     .map(|i| seen(&format!("t{i}"), "api", 1, 1, i + 1))
                     .collect(),

@@ -29,9 +29,12 @@ pub async fn report(
     }
     let dialer = Dialer::new(security).with_connect_timeout(Duration::from_secs(1));
     let mut clients: HashMap<String, SightingsClient<Channel>> = HashMap::new();
-    let mut tick = tokio::time::interval(interval);
+    // A fleet started together would report in step, and every node would take all its
+    // subscribers' reports at the same instant: each subscriber starts at a point of its own
+    // within the first interval.
+    let first = tokio::time::Instant::now() + interval.mul_f64(0.5 + rand::random::<f64>());
+    let mut tick = tokio::time::interval_at(first, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
     loop {
         let last = tokio::select! {
             _ = tick.tick() => false,
