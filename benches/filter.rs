@@ -211,6 +211,21 @@ fn writes(c: &mut Criterion) {
     g.sample_size(20).measurement_time(Duration::from_secs(10));
     // Each iteration adds 10k new entries, timed, then removes them again, untimed (and the
     // reverse for the removal benchmark), so every iteration starts from the same 1M set.
+    // One revocation, the common wave: what a subscriber pays for a delta that touches one
+    // shard, against a set of 1M.
+    g.bench_function("apply_delta_1_add", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let add = delta(&fp, &filter, N, 1, true);
+                let t = Instant::now();
+                filter.apply(&add).unwrap();
+                spent += t.elapsed();
+                filter.apply(&delta(&fp, &filter, N, 1, false)).unwrap();
+            }
+            spent
+        })
+    });
     g.bench_function("apply_delta_10k_adds", |b| {
         b.iter_custom(|iters| {
             let mut spent = Duration::ZERO;

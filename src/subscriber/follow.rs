@@ -110,20 +110,22 @@ pub async fn run(
 
 impl Follower {
     fn publish(&self, node: Option<&str>) {
-        let s = self.follower.replica().stats();
+        // After every message: the cheap accessors, never `stats()` (which walks every shard).
+        let filter = self.follower.replica();
+        let (version, digest, entries) = (filter.version(), filter.digest(), filter.entries());
         self.shared
             .lite_rebuilds
-            .store(s.rebuilds, Ordering::Relaxed);
+            .store(filter.rebuilds(), Ordering::Relaxed);
         self.state.send_if_modified(|state| {
-            let version_at_ms = if state.version == s.version {
+            let version_at_ms = if state.version == version {
                 state.version_at_ms
             } else {
                 (crate::node::clock::system())().as_millis()
             };
             let next = FollowState {
-                version: s.version,
-                digest: s.digest,
-                entries: s.entries,
+                version,
+                digest,
+                entries,
                 node: node.map(str::to_string),
                 version_at_ms,
                 synced: self.shared.synced.load(Ordering::Relaxed),

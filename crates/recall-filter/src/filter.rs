@@ -130,6 +130,16 @@ impl Filter {
         self.shared.load().digest
     }
 
+    /// How many fingerprints the filter holds.
+    pub fn entries(&self) -> usize {
+        self.shared.load().len
+    }
+
+    /// How many times overfull lite shards were rebuilt (see [`Stats::rebuilds`]).
+    pub fn rebuilds(&self) -> u64 {
+        self.rebuilds
+    }
+
     /// The fingerprint seed.
     pub fn seed(&self) -> FingerprintSeed {
         self.shared.load().fp.seed()
@@ -233,7 +243,7 @@ impl Filter {
             let mut removed: Vec<u64> = rems.into_iter().collect();
             added.sort_unstable();
             removed.sort_unstable();
-            let mut shards: Vec<Shard> = cur.shards.to_vec();
+            let mut changes: Vec<(usize, Shard)> = Vec::new();
             let mut touched = Vec::new();
             let (mut a, mut r) = (&added[..], &removed[..]);
             while !a.is_empty() || !r.is_empty() {
@@ -245,15 +255,17 @@ impl Filter {
                 };
                 let (ah, at) = a.split_at(a.partition_point(|&x| shard_of(x) == index));
                 let (rh, rt) = r.split_at(r.partition_point(|&x| shard_of(x) == index));
-                let was = shards[index].overfull();
-                shards[index] = shards[index].changed(ah, rh);
-                next.overfull = (next.overfull + usize::from(shards[index].overfull()))
-                    .saturating_sub(usize::from(was));
+                let old = cur.shards.get(index);
+                let new = old.changed(ah, rh);
+                next.overfull = (next.overfull + usize::from(new.overfull()))
+                    .saturating_sub(usize::from(old.overfull()));
+                changes.push((index, new));
                 touched.push(index);
                 (a, r) = (at, rt);
             }
+            let shards = cur.shards.with(changes);
             next.prefilter = cur.prefilter.as_ref().map(|p| p.changed(&shards, &touched));
-            next.shards = shards.into();
+            next.shards = shards;
         }
         self.shared.store(next);
         Ok(())
@@ -377,7 +389,8 @@ impl Filter {
         })
     }
 
-    /// What the filter holds.
+    /// What the filter holds, its memory included: this walks every shard, so a caller that
+    /// needs only the version, digest or size after each change asks for those alone.
     pub fn stats(&self) -> Stats {
         let cur = self.shared.load_full();
         let (mut bloom_bytes, mut exact_bytes) =

@@ -28,6 +28,7 @@ mod prefilter;
 mod published;
 mod rules;
 mod shard;
+mod shards;
 mod state;
 
 pub use error::FilterError;

@@ -22,6 +22,7 @@
 use std::sync::Arc;
 
 use crate::shard::{FULL_SHARD_BITS, Shard};
+use crate::shards::{GROUP, Shards};
 
 /// Prefilter bits per fingerprint a page is sized for.
 pub(crate) const BITS_PER_ENTRY: usize = 16;
@@ -37,6 +38,9 @@ const PAGES: usize = 1 << PAGE_BITS;
 
 /// How many consecutive shards share a page.
 const SHARDS_PER_PAGE: usize = 1 << (FULL_SHARD_BITS - PAGE_BITS);
+
+// A page covers one group of shards, so a change copies the same groups in both.
+const _: () = assert!(SHARDS_PER_PAGE == GROUP);
 
 /// The prefilter of a full state: immutable, cheap to clone (pages are shared).
 #[derive(Clone, Debug)]
@@ -55,7 +59,7 @@ impl Prefilter {
 
     /// The prefilter after a change: `shards` are the changed state's, and `touched` (sorted,
     /// distinct) the indices of the shards the change rebuilt.
-    pub(crate) fn changed(&self, shards: &[Shard], touched: &[usize]) -> Self {
+    pub(crate) fn changed(&self, shards: &Shards, touched: &[usize]) -> Self {
         let mut pages = self.pages.to_vec();
         let mut rest = touched;
         while let Some(&first) = rest.first() {
@@ -63,7 +67,7 @@ impl Prefilter {
             let end = rest.partition_point(|&s| s / SHARDS_PER_PAGE == p);
             let (mine, tail) = rest.split_at(end);
             rest = tail;
-            let own = &shards[p * SHARDS_PER_PAGE..(p + 1) * SHARDS_PER_PAGE];
+            let own = shards.group(p);
             let held: usize = own.iter().map(Shard::len).sum();
             let per_shard = pages[p].len() / SHARDS_PER_PAGE;
             let sized_for = per_shard * SHARDS_PER_PAGE * 64 / BITS_PER_ENTRY;
@@ -78,7 +82,7 @@ impl Prefilter {
                 block.fill(0);
                 fill(
                     block,
-                    shards[s].fingerprints(),
+                    shards.get(s).fingerprints(),
                     k * per_shard,
                     words_len(per_shard),
                 );
@@ -227,7 +231,7 @@ mod tests {
         let touched: Vec<usize> = (0..after.len())
             .filter(|&s| before[s].fingerprints() != after[s].fingerprints())
             .collect();
-        let changed = p.changed(&after, &touched);
+        let changed = p.changed(&Shards::new(after.clone()), &touched);
         for (i, page) in changed.pages.iter().enumerate() {
             let own = &after[i * SHARDS_PER_PAGE..(i + 1) * SHARDS_PER_PAGE];
             assert_eq!(
@@ -246,7 +250,7 @@ mod tests {
         let big: Vec<u64> = uniform(5).take(100_000).collect();
         let after = shards(&big);
         let touched: Vec<usize> = (0..after.len()).collect();
-        let changed = p.changed(&after, &touched);
+        let changed = p.changed(&Shards::new(after.clone()), &touched);
         assert_eq!(changed.pages, Prefilter::build(&after).pages);
         assert!(changed.heap_bytes() > 5 * p.heap_bytes());
     }

@@ -8,6 +8,7 @@ use recall_core::{Digest, Fingerprint, Fingerprinter, Lookup, Presence, Timestam
 use crate::prefilter::Prefilter;
 use crate::rules::Rules;
 use crate::shard::{Layout, Shard};
+use crate::shards::Shards;
 
 /// One published state of a filter.
 #[derive(Clone, Debug)]
@@ -29,7 +30,7 @@ pub(crate) struct State {
     /// How fingerprints map to shards.
     pub(crate) layout: Layout,
     /// The shards, `layout.shards()` of them.
-    pub(crate) shards: Arc<[Shard]>,
+    pub(crate) shards: Shards,
     /// What a full state's shards hold, for the negative checks that need not reach them
     /// (`None` in lite mode, whose shards are Bloom filters already).
     pub(crate) prefilter: Option<Prefilter>,
@@ -71,7 +72,7 @@ impl State {
             stale_removals: 0,
             overfull: 0,
             layout,
-            shards: shards.into(),
+            shards: Shards::new(shards),
             prefilter,
             rules: Arc::new(rules),
         }
@@ -80,7 +81,7 @@ impl State {
     /// The shard holding `fp`.
     #[inline]
     pub(crate) fn shard(&self, fp: u64) -> &Shard {
-        &self.shards[self.layout.shard_of(fp)]
+        self.shards.get(self.layout.shard_of(fp))
     }
 }
 

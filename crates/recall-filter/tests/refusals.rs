@@ -170,28 +170,36 @@ fn readers_never_wait_for_the_writer() {
     let mut f = Filter::new(Mode::Full, SEED);
     let reader = f.reader();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checks = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let checker = {
-        let stop = stop.clone();
+        let (stop, checks) = (stop.clone(), checks.clone());
         std::thread::spawn(move || {
-            let mut checks = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let c = reader.check_key(Kind::Token, "iss", "v0");
                 // Once version ≥ 1 is visible, so is the revocation it carried.
                 if c.version >= 1 {
                     assert_eq!(c.verdict.status(), Status::Revoked);
                 }
-                checks += 1;
+                checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            checks
         })
     };
+    // The writes start once the reader is checking, so they overlap however fast they are.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while checks.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the checker never ran"
+        );
+        std::thread::yield_now();
+    }
     for v in 1..=200u64 {
         let value = format!("v{}", v - 1);
         let d = delta(v, v - 1, &[fp(Kind::Token, &value)], f.digest());
         f.apply(&d).unwrap();
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert!(checker.join().unwrap() > 0);
+    checker.join().unwrap();
     assert_eq!(f.stats().entries, 200);
 }
 
