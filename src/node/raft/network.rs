@@ -82,15 +82,35 @@ struct InFlight<'a> {
 }
 
 impl InFlight<'_> {
-    /// The call was answered (or failed otherwise than by its deadline).
+    /// The call was answered.
     fn answered(mut self) {
         self.answered = true;
         self.budget.answered(self.started.elapsed(), self.timeout);
     }
 
-    /// Nothing was sent (the batch was over the budget): neither a timeout nor an answer.
+    /// Nothing was sent (the batch was over the budget), or the call failed for a reason that
+    /// says nothing about its size: neither a timeout nor an answer.
     fn not_sent(mut self) {
         self.answered = true;
+    }
+
+    /// The call came back with `failed` (`None`: an answer). A failure at its deadline is a
+    /// timeout whatever status carried it: the peer's `DeadlineExceeded`, or tonic's own
+    /// deadline on this side, which comes back as `Cancelled` ("Timeout expired"). Any other
+    /// failure says nothing about the batch's size and leaves the budget as it is.
+    fn returned(self, failed: Option<tonic::Code>) {
+        match failed {
+            None => self.answered(),
+            Some(code) if code == tonic::Code::DeadlineExceeded || self.past_deadline() => {
+                self.deadline_passed()
+            }
+            Some(_) => self.not_sent(),
+        }
+    }
+
+    /// Whether the call has run (about) its whole timeout.
+    fn past_deadline(&self) -> bool {
+        self.started.elapsed() >= self.timeout.mul_f32(0.9)
     }
 
     /// The call ran out of time: the deadline passed on the wire.
@@ -105,7 +125,7 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         // Dropped at its deadline by openraft (which may come while the batch is still being
         // encoded), or early only when replication stops (a new term): not the peer's fault.
-        if !self.answered && self.started.elapsed() >= self.timeout.mul_f32(0.9) {
+        if !self.answered && self.past_deadline() {
             self.budget.timed_out();
             self.timed_out.inc();
         }
@@ -242,10 +262,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         }
         let msg = pb::AppendEntriesRequest { payload };
         let sent = client.append_entries(request(msg, &option)).await;
-        match &sent {
-            Err(s) if s.code() == tonic::Code::DeadlineExceeded => in_flight.deadline_passed(),
-            _ => in_flight.answered(),
-        }
+        in_flight.returned(sent.as_ref().err().map(|s| s.code()));
         let reply = match sent {
             // The peer refused the message as too large (a smaller limit than ours): resend
             // half as many entries rather than the same message again.
@@ -355,5 +372,25 @@ mod tests {
         assert_eq!(counter.get(), 1);
         guard(&mut budget, &counter, Duration::from_millis(10)).answered();
         assert_eq!(budget.bytes(), 640 << 10, "a quick answer grows it back");
+    }
+
+    #[test]
+    fn a_call_failed_at_its_deadline_is_a_timeout_whichever_status_says_so() {
+        let counter = prometheus::IntCounter::new("t", "t").unwrap();
+        let mut budget = AppendBudget::new(1 << 20);
+        let at_deadline = Duration::from_millis(100);
+        // tonic's deadline on this side answers Cancelled ("Timeout expired").
+        guard(&mut budget, &counter, at_deadline).returned(Some(tonic::Code::Cancelled));
+        assert_eq!((budget.bytes(), counter.get()), (512 << 10, 1));
+        // The peer's deadline answers DeadlineExceeded, however early it looks from here.
+        guard(&mut budget, &counter, Duration::from_millis(10))
+            .returned(Some(tonic::Code::DeadlineExceeded));
+        assert_eq!((budget.bytes(), counter.get()), (256 << 10, 2));
+        // A quick failure of another kind is no timeout, and a slow answer neither shrinks
+        // nor grows it.
+        guard(&mut budget, &counter, Duration::from_millis(10))
+            .returned(Some(tonic::Code::Unavailable));
+        guard(&mut budget, &counter, at_deadline).returned(None);
+        assert_eq!((budget.bytes(), counter.get()), (256 << 10, 2));
     }
 }
