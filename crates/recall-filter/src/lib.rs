@@ -8,7 +8,8 @@
 //!   state with one plain load of a generation counter (its thread keeps the state it saw last)
 //!   and never waits for the writer; a [`LocalReader`] keeps that state in itself;
 //! - the state is split into shards by the top bits of the fingerprint ([`FULL_SHARD_BITS`],
-//!   [`LITE_SHARD_BITS`]), so a delta copies only the shards it touches; a full shard is a
+//!   [`LITE_SHARD_BITS`]), held in groups of 64 that states share (`shards.rs`), so a delta
+//!   copies only the groups and shards it touches; a full shard is a
 //!   word-blocked Bloom prefilter keyed straight from the fingerprint's bits (`prefilter.rs`),
 //!   which answers most negatives from one word, in front of the sorted exact fingerprints,
 //!   probed where the fingerprint's uniform bits predict;
