@@ -99,6 +99,12 @@ pub struct SidecarArgs {
     /// it, denials of others are counted as dropped.
     #[arg(long, env = "RECALL_SIGHTINGS_MAX", default_value_t = 10_000)]
     sightings_max: usize,
+    /// The nodes' checkpoint keys, one `NODE_ID HEX_KEY` per line, as `recall audit keys`
+    /// prints them: a checkpoint a node relays then counts only when a quorum of these keys
+    /// signed it, and the sidecar checks its own set against it. Without it the sidecar
+    /// compares the checkpoints' digests but not who signed them.
+    #[arg(long, env = "RECALL_CHECKPOINT_KEYS")]
+    checkpoint_keys: Option<PathBuf>,
     /// Log as JSON lines instead of readable text.
     #[arg(long, env = "RECALL_LOG_JSON")]
     log_json: bool,
@@ -162,6 +168,17 @@ impl SidecarArgs {
         subscriber.sightings.validate().map_err(|e| {
             anyhow::anyhow!("--service/--sightings-interval-ms/--sightings-max: {e}")
         })?;
+        if let Some(path) = &self.checkpoint_keys {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--checkpoint-keys: reading {}", path.display()))?;
+            let keys = crate::node::history::export::parse_trust(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "--checkpoint-keys {}: {e} (write it with `recall audit keys`)",
+                    path.display()
+                )
+            })?;
+            subscriber.checkpoint_keys = Some(keys);
+        }
         subscriber.data_dir = Some(self.data_dir);
         subscriber.staleness_bound = Duration::from_millis(self.staleness_bound_ms);
         subscriber.silence_timeout = Duration::from_millis(self.silence_timeout_ms);

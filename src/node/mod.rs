@@ -252,6 +252,7 @@ impl RunningNode {
                 stopped: stopped.clone(),
                 metrics: node_metrics.clone(),
                 snapshots: Default::default(),
+                witnesses: Default::default(),
             };
             let sightings_svc = sightings::service::SightingsService {
                 store: sightings,

@@ -68,6 +68,13 @@ pub struct StatusBody {
     pub resyncs: u64,
     /// Times its digest differed from the authority's.
     pub digest_mismatches: u64,
+    /// The latest checkpoint a quorum of nodes signed that its set matched at that version (0:
+    /// none yet).
+    pub witnessed_version: u64,
+    /// Whether checkpoints are checked against trusted node keys (`--checkpoint-keys`).
+    pub witness_verified: bool,
+    /// Checkpoints refused: bad signatures, or too few trusted signers.
+    pub witness_refusals: u64,
     /// Connections opened.
     pub connects: u64,
     /// The node it follows now, if connected.
@@ -143,6 +150,9 @@ async fn status(State(b): State<Arc<Bearer>>) -> Json<StatusBody> {
         deltas: s.deltas,
         resyncs: s.resyncs,
         digest_mismatches: s.digest_mismatches,
+        witnessed_version: s.witnessed_version,
+        witness_verified: s.witness_verified,
+        witness_refusals: s.witness_refusals,
         connects: s.connects,
         node: s.node,
         node_stale_reason: s.node_stale_reason,

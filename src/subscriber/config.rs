@@ -41,6 +41,11 @@ pub struct SubscriberConfig {
     pub confirm: super::confirm::ConfirmConfig,
     /// How denials of revoked credentials are counted and reported to the cluster.
     pub sightings: super::sightings::SightingsConfig,
+    /// The nodes' checkpoint keys, by node id (`recall audit keys` prints them). With them, a
+    /// checkpoint a heartbeat carries counts only when its signatures verify and a quorum of
+    /// these keys signed it, so no single node can present one alone; a refused one ends the
+    /// stream. `None` compares the checkpoints' digests without checking who signed.
+    pub checkpoint_keys: Option<std::collections::BTreeMap<u64, [u8; 32]>>,
 }
 
 impl SubscriberConfig {
@@ -60,6 +65,7 @@ impl SubscriberConfig {
             silence_timeout: Duration::from_secs(2),
             confirm: Default::default(),
             sightings: Default::default(),
+            checkpoint_keys: None,
         }
     }
 

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use futures::FutureExt;
 use recall_core::Digest;
 use recall_filter::Filter;
-use recall_stream::{Event, Failure, Up};
+use recall_stream::{Down, Event, Failure, Up};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -273,6 +273,17 @@ impl Follower {
                 bail!("the node ended the stream")
             };
             let m = down_from_wire(m).context("malformed message from the node")?;
+            if let (Down::Heartbeat(h), Some(keys)) = (&m, &self.config.checkpoint_keys)
+                && let Some(w) = &h.witness
+                && let Err(why) = super::witness::verify(w, keys)
+            {
+                self.shared.witness_refusals.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%why, "the node sent a checkpoint the trusted keys do not vouch for");
+                bail!(
+                    "refused the node's checkpoint at version {}: {why}; following another node",
+                    w.version
+                );
+            }
             self.follower
                 .on_message(m, events)
                 .map_err(|f| self.failed(f))?;
@@ -327,6 +338,9 @@ impl Follower {
                 } => {
                     tracing::info!(version, entries, %reason, "receiving a snapshot");
                     self.shared.snapshot_begun(&reason);
+                }
+                Event::Witnessed { version } => {
+                    self.shared.witnessed.fetch_max(version, Ordering::Relaxed);
                 }
                 Event::SnapshotLoaded { .. } => {
                     self.shared.snapshots.fetch_add(1, Ordering::Relaxed);

@@ -30,6 +30,7 @@ pub mod contact;
 pub mod follow;
 pub mod persist;
 pub mod sightings;
+pub mod witness;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -72,6 +73,12 @@ pub struct Shared {
     pub snapshot_reasons: [AtomicU64; 7],
     /// Snapshots that rebuilt lite-mode Bloom shards filled past their design rate.
     pub lite_rebuilds: AtomicU64,
+    /// The version of the latest checkpoint a quorum signed that this subscriber's set matched
+    /// (0: none yet).
+    pub witnessed: AtomicU64,
+    /// Checkpoints refused: their signatures did not verify against the trusted keys, or too
+    /// few trusted nodes signed (each ends the stream).
+    pub witness_refusals: AtomicU64,
 }
 
 impl Shared {
@@ -122,6 +129,14 @@ pub struct SubscriberStatus {
     pub resyncs: u64,
     /// Digest mismatches since start.
     pub digest_mismatches: u64,
+    /// The version of the latest checkpoint a quorum of nodes signed that this subscriber's set
+    /// matched at that version (0: none yet).
+    pub witnessed_version: u64,
+    /// Whether checkpoints are checked against trusted node keys
+    /// ([`SubscriberConfig::checkpoint_keys`]); if not, only their digests are compared.
+    pub witness_verified: bool,
+    /// Checkpoints refused since start (bad signatures, too few trusted signers).
+    pub witness_refusals: u64,
     /// Connections opened since start.
     pub connects: u64,
     /// The node it follows now, if connected.
@@ -312,6 +327,9 @@ impl Subscriber {
             deltas: c(&self.shared.deltas),
             resyncs: c(&self.shared.resyncs),
             digest_mismatches: c(&self.shared.digest_mismatches),
+            witnessed_version: c(&self.shared.witnessed),
+            witness_verified: self.config.checkpoint_keys.is_some(),
+            witness_refusals: c(&self.shared.witness_refusals),
             connects: c(&self.shared.connects),
             node: s.node,
             node_stale_reason: s.node_stale_reason,

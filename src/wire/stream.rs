@@ -3,8 +3,11 @@
 //! subscribers, the Redis mirror and the stream simulation all go through it.
 
 use recall_core::{Digest, Expiry, Fingerprint, FingerprintSeed, RuleFingerprint, Timestamp};
+use std::sync::Arc;
+
 use recall_stream::message::{
-    Ack, DeltaPart, Down, Heartbeat, Hello, SnapshotBegin, SnapshotChunk, Up,
+    Ack, DeltaPart, Down, Heartbeat, Hello, SnapshotBegin, SnapshotChunk, Up, Witness,
+    WitnessSignature,
 };
 
 use super::WireError;
@@ -86,6 +89,7 @@ pub fn down_to_wire(m: &Down) -> pb::SubscribeResponse {
             sent_at_ms: h.sent_at_ms,
             stale_reason: h.stale_reason.clone(),
             contact_age_ms: h.contact_age_ms,
+            witness: h.witness.as_deref().map(witness_to_wire),
         }),
         Down::Resync { reason } => DownBody::Resync(pb::Resync {
             reason: reason.clone(),
@@ -175,8 +179,71 @@ pub fn down_from_wire(m: pb::SubscribeResponse) -> Result<Down, WireError> {
             sent_at_ms: h.sent_at_ms,
             stale_reason: h.stale_reason,
             contact_age_ms: h.contact_age_ms,
+            witness: h.witness.map(witness_from_wire).transpose()?.map(Arc::new),
         }),
         DownBody::Resync(r) => Down::Resync { reason: r.reason },
+    })
+}
+
+/// The most signatures a checkpoint carries (one per node; clusters have a handful).
+pub const MAX_WITNESS_SIGNATURES: usize = 64;
+
+fn witness_to_wire(w: &Witness) -> pb::Witness {
+    pb::Witness {
+        version: w.version,
+        head: w.head.to_vec(),
+        digest: w.digest.0,
+        signatures: w
+            .signatures
+            .iter()
+            .map(|s| pb::WitnessSignature {
+                node: s.node,
+                at_ms: s.at_ms,
+                signature: s.signature.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn witness_from_wire(w: pb::Witness) -> Result<Witness, WireError> {
+    let head: [u8; 32] = w.head.as_slice().try_into().map_err(|_| {
+        WireError::new(
+            "heartbeat.witness.head",
+            format!("a chain head has 32 bytes, not {}", w.head.len()),
+        )
+    })?;
+    if w.signatures.len() > MAX_WITNESS_SIGNATURES {
+        return Err(WireError::new(
+            "heartbeat.witness.signatures",
+            format!(
+                "{} signatures: a checkpoint carries at most {MAX_WITNESS_SIGNATURES}",
+                w.signatures.len()
+            ),
+        ));
+    }
+    let mut signatures = Vec::with_capacity(w.signatures.len());
+    for s in w.signatures {
+        if s.signature.len() != 64 {
+            return Err(WireError::new(
+                "heartbeat.witness.signatures.signature",
+                format!(
+                    "an ed25519 signature has 64 bytes, not {} (node {})",
+                    s.signature.len(),
+                    s.node
+                ),
+            ));
+        }
+        signatures.push(WitnessSignature {
+            node: s.node,
+            at_ms: s.at_ms,
+            signature: s.signature,
+        });
+    }
+    Ok(Witness {
+        version: w.version,
+        head,
+        digest: Digest(w.digest),
+        signatures,
     })
 }
 
@@ -298,6 +365,16 @@ mod tests {
             sent_at_ms: -4,
             stale_reason: "behind_commit".into(),
             contact_age_ms: 250,
+            witness: Some(Arc::new(Witness {
+                version: 2,
+                head: [7; 32],
+                digest: Digest(5),
+                signatures: vec![WitnessSignature {
+                    node: 3,
+                    at_ms: 1_700_000_000_000,
+                    signature: vec![9; 64],
+                }],
+            })),
         }));
         all.push(Down::Resync {
             reason: "digest_mismatch".into(),
@@ -322,6 +399,36 @@ mod tests {
             down_from_wire(bad).unwrap_err().field,
             "delta.expires_at_ms"
         );
+        let beat = |witness: pb::Witness| pb::SubscribeResponse {
+            body: Some(DownBody::Heartbeat(pb::Heartbeat {
+                witness: Some(witness),
+                ..Default::default()
+            })),
+        };
+        let sig = |bytes: usize| pb::WitnessSignature {
+            node: 1,
+            at_ms: 0,
+            signature: vec![0; bytes],
+        };
+        let witness = |head: usize, signatures: Vec<pb::WitnessSignature>| pb::Witness {
+            head: vec![0; head],
+            signatures,
+            ..Default::default()
+        };
+        for (w, field) in [
+            (witness(31, vec![]), "heartbeat.witness.head"),
+            (
+                witness(32, vec![sig(63)]),
+                "heartbeat.witness.signatures.signature",
+            ),
+            (
+                witness(32, (0..65).map(|_| sig(64)).collect()),
+                "heartbeat.witness.signatures",
+            ),
+        ] {
+            assert_eq!(down_from_wire(beat(w)).unwrap_err().field, field);
+        }
+        assert!(down_from_wire(beat(witness(32, vec![sig(64)]))).is_ok());
         let hello = |id: &str| pb::SubscribeRequest {
             body: Some(UpBody::Hello(pb::Hello {
                 subscriber_id: id.into(),

@@ -29,3 +29,4 @@ mod sigkill_catch_up;
 mod silent_node;
 mod stepup;
 mod ui;
+mod witnessed_checkpoints;

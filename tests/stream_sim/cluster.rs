@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use recall_core::{Command, Digest, FingerprintSeed, RevocationSet};
-use recall_stream::{Applied, DeltaWindow, Snapshot, Source, Window};
+use recall_stream::{Applied, DeltaWindow, Snapshot, Source, Window, Witness};
 
 use super::SimConfig;
 
@@ -84,7 +84,13 @@ pub struct Node {
     /// As leader, the index of the first entry of its term: until it has applied that, it does
     /// not know what the last leader committed.
     pub term_start: u64,
+    /// The latest checkpoint witnessed: every [`WITNESS_EVERY`] versions, the digest there.
+    pub witness: Option<Arc<Witness>>,
 }
+
+/// How often (in versions) the cluster witnesses a checkpoint: less often than every version,
+/// so subscribers check checkpoints older than their state.
+const WITNESS_EVERY: u64 = 4;
 
 impl Node {
     pub fn new(seed: FingerprintSeed, cfg: &SimConfig) -> Self {
@@ -99,6 +105,7 @@ impl Node {
             started: 0,
             partitioned: false,
             term_start: 0,
+            witness: None,
         }
     }
 
@@ -116,6 +123,13 @@ impl Node {
                 }
             }
             None => self.set.advance(v).expect("a node advances in order"),
+        }
+        if v.is_multiple_of(WITNESS_EVERY) {
+            self.witness = Some(Arc::new(Witness {
+                version: v,
+                digest: self.set.digest(),
+                ..Witness::default()
+            }));
         }
         true
     }
@@ -216,6 +230,10 @@ impl Source for NodeSource<'_> {
             return Some("new_leader");
         }
         (applied + self.cfg.max_lag < self.committed()).then_some("behind_commit")
+    }
+
+    fn witness(&self) -> Option<Arc<Witness>> {
+        self.node.witness.clone()
     }
 
     fn contact_age(&self) -> Duration {

@@ -241,6 +241,7 @@ fn every_seed_keeps_the_stream_contract_and_converges_once_faults_stop() {
                 totals.mismatches += s.mismatches;
                 totals.stale_acks += s.stale_acks;
                 totals.vouched += s.vouched;
+                totals.witnessed += s.witnessed;
                 for (k, v) in s.snapshots {
                     *totals.snapshots.entry(k).or_default() += v;
                 }
@@ -272,6 +273,10 @@ fn every_seed_keeps_the_stream_contract_and_converges_once_faults_stop() {
             );
         }
         assert!(totals.failures > 0 && totals.vouched > 0 && totals.counted > 0);
+        assert!(
+            totals.witnessed > 0,
+            "no checkpoint was checked: {totals:?}"
+        );
         assert!(totals.mismatches > 0 && totals.stale_acks > 0, "{totals:?}");
     }
 }

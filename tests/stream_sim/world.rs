@@ -12,7 +12,7 @@ use recall::wire::stream::{down_from_wire, down_to_wire, up_from_wire, up_to_wir
 use recall_core::{Digest, FingerprintSeed};
 use recall_filter::{Filter, Mode};
 use recall_stream::session::Action;
-use recall_stream::{Down, Event, Follower, Session, SessionConfig, Up};
+use recall_stream::{Down, Event, Failure, Follower, Session, SessionConfig, Up};
 
 use super::SimConfig;
 use super::cluster::{Node, NodeSource, Truth};
@@ -57,6 +57,7 @@ pub struct Stats {
     pub mismatches: u64,
     pub stale_acks: u64,
     pub vouched: u64,
+    pub witnessed: u64,
 }
 
 pub struct World {
@@ -491,6 +492,15 @@ impl World {
             self.on_event(s, l, e)?;
         }
         self.held(s)?;
+        if let Err(Failure::Diverged(why)) = &result
+            && why.contains("a quorum of nodes signed")
+            && !self.subs[s].corrupt
+        {
+            return Err(format!(
+                "sub {s} holds the committed state but was told it differs from a checkpoint: \
+                 {why}"
+            ));
+        }
         if let Err(f) = result {
             self.stats.failures += 1;
             self.disconnect(s, &f.to_string());
@@ -529,6 +539,15 @@ impl World {
                         "sub {s} was told its state at v{} is fresh, but it differs from the \
                          committed state",
                         r.version()
+                    ));
+                }
+            }
+            Event::Witnessed { version } => {
+                self.stats.witnessed += 1;
+                if sub.f.digest_at(version) != self.truth.digest_at(version) {
+                    return Err(format!(
+                        "sub {s} matched the checkpoint at v{version}, but its digest there \
+                         differs from the committed state's"
                     ));
                 }
             }

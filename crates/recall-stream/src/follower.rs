@@ -6,6 +6,7 @@
 //! Only a heartbeat in which the node vouches for its state (no `stale_reason`) counts as
 //! contact for the staleness bound.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use recall_core::{Delta, Digest, FingerprintSeed};
@@ -78,6 +79,11 @@ pub enum Event {
     },
     /// The node's heartbeats stopped (or started again) vouching for its state.
     Doubt(Option<String>),
+    /// A checkpoint a quorum of nodes signed matches this subscriber's set at its version.
+    Witnessed {
+        /// The checkpoint's version.
+        version: u64,
+    },
     /// The node resyncs this subscriber.
     Resync {
         /// Why.
@@ -141,21 +147,52 @@ pub struct Follower<R: Replica> {
     doubt: Option<String>,
     /// Whether the state is known to differ from the authority's.
     diverged: bool,
+    /// The digest after each of the last changes applied (at most [`REMEMBERED`]), oldest
+    /// first and without gaps since the first: what a signed checkpoint is checked against.
+    changes: VecDeque<(u64, Digest)>,
 }
 
 /// The most deltas applied as one change.
 pub const MAX_BATCH: usize = 256;
 
+/// How many changes a follower remembers the digest of: a checkpoint older than these is not
+/// checked (checkpoints are signed every second or so; this covers thousands of changes).
+pub const REMEMBERED: usize = 4096;
+
 impl<R: Replica> Follower<R> {
     /// A follower of `replica`'s state.
     pub fn new(replica: R) -> Self {
-        Self {
+        let mut f = Self {
             replica,
             rx: Received::default(),
             force_snapshot: false,
             doubt: None,
             diverged: false,
+            changes: VecDeque::new(),
+        };
+        f.remember_from_here();
+        f
+    }
+
+    /// Forgets the digests of past changes and starts again from the replica's state (after a
+    /// snapshot, or at the start).
+    fn remember_from_here(&mut self) {
+        self.changes.clear();
+        self.changes
+            .push_back((self.replica.last_change(), self.replica.digest()));
+    }
+
+    /// The replica's digest as of `version`, when it is known: `version` is within what was
+    /// applied and no older than the first change remembered.
+    pub fn digest_at(&self, version: u64) -> Option<Digest> {
+        if version > self.replica.version() {
+            return None;
         }
+        if version >= self.replica.last_change() {
+            return Some(self.replica.digest());
+        }
+        let later = self.changes.partition_point(|(v, _)| *v <= version);
+        later.checked_sub(1).map(|i| self.changes[i].1)
     }
 
     /// The replica.
@@ -270,6 +307,7 @@ impl<R: Replica> Follower<R> {
                     .map_err(|e| Failure::Apply(format!("snapshot refused: {e}")))?;
                 self.diverged = false;
                 self.force_snapshot = false;
+                self.remember_from_here();
                 out.push(Event::SnapshotLoaded { version });
                 self.rx.ack = Some(self.replica.version());
             }
@@ -307,6 +345,19 @@ impl<R: Replica> Follower<R> {
                         "digest differs from the node's at version {}",
                         h.applied_version
                     )));
+                }
+                if let Some(w) = &h.witness {
+                    match self.digest_at(w.version) {
+                        Some(held) if held != w.digest => {
+                            return Err(self.diverge(format!(
+                                "the set a quorum of nodes signed at version {} has digest \
+                                 {:016x}; this subscriber's there is {:016x}",
+                                w.version, w.digest.0, held.0
+                            )));
+                        }
+                        Some(_) => out.push(Event::Witnessed { version: w.version }),
+                        None => {}
+                    }
                 }
                 let doubt = (!h.stale_reason.is_empty()).then_some(h.stale_reason);
                 if doubt != self.doubt {
@@ -361,6 +412,12 @@ impl<R: Replica> Follower<R> {
             Ok(()) => {}
             Err(e) if R::diverged(&e) => return Err(self.diverge(e.to_string())),
             Err(e) => return Err(Failure::Apply(e.to_string())),
+        }
+        for d in &ready {
+            self.changes.push_back((d.version, d.digest));
+        }
+        while self.changes.len() > REMEMBERED {
+            self.changes.pop_front();
         }
         let version = self.replica.version();
         out.push(Event::Applied {

@@ -104,6 +104,33 @@ pub struct DeltaPart {
     pub expiries: Vec<Expiry>,
 }
 
+/// A checkpoint a quorum of nodes signed: the set digest after `version`, and each signer's
+/// signature (over the checkpoint with its own signing time). A subscriber holding the nodes'
+/// keys checks the signatures, then that its own digest at `version` is the one signed, so a
+/// node cannot feed it a set the others did not vouch for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Witness {
+    /// The version (of the last audit record).
+    pub version: u64,
+    /// The audit chain head there.
+    pub head: [u8; 32],
+    /// The set digest there.
+    pub digest: Digest,
+    /// One signature per signing node.
+    pub signatures: Vec<WitnessSignature>,
+}
+
+/// One node's signature on a [`Witness`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WitnessSignature {
+    /// The signing node.
+    pub node: u64,
+    /// When it signed, Unix milliseconds on its clock (part of what it signed).
+    pub at_ms: i64,
+    /// The ed25519 signature (64 bytes).
+    pub signature: Vec<u8>,
+}
+
 /// "Nothing newer exists" (or, with a `stale_reason`, "I cannot vouch for that").
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Heartbeat {
@@ -121,6 +148,9 @@ pub struct Heartbeat {
     pub stale_reason: String,
     /// How long before sending this the node last heard from a leader (milliseconds).
     pub contact_age_ms: u64,
+    /// The latest checkpoint a quorum signed, at or before `applied_version`, when it is newer
+    /// than the last one this stream carried.
+    pub witness: Option<Arc<Witness>>,
 }
 
 /// From the node to the subscriber.
@@ -164,7 +194,12 @@ impl Down {
                     + p.rules_set.len() * RULE
                     + p.expiries.len() * 2 * FP
             }
-            Down::Heartbeat(h) => 48 + h.stale_reason.len(),
+            Down::Heartbeat(h) => {
+                48 + h.stale_reason.len()
+                    + h.witness
+                        .as_ref()
+                        .map_or(0, |w| 48 + w.signatures.len() * 80)
+            }
             Down::Resync { reason } => reason.len(),
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use recall_core::{Delta, Digest, FingerprintSeed};
 
 use crate::acks::{AckCheck, Sent};
-use crate::message::{Ack, Down, Encoded, Heartbeat, Hello, Snapshot, split_delta};
+use crate::message::{Ack, Down, Encoded, Heartbeat, Hello, Snapshot, Witness, split_delta};
 use crate::window::Window;
 
 /// The node's applied state, as a session sees it.
@@ -48,6 +48,8 @@ pub trait Source {
     /// How long ago this node last heard from a leader (a leader: from a quorum); its state is
     /// known current as of then.
     fn contact_age(&self) -> Duration;
+    /// The latest checkpoint a quorum of nodes signed, if any.
+    fn witness(&self) -> Option<Arc<Witness>>;
 }
 
 /// How a session behaves.
@@ -140,6 +142,8 @@ pub struct Session {
     sent_digests: Sent,
     /// Why the last heartbeat did not vouch for the node's state, if it did not.
     doubt: Option<&'static str>,
+    /// The version of the last checkpoint a heartbeat carried.
+    witness_sent: u64,
 }
 
 type Out = Vec<Action>;
@@ -155,6 +159,7 @@ impl Session {
             sent_change: 0,
             sent_digests: Sent::default(),
             doubt: None,
+            witness_sent: 0,
         }
     }
 
@@ -382,6 +387,13 @@ impl Session {
         }
         self.sent = self.sent.max(now.version);
         self.sent_digests.insert(now.version, now.digest);
+        // Each checkpoint once per stream, and only one the subscriber can have reached.
+        let witness = src
+            .witness()
+            .filter(|w| w.version > self.witness_sent && w.version <= now.version);
+        if let Some(w) = &witness {
+            self.witness_sent = w.version;
+        }
         out.push(Action::Send(Down::Heartbeat(Heartbeat {
             applied_version: now.version,
             last_change: now.last_change,
@@ -390,6 +402,7 @@ impl Session {
             sent_at_ms: src.wall_ms(),
             stale_reason: doubt.unwrap_or_default().to_owned(),
             contact_age_ms: u64::try_from(src.contact_age().as_millis()).unwrap_or(u64::MAX),
+            witness,
         })));
     }
 

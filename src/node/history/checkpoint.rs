@@ -98,6 +98,44 @@ pub struct Witnessed {
     pub signatures: Vec<Signed>,
 }
 
+impl Witnessed {
+    /// Checks the checkpoint against the `trust`ed node keys, with no server: every signature
+    /// by a trusted node verifies and is on this very checkpoint, and a majority of the trusted
+    /// keys signed. The trusted signers, or why not.
+    pub fn verify_quorum(&self, trust: &BTreeMap<u64, [u8; 32]>) -> Result<BTreeSet<u64>, String> {
+        let quorum = trust.len() / 2 + 1;
+        let mut signers = BTreeSet::new();
+        for s in &self.signatures {
+            let Some(key) = trust.get(&s.node) else {
+                continue;
+            };
+            s.verify(key).map_err(|e| {
+                format!(
+                    "the signature of node {} on the checkpoint at version {}: {e}",
+                    s.node, self.version
+                )
+            })?;
+            if s.checkpoint.claim() != (self.version, self.head, self.digest) {
+                return Err(format!(
+                    "node {} signed another checkpoint than the one it is listed under",
+                    s.node
+                ));
+            }
+            signers.insert(s.node);
+        }
+        if signers.len() < quorum {
+            return Err(format!(
+                "the checkpoint at version {} carries {} signatures of trusted nodes; a quorum \
+                 of the {} trusted keys is {quorum}",
+                self.version,
+                signers.len(),
+                trust.len()
+            ));
+        }
+        Ok(signers)
+    }
+}
+
 /// A node whose signed checkpoint differs from what a quorum signed at the same version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Disagreement {

@@ -173,48 +173,14 @@ pub fn verify(lines: &[Line], trust: &BTreeMap<u64, [u8; 32]>) -> Result<Report,
 
     // Checkpoints after the first broken record prove nothing more: it is what fails.
     let broken_at = failures.first().map_or(u64::MAX, |f| f.version);
-    let quorum = trust.len() / 2 + 1;
     let mut last_good: Option<u64> = None;
     for w in checkpoints.iter().filter(|w| w.version < broken_at) {
         let fail = |reason: String| Failure {
             version: w.version,
             reason,
         };
-        let mut signers = std::collections::BTreeSet::new();
-        let mut bad = None;
-        for s in &w.signatures {
-            let Some(key) = trust.get(&s.node) else {
-                continue;
-            };
-            let claim = (s.checkpoint.version, s.checkpoint.head, s.checkpoint.digest);
-            if let Err(e) = s.verify(key) {
-                bad = Some(format!(
-                    "the signature of node {} on the checkpoint at version {}: {e}",
-                    s.node, w.version
-                ));
-                break;
-            }
-            if claim != (w.version, w.head, w.digest) {
-                bad = Some(format!(
-                    "node {} signed another checkpoint than the one it is listed under",
-                    s.node
-                ));
-                break;
-            }
-            signers.insert(s.node);
-        }
-        if let Some(why) = bad {
+        if let Err(why) = w.verify_quorum(trust) {
             failures.push(fail(why));
-            break;
-        }
-        if signers.len() < quorum {
-            failures.push(fail(format!(
-                "the checkpoint at version {} carries {} signatures of trusted nodes; a quorum \
-                 of the {} trusted keys is {quorum}",
-                w.version,
-                signers.len(),
-                trust.len()
-            )));
             break;
         }
         let since = last_good.map_or_else(

@@ -14,6 +14,7 @@ pub mod registry;
 pub mod session;
 pub mod snapshots;
 pub mod waves;
+pub mod witness;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -92,6 +93,8 @@ pub struct SubscribeService {
     pub(crate) metrics: Arc<crate::node::metrics::NodeMetrics>,
     /// The snapshots sessions share.
     pub(crate) snapshots: Arc<snapshots::Snapshots>,
+    /// The latest witnessed checkpoint, as heartbeats carry it.
+    pub(crate) witnesses: Arc<witness::Witnesses>,
 }
 
 /// A message queued to a subscriber; its bytes count in `recall_stream_queue_bytes` until the

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use recall_core::FingerprintSeed;
 use recall_stream::session::{Action, Applied, Code, End as MachineEnd};
-use recall_stream::{Hello, Session, SessionConfig, Snapshot, Source, Up, Window};
+use recall_stream::{Hello, Session, SessionConfig, Snapshot, Source, Up, Window, Witness};
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
@@ -90,6 +90,10 @@ impl Source for Node<'_> {
         self.0
             .contact
             .age(&self.0.raft, self.0.sm.applied().version)
+    }
+
+    fn witness(&self) -> Option<Arc<Witness>> {
+        self.0.witnesses.latest(&self.0.sm)
     }
 }
 

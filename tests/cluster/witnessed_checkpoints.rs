@@ -1,0 +1,149 @@
+//! A subscriber checks its own set against the checkpoints a quorum of nodes signed, which
+//! heartbeats carry: given the nodes' keys (`recall audit keys`), it counts a checkpoint only
+//! when a quorum of those keys signed it, so a node that relays one no quorum signed is refused
+//! and the subscriber follows another node.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use recall::node::history::export;
+use recall::proto as pb;
+use recall::subscriber::{Subscriber, SubscriberConfig, SubscriberStatus};
+use recall::transport::{DEV_TRUST_DOMAIN, Identity};
+use recall_core::Kind;
+
+use crate::fixture::{
+    Client, Cluster, ISSUER, PATIENCE, eventually, keys_bound, leader, revoke_range, security,
+    status,
+};
+
+fn fast(c: &mut recall::node::NodeConfig) {
+    c.checkpoint_interval = Duration::from_millis(100);
+}
+
+/// A subscriber of every node of `cluster`, checking checkpoints against `keys`.
+async fn subscriber(
+    cluster: &Cluster,
+    id: &str,
+    keys: Option<BTreeMap<u64, [u8; 32]>>,
+) -> Subscriber {
+    let mut config = SubscriberConfig::new(
+        cluster
+            .ids()
+            .iter()
+            .map(|&n| cluster.addr(n).to_string())
+            .collect(),
+        id,
+        security(&Identity::subscriber(DEV_TRUST_DOMAIN, id)),
+    );
+    config.checkpoint_keys = keys;
+    Subscriber::start(config).await.unwrap()
+}
+
+/// Waits until a quorum has witnessed version `at` or later; that checkpoint's version.
+async fn witnessed(c: &Client, at: u64) -> u64 {
+    eventually("a quorum to witness the write", PATIENCE, || {
+        let mut c = c.clone();
+        async move {
+            let s = status(&mut c).await.map_err(|e| e.message().to_string())?;
+            if s.witnessed_version >= at {
+                Ok(s.witnessed_version)
+            } else {
+                Err(format!("witnessed {} of {at}", s.witnessed_version))
+            }
+        }
+    })
+    .await
+}
+
+async fn until(sub: &Subscriber, what: &str, ok: impl Fn(&SubscriberStatus) -> bool) {
+    eventually(what, PATIENCE, || async {
+        let s = sub.status();
+        if ok(&s) {
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_holding_the_nodes_keys_matches_its_set_to_each_signed_checkpoint() {
+    let cluster = Cluster::start_with(3, fast).await;
+    keys_bound(&cluster, 3).await;
+    let mut c = cluster.client(leader(&cluster).await);
+    let lines = c
+        .audit_keys(pb::AuditKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .lines;
+    let keys = export::parse_trust(&lines.join("\n")).unwrap();
+    let first = c
+        .revoke(revoke_range("cp", 0..3))
+        .await
+        .unwrap()
+        .into_inner();
+    witnessed(&c, first.version).await;
+
+    let sub = subscriber(&cluster, "svc-checkpoints", Some(keys)).await;
+    until(&sub, "the subscriber to match a signed checkpoint", |s| {
+        s.witnessed_version >= first.version
+    })
+    .await;
+
+    // Later writes: each new checkpoint is matched as it comes, on the same stream.
+    let second = c
+        .revoke(revoke_range("cp2", 0..3))
+        .await
+        .unwrap()
+        .into_inner();
+    let signed = witnessed(&c, second.version).await;
+    until(&sub, "the subscriber to match the next checkpoint", |s| {
+        s.witnessed_version >= signed
+    })
+    .await;
+    let s = sub.status();
+    assert!(s.witness_verified, "{s:?}");
+    assert_eq!((s.witness_refusals, s.digest_mismatches), (0, 0), "{s:?}");
+    let a = sub.check_key(Kind::Token, ISSUER, "cp2-1");
+    assert!(a.revoked && !a.stale, "{a:?}");
+    sub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_no_quorum_of_the_trusted_keys_signed_is_refused_and_never_vouches() {
+    let cluster = Cluster::start_with(3, fast).await;
+    keys_bound(&cluster, 3).await;
+    let c = cluster.client(leader(&cluster).await);
+    let w = c
+        .clone()
+        .revoke(revoke_range("cp", 0..3))
+        .await
+        .unwrap()
+        .into_inner();
+    witnessed(&c, w.version).await;
+
+    // Keys the nodes do not sign with: no checkpoint they relay has a quorum of these.
+    let wrong: BTreeMap<u64, [u8; 32]> = cluster
+        .ids()
+        .into_iter()
+        .map(|n| {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[n as u8; 32]);
+            (n, key.verifying_key().to_bytes())
+        })
+        .collect();
+    let sub = subscriber(&cluster, "svc-wrong-keys", Some(wrong)).await;
+    until(&sub, "the subscriber to refuse the checkpoints", |s| {
+        s.witness_refusals >= 3
+    })
+    .await;
+    let s = sub.status();
+    assert_eq!(s.witnessed_version, 0, "{s:?}");
+    assert!(!s.synced, "no node vouched for the state: {s:?}");
+    // Fail closed: a state no node could vouch for refuses even a clean token.
+    let a = sub.check_key(Kind::Token, ISSUER, "never-revoked");
+    assert!(a.stale && a.revoked, "{a:?}");
+    sub.shutdown().await;
+}
