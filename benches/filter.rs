@@ -226,6 +226,20 @@ fn writes(c: &mut Criterion) {
             spent
         })
     });
+    // A mass recall's delta (the chaos harness writes 1000 revocations a request).
+    g.bench_function("apply_delta_1k_adds", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let add = delta(&fp, &filter, N, 1_000, true);
+                let t = Instant::now();
+                filter.apply(&add).unwrap();
+                spent += t.elapsed();
+                filter.apply(&delta(&fp, &filter, N, 1_000, false)).unwrap();
+            }
+            spent
+        })
+    });
     g.bench_function("apply_delta_10k_adds", |b| {
         b.iter_custom(|iters| {
             let mut spent = Duration::ZERO;

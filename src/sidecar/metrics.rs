@@ -72,6 +72,8 @@ struct SubscriberCollector {
     deltas: Mirror,
     resyncs: Mirror,
     digest_mismatches: Mirror,
+    witnessed: IntGauge,
+    witness_refusals: Mirror,
     connects: Mirror,
     stale_answers: Mirror,
     by_reason: IntCounterVec,
@@ -145,6 +147,16 @@ impl SubscriberCollector {
                 "recall_sidecar_digest_mismatches_total",
                 "Times the local digest differed from the authority's (each forces a snapshot).",
             ),
+            witnessed: gauge(
+                "recall_sidecar_witnessed_version",
+                "The latest checkpoint a quorum of nodes signed that this sidecar's set matched \
+                 at that version (0: none yet).",
+            ),
+            witness_refusals: Mirror::new(
+                "recall_sidecar_witness_refusals_total",
+                "Checkpoints refused: their signatures did not verify against --checkpoint-keys, \
+                 or too few of those keys signed (each ends the stream).",
+            ),
             connects: Mirror::new(
                 "recall_sidecar_connects_total",
                 "Stream connections opened to nodes.",
@@ -209,6 +221,8 @@ impl SubscriberCollector {
             &self.deltas.counter,
             &self.resyncs.counter,
             &self.digest_mismatches.counter,
+            &self.witnessed,
+            &self.witness_refusals.counter,
             &self.connects.counter,
             &self.stale_answers.counter,
             &self.by_reason,
@@ -235,6 +249,9 @@ impl SubscriberCollector {
         self.deltas.follow(s.deltas);
         self.resyncs.follow(s.resyncs);
         self.digest_mismatches.follow(s.digest_mismatches);
+        self.witnessed
+            .set(i64::try_from(s.witnessed_version).unwrap_or(i64::MAX));
+        self.witness_refusals.follow(s.witness_refusals);
         self.connects.follow(s.connects);
         self.stale_answers
             .follow(shared.stale_answers.load(Ordering::Relaxed));

@@ -6,30 +6,13 @@
 //! (`recall_sidecar_lite_rebuilds_total`); confirmation fails over past a killed node, and with
 //! every node gone a hit stays `possibly_revoked` and says the cluster could not be reached.
 
-use std::process::{Child, Command, Stdio};
-
 use recall::proto as pb;
-use recall::transport::{DEV_TRUST_DOMAIN, Identity};
 use serde_json::Value;
 
 use crate::fixture::{
-    ISSUER, PATIENCE, Procs, converged, eventually, leader, pki, revoke, revoke_range, token,
+    ISSUER, PATIENCE, Procs, converged, eventually, leader, revoke, revoke_range, token,
 };
-
-/// A child process killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-    l.local_addr().expect("bound").to_string()
-}
+use crate::sidecar_proc::Sidecar;
 
 async fn get(url: &str) -> Result<String, String> {
     let r = reqwest::get(url).await.map_err(|e| e.to_string())?;
@@ -98,46 +81,14 @@ async fn a_lite_sidecar_confirms_hits_with_the_cluster_and_never_sends_a_miss() 
         .version;
     converged(&procs, v).await;
 
-    let root = tempfile::tempdir().unwrap();
-    let id = "lite-sidecar";
-    pki()
-        .ca
-        .issue_into(
-            pki().dir.path(),
-            &Identity::subscriber(DEV_TRUST_DOMAIN, id),
-        )
-        .expect("issues the sidecar's certificate");
-    let cluster = procs
-        .ids()
-        .iter()
-        .map(|id| procs.addr(*id).to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let sidecar = free_addr();
-    let _sidecar = Killed(
-        Command::new(env!("CARGO_BIN_EXE_recall"))
-            .args([
-                "sidecar",
-                "--mode",
-                "lite",
-                "--cluster",
-                &cluster,
-                "--id",
-                id,
-            ])
-            .args(["--http", &sidecar, "--confirm-timeout-ms", "1500"])
-            .arg("--data-dir")
-            .arg(root.path().join("sidecar"))
-            .arg("--pki")
-            .arg(pki().dir.path())
-            .env("RUST_LOG", "info")
-            .stdout(std::fs::File::create(root.path().join("sidecar.log")).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawns recall sidecar"),
+    let side = Sidecar::spawn(
+        &procs,
+        "lite-sidecar",
+        &["--mode", "lite", "--confirm-timeout-ms", "1500"],
     );
+    let sidecar = side.http.clone();
     let all = procs.ids();
-    let sidecar_log = || std::fs::read_to_string(root.path().join("sidecar.log")).unwrap();
+    let sidecar_log = || side.log();
 
     eventually("the lite sidecar to sync", PATIENCE, || async {
         let a = try_check(&sidecar, "never-revoked").await?;

@@ -24,6 +24,7 @@ mod restart;
 mod restart_without_leader;
 mod roles;
 mod rotation;
+mod sidecar_proc;
 mod sightings;
 mod sigkill_catch_up;
 mod silent_node;

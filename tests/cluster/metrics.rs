@@ -5,26 +5,10 @@
 //! `promtool check metrics` accepts every exposition as it is served.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use recall::transport::{DEV_TRUST_DOMAIN, Identity};
-
-use crate::fixture::{ISSUER, PATIENCE, Procs, converged, eventually, leader, pki, revoke_range};
-
-/// A child process killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-    l.local_addr().expect("bound").to_string()
-}
+use crate::fixture::{ISSUER, PATIENCE, Procs, converged, eventually, leader, revoke_range};
+use crate::sidecar_proc::{Killed, Sidecar, free_addr};
 
 fn installed(binary: &str) -> String {
     for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
@@ -105,34 +89,8 @@ async fn prometheus_scrapes_every_node_and_sidecar_and_answers_queries() {
 
     // A real sidecar process, following every node.
     let root = tempfile::tempdir().unwrap();
-    let id = "metrics-sidecar";
-    pki()
-        .ca
-        .issue_into(
-            pki().dir.path(),
-            &Identity::subscriber(DEV_TRUST_DOMAIN, id),
-        )
-        .expect("issues the sidecar's certificate");
-    let cluster = procs
-        .ids()
-        .iter()
-        .map(|n| procs.addr(*n).to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let sidecar_http = free_addr();
-    let _sidecar = Killed(
-        Command::new(env!("CARGO_BIN_EXE_recall"))
-            .args(["sidecar", "--cluster", &cluster, "--id", id])
-            .args(["--http", &sidecar_http])
-            .arg("--data-dir")
-            .arg(root.path().join("sidecar"))
-            .arg("--pki")
-            .arg(pki().dir.path())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(root.path().join("sidecar.log")).unwrap())
-            .spawn()
-            .expect("spawns recall sidecar"),
-    );
+    let sidecar = Sidecar::spawn(&procs, "metrics-sidecar", &[]);
+    let sidecar_http = sidecar.http.clone();
     let check = format!("http://{sidecar_http}/v1/check?iss={ISSUER}&jti=metrics-1");
     eventually("the synced sidecar to answer revoked", PATIENCE, || async {
         let body = get(&check).await?;

@@ -6,8 +6,6 @@
 //! that is too large or names a bad field is refused whole, by field, and nothing of it is kept.
 //! A node that does not answer is named and the command fails after printing what it has.
 
-use std::process::{Child, Command, Stdio};
-
 use recall::proto as pb;
 use recall::proto::sightings_client::SightingsClient;
 use recall::transport::{DEV_TRUST_DOMAIN, Dialer, Expect, Identity, Security};
@@ -15,23 +13,9 @@ use serde_json::Value;
 
 use crate::cli::recall;
 use crate::fixture::{
-    ISSUER, PATIENCE, Procs, converged, eventually, leader, operator, pki, revoke, security, token,
+    ISSUER, PATIENCE, Procs, converged, eventually, leader, operator, revoke, security, token,
 };
-
-/// A child process killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-    l.local_addr().expect("bound").to_string()
-}
+use crate::sidecar_proc::Sidecar;
 
 /// The sidecar's answer to `/v1/check` with `params` (and [`ISSUER`]).
 async fn check(sidecar: &str, params: &[(&str, &str)]) -> Result<Value, String> {
@@ -109,42 +93,18 @@ async fn recall_sightings_shows_revoked_tokens_still_presented_and_where() {
     converged(&procs, v).await;
 
     let id = "checkout-sidecar";
-    pki()
-        .ca
-        .issue_into(
-            pki().dir.path(),
-            &Identity::subscriber(DEV_TRUST_DOMAIN, id),
-        )
-        .expect("issues the sidecar's certificate");
     let cluster = procs
         .ids()
         .iter()
         .map(|id| procs.addr(*id).to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let root = tempfile::tempdir().unwrap();
-    let sidecar = free_addr();
-    let _sidecar = Killed(
-        Command::new(env!("CARGO_BIN_EXE_recall"))
-            .args([
-                "sidecar",
-                "--cluster",
-                &cluster,
-                "--id",
-                id,
-                "--http",
-                &sidecar,
-            ])
-            .args(["--service", "checkout", "--sightings-interval-ms", "200"])
-            .arg("--data-dir")
-            .arg(root.path().join("sidecar"))
-            .arg("--pki")
-            .arg(pki().dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawns recall sidecar"),
+    let side = Sidecar::spawn(
+        &procs,
+        id,
+        &["--service", "checkout", "--sightings-interval-ms", "200"],
     );
+    let sidecar = side.http.clone();
     eventually("the sidecar to sync", PATIENCE, || async {
         let a = check(&sidecar, &[("jti", "fine")]).await?;
         (a["stale"] == false).then_some(()).ok_or(a.to_string())

@@ -1,7 +1,8 @@
 //! A subscriber checks its own set against the checkpoints a quorum of nodes signed, which
 //! heartbeats carry: given the nodes' keys (`recall audit keys`), it counts a checkpoint only
 //! when a quorum of those keys signed it, so a node that relays one no quorum signed is refused
-//! and the subscriber follows another node.
+//! and the subscriber follows another node. Black-box too: `recall sidecar --checkpoint-keys`
+//! with the file `recall audit keys` writes, seen in `/v1/status` and `/metrics`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,10 +13,12 @@ use recall::subscriber::{Subscriber, SubscriberConfig, SubscriberStatus};
 use recall::transport::{DEV_TRUST_DOMAIN, Identity};
 use recall_core::Kind;
 
+use crate::cli::recall;
 use crate::fixture::{
-    Client, Cluster, ISSUER, PATIENCE, eventually, keys_bound, leader, revoke_range, security,
-    status,
+    Client, Cluster, ISSUER, PATIENCE, Procs, eventually, keys_bound, leader, revoke_range,
+    security, status,
 };
+use crate::sidecar_proc::Sidecar;
 
 fn fast(c: &mut recall::node::NodeConfig) {
     c.checkpoint_interval = Duration::from_millis(100);
@@ -146,4 +149,84 @@ async fn a_checkpoint_no_quorum_of_the_trusted_keys_signed_is_refused_and_never_
     let a = sub.check_key(Kind::Token, ISSUER, "never-revoked");
     assert!(a.stale && a.revoked, "{a:?}");
     sub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_given_the_audit_keys_file_reports_the_checkpoints_it_matched() {
+    let procs = Procs::start(3, &[]);
+    keys_bound(&procs, 3).await;
+    let cluster = procs.addr(leader(&procs).await).to_string();
+    let keys = recall(&cluster, &["audit", "keys"]).await;
+    assert!(keys.ok, "{}", keys.stderr);
+    let w = recall(
+        &cluster,
+        &["revoke", "--kind", "token", "--ns", ISSUER, "witnessed-1"],
+    )
+    .await;
+    assert!(w.ok, "{}", w.stderr);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys.txt");
+    std::fs::write(&file, &keys.stdout).unwrap();
+    let side = Sidecar::spawn(
+        &procs,
+        "checkpoint-sidecar",
+        &["--checkpoint-keys", file.to_str().unwrap()],
+    );
+    let url = format!("http://{}/v1/status", side.http);
+    let s: serde_json::Value =
+        eventually("the sidecar to match a checkpoint", PATIENCE, || async {
+            let body = reqwest::get(&url)
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            let s: serde_json::Value =
+                serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+            if s["witnessed_version"].as_u64().unwrap_or(0) > 0 {
+                Ok(s)
+            } else {
+                Err(body)
+            }
+        })
+        .await;
+    assert_eq!(s["witness_verified"], true, "{s}");
+    assert_eq!(s["witness_refusals"], 0, "{s}");
+    let metrics = reqwest::get(format!("http://{}/metrics", side.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("recall_sidecar_witnessed_version "))
+        .unwrap_or_else(|| panic!("no witnessed version in:\n{metrics}"));
+    assert_ne!(line, "recall_sidecar_witnessed_version 0", "{}", side.log());
+
+    // A keys file that is not one is refused at start, saying what to do.
+    std::fs::write(&file, "node 1 is trusted\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_recall"))
+        .args([
+            "sidecar",
+            "--cluster",
+            &cluster,
+            "--id",
+            "checkpoint-sidecar",
+        ])
+        .arg("--checkpoint-keys")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("refused"))
+        .arg("--pki")
+        .arg(crate::fixture::pki().dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--checkpoint-keys") && err.contains("recall audit keys"),
+        "{err}"
+    );
 }

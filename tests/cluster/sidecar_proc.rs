@@ -1,0 +1,86 @@
+//! Real processes beside the cluster's: a `recall sidecar` following every node of a [`Procs`]
+//! cluster, and any child killed when its test ends.
+
+use std::process::{Child, Command, Stdio};
+
+use recall::transport::{DEV_TRUST_DOMAIN, Identity};
+
+use crate::fixture::{Procs, pki};
+
+/// A child process killed on drop.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback address no one listens on now.
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    l.local_addr().expect("bound").to_string()
+}
+
+/// A `recall sidecar` process with its own certificate and data directory; its output (at
+/// `info`) goes to `sidecar.log` there.
+pub struct Sidecar {
+    _child: Killed,
+    /// Its HTTP check address.
+    pub http: String,
+    dir: tempfile::TempDir,
+}
+
+impl Sidecar {
+    /// Starts sidecar `id` following every node of `procs`, with `args` added.
+    pub fn spawn(procs: &Procs, id: &str, args: &[&str]) -> Self {
+        pki()
+            .ca
+            .issue_into(
+                pki().dir.path(),
+                &Identity::subscriber(DEV_TRUST_DOMAIN, id),
+            )
+            .expect("issues the sidecar's certificate");
+        let cluster = procs
+            .ids()
+            .iter()
+            .map(|n| procs.addr(*n).to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let dir = tempfile::tempdir().unwrap();
+        let http = free_addr();
+        let log = std::fs::File::create(dir.path().join("sidecar.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_recall"))
+            .args([
+                "sidecar",
+                "--cluster",
+                &cluster,
+                "--id",
+                id,
+                "--http",
+                &http,
+            ])
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path().join("sidecar"))
+            .arg("--pki")
+            .arg(pki().dir.path())
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawns recall sidecar");
+        Self {
+            _child: Killed(child),
+            http,
+            dir,
+        }
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sidecar.log")).unwrap_or_default()
+    }
+}
