@@ -23,6 +23,16 @@ pub fn free_addr() -> String {
     l.local_addr().expect("bound").to_string()
 }
 
+/// Every node's client address, as `--cluster` takes them.
+pub fn cluster(procs: &Procs) -> String {
+    procs
+        .ids()
+        .iter()
+        .map(|n| procs.addr(*n).to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A `recall sidecar` process with its own certificate and data directory; its output (at
 /// `info`) goes to `sidecar.log` there.
 pub struct Sidecar {
@@ -42,12 +52,7 @@ impl Sidecar {
                 &Identity::subscriber(DEV_TRUST_DOMAIN, id),
             )
             .expect("issues the sidecar's certificate");
-        let cluster = procs
-            .ids()
-            .iter()
-            .map(|n| procs.addr(*n).to_string())
-            .collect::<Vec<_>>()
-            .join(",");
+        let cluster = cluster(procs);
         let dir = tempfile::tempdir().unwrap();
         let http = free_addr();
         let log = std::fs::File::create(dir.path().join("sidecar.log")).unwrap();

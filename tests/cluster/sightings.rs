@@ -15,7 +15,7 @@ use crate::cli::recall;
 use crate::fixture::{
     ISSUER, PATIENCE, Procs, converged, eventually, leader, operator, revoke, security, token,
 };
-use crate::sidecar_proc::Sidecar;
+use crate::sidecar_proc::{self, Sidecar};
 
 /// The sidecar's answer to `/v1/check` with `params` (and [`ISSUER`]).
 async fn check(sidecar: &str, params: &[(&str, &str)]) -> Result<Value, String> {
@@ -93,12 +93,7 @@ async fn recall_sightings_shows_revoked_tokens_still_presented_and_where() {
     converged(&procs, v).await;
 
     let id = "checkout-sidecar";
-    let cluster = procs
-        .ids()
-        .iter()
-        .map(|id| procs.addr(*id).to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let cluster = sidecar_proc::cluster(&procs);
     let side = Sidecar::spawn(
         &procs,
         id,
