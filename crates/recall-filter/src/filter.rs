@@ -12,6 +12,7 @@ use recall_core::{
 
 use crate::FilterError;
 use crate::loader::SnapshotLoader;
+use crate::prefilter::Touched;
 use crate::published::Published;
 use crate::rules::Rules;
 use crate::shard::Shard;
@@ -260,7 +261,10 @@ impl Filter {
                 next.overfull = (next.overfull + usize::from(new.overfull()))
                     .saturating_sub(usize::from(old.overfull()));
                 changes.push((index, new));
-                touched.push(index);
+                touched.push(Touched {
+                    index,
+                    only_added: rh.is_empty().then_some(ah),
+                });
                 (a, r) = (at, rt);
             }
             let shards = cur.shards.with(changes);

@@ -11,9 +11,10 @@
 //! Why pages rather than a prefilter in each shard: a check then reads the page table (1 KiB,
 //! always cached) and one word of a few contiguous megabytes, where words scattered among the
 //! shards' allocations cost a shard-table load and, measured, a TLB miss per check. A change
-//! copies the pages it touches (at 1M entries, 32 KiB each) and refills the block of every
-//! shard it touched from that shard's fingerprints, so the prefilter never keeps a bit for a
-//! removed fingerprint and never misses a held one. A page whose size has drifted past half or
+//! copies the pages it touches (at 1M entries, 32 KiB each). In the block of a shard that only
+//! gained fingerprints it sets their bits; the block of a shard that lost some is refilled from
+//! the fingerprints it holds. So the prefilter never keeps a bit for a removed fingerprint and
+//! never misses a held one, and a block is always what building it afresh would give. A page whose size has drifted past half or
 //! twice what it was sized for is rebuilt at [`BITS_PER_ENTRY`].
 //!
 //! At 16 bits an entry and 4 probes, about 0.5% of absent fingerprints pass (computed for a
@@ -42,6 +43,16 @@ const SHARDS_PER_PAGE: usize = 1 << (FULL_SHARD_BITS - PAGE_BITS);
 // A page covers one group of shards, so a change copies the same groups in both.
 const _: () = assert!(SHARDS_PER_PAGE == GROUP);
 
+/// A shard a change rebuilt, as the prefilter needs to know it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Touched<'a> {
+    /// The shard's index.
+    pub(crate) index: usize,
+    /// The fingerprints it gained, when it lost none (its block then only gains their bits);
+    /// `None` when it lost some (its block is refilled from what it holds).
+    pub(crate) only_added: Option<&'a [u64]>,
+}
+
 /// The prefilter of a full state: immutable, cheap to clone (pages are shared).
 #[derive(Clone, Debug)]
 pub(crate) struct Prefilter {
@@ -57,14 +68,14 @@ impl Prefilter {
         Self { pages }
     }
 
-    /// The prefilter after a change: `shards` are the changed state's, and `touched` (sorted,
-    /// distinct) the indices of the shards the change rebuilt.
-    pub(crate) fn changed(&self, shards: &Shards, touched: &[usize]) -> Self {
+    /// The prefilter after a change: `shards` are the changed state's, and `touched` (by
+    /// index, ascending, each once) the shards the change rebuilt.
+    pub(crate) fn changed(&self, shards: &Shards, touched: &[Touched<'_>]) -> Self {
         let mut pages = self.pages.to_vec();
         let mut rest = touched;
-        while let Some(&first) = rest.first() {
-            let p = first / SHARDS_PER_PAGE;
-            let end = rest.partition_point(|&s| s / SHARDS_PER_PAGE == p);
+        while let Some(first) = rest.first() {
+            let p = first.index / SHARDS_PER_PAGE;
+            let end = rest.partition_point(|t| t.index / SHARDS_PER_PAGE == p);
             let (mine, tail) = rest.split_at(end);
             rest = tail;
             let own = shards.group(p);
@@ -76,16 +87,22 @@ impl Prefilter {
                 continue;
             }
             let mut words = pages[p].to_vec();
-            for &s in mine {
-                let k = s % SHARDS_PER_PAGE;
+            let len = words_len(per_shard);
+            for t in mine {
+                let k = t.index % SHARDS_PER_PAGE;
                 let block = &mut words[k * per_shard..(k + 1) * per_shard];
-                block.fill(0);
-                fill(
-                    block,
-                    shards.get(s).fingerprints(),
-                    k * per_shard,
-                    words_len(per_shard),
-                );
+                match t.only_added {
+                    Some(added) => fill(block, added, k * per_shard, len),
+                    None => {
+                        block.fill(0);
+                        fill(
+                            block,
+                            shards.get(t.index).fingerprints(),
+                            k * per_shard,
+                            len,
+                        );
+                    }
+                }
             }
             pages[p] = words.into();
         }
@@ -228,18 +245,55 @@ mod tests {
         let mut now: Vec<u64> = fps[5_000..].to_vec();
         now.extend(uniform(4).take(5_000));
         let after = shards(&now);
-        let touched: Vec<usize> = (0..after.len())
+        let touched: Vec<Touched> = (0..after.len())
             .filter(|&s| before[s].fingerprints() != after[s].fingerprints())
+            .map(|index| Touched {
+                index,
+                only_added: None,
+            })
             .collect();
         let changed = p.changed(&Shards::new(after.clone()), &touched);
-        for (i, page) in changed.pages.iter().enumerate() {
-            let own = &after[i * SHARDS_PER_PAGE..(i + 1) * SHARDS_PER_PAGE];
+        assert_built_afresh(&changed, &after);
+        assert!(now.iter().all(|&fp| changed.may_hold(fp)));
+    }
+
+    /// Every page of `p` is what building it from `shards` at its size gives.
+    fn assert_built_afresh(p: &Prefilter, shards: &[Shard]) {
+        for (i, page) in p.pages.iter().enumerate() {
+            let own = &shards[i * SHARDS_PER_PAGE..(i + 1) * SHARDS_PER_PAGE];
             assert_eq!(
                 page,
                 &page_sized(own, page.len() / SHARDS_PER_PAGE),
                 "page {i}"
             );
         }
+    }
+
+    #[test]
+    fn a_change_that_only_adds_sets_their_bits_and_equals_a_page_built_afresh() {
+        let fps: Vec<u64> = uniform(6).take(50_000).collect();
+        let before = shards(&fps);
+        let p = Prefilter::build(&before);
+        let mut added: Vec<u64> = uniform(7).take(2_000).collect();
+        added.sort_unstable();
+        let mut now = fps.clone();
+        now.extend(&added);
+        let after = shards(&now);
+        let shift = 64 - FULL_SHARD_BITS;
+        let mut touched = Vec::new();
+        let mut rest = &added[..];
+        while let Some(&first) = rest.first() {
+            let index = (first >> shift) as usize;
+            let (mine, tail) =
+                rest.split_at(rest.partition_point(|&x| (x >> shift) as usize == index));
+            touched.push(Touched {
+                index,
+                only_added: Some(mine),
+            });
+            rest = tail;
+        }
+        let changed = p.changed(&Shards::new(after.clone()), &touched);
+        assert_built_afresh(&changed, &after);
         assert!(now.iter().all(|&fp| changed.may_hold(fp)));
     }
 
@@ -249,7 +303,12 @@ mod tests {
         let p = Prefilter::build(&shards(&small));
         let big: Vec<u64> = uniform(5).take(100_000).collect();
         let after = shards(&big);
-        let touched: Vec<usize> = (0..after.len()).collect();
+        let touched: Vec<Touched> = (0..after.len())
+            .map(|index| Touched {
+                index,
+                only_added: None,
+            })
+            .collect();
         let changed = p.changed(&Shards::new(after.clone()), &touched);
         assert_eq!(changed.pages, Prefilter::build(&after).pages);
         assert!(changed.heap_bytes() > 5 * p.heap_bytes());
