@@ -1,9 +1,12 @@
 //! A test cluster of `recall server` processes (the real binary): killed with SIGKILL and
 //! restarted on the same data directory and port, or frozen with SIGSTOP and thawed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -32,16 +35,70 @@ pub struct Procs {
     _root: TempDir,
 }
 
-/// A free loopback port (bound, read, released: the node binds it again with SO_REUSEADDR).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-    l.local_addr().expect("bound").port()
+/// A free loopback port (bound, read, released: the process binds it again with
+/// SO_REUSEADDR), never one handed out before in this test run, so two clusters (or a cluster
+/// and a sidecar) of tests running side by side never pick the same one.
+pub fn free_port() -> u16 {
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        let port = l.local_addr().expect("bound").port();
+        if HANDED_OUT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(port)
+        {
+            return port;
+        }
+    }
 }
+
+/// How many times a cluster is started again on new ports when a node could not bind one (a
+/// listener of another test took it between [`free_port`] and the node's bind).
+const START_ATTEMPTS: usize = 3;
 
 impl Procs {
     /// Spawns an `n`-node cluster of processes with `flags`, and the test heartbeat and election
-    /// timeout unless `flags` set them.
+    /// timeout unless `flags` set them; once every node listens, or after [`START_ATTEMPTS`]
+    /// tries on new ports.
     pub fn start(n: u64, flags: &[&str]) -> Self {
+        for attempt in 1..START_ATTEMPTS {
+            let mut procs = Self::spawn_all(n, flags);
+            match (1..=n).find(|&id| !procs.listens(id)) {
+                None => return procs,
+                Some(id) => eprintln!(
+                    "node {id} could not start (attempt {attempt}), starting the cluster again \
+                     on new ports; its log:\n{}",
+                    procs.log(id)
+                ),
+            }
+        }
+        Self::spawn_all(n, flags)
+    }
+
+    /// Waits until node `id` listens on its three ports, or has exited (false). Past a
+    /// deadline it is taken as started: the test's own waits then say what is wrong.
+    fn listens(&mut self, id: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let p = self.members.get_mut(&id).expect("a member");
+        loop {
+            if let Some(child) = p.child.as_mut()
+                && matches!(child.try_wait(), Ok(Some(_)))
+            {
+                return false;
+            }
+            if [&p.addr, &p.peer, &p.http]
+                .iter()
+                .all(|a| TcpStream::connect(a.as_str()).is_ok())
+                || Instant::now() > deadline
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn spawn_all(n: u64, flags: &[&str]) -> Self {
         let root = tempfile::tempdir().expect("a temporary directory");
         let members: BTreeMap<u64, Proc> = (1..=n)
             .map(|id| {

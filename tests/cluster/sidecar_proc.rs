@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use recall::transport::{DEV_TRUST_DOMAIN, Identity};
 
 use crate::fixture::{Procs, pki};
+use crate::procs::free_port;
 
 /// A child process killed on drop.
 pub struct Killed(pub Child);
@@ -17,10 +18,9 @@ impl Drop for Killed {
     }
 }
 
-/// A loopback address no one listens on now.
+/// A loopback address no one listens on now, never handed out before in this run.
 pub fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-    l.local_addr().expect("bound").to_string()
+    format!("127.0.0.1:{}", free_port())
 }
 
 /// Every node's client address, as `--cluster` takes them.
