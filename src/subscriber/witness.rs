@@ -3,41 +3,23 @@
 
 use std::collections::BTreeMap;
 
-use recall_core::Timestamp;
 use recall_stream::Witness;
 
-use crate::node::history::checkpoint::{Checkpoint, Signed, Witnessed};
+use crate::node::history::checkpoint::Witnessed;
 
 /// Whether a quorum of the `trusted` keys signed `w`, every trusted signature verifying; why
 /// not.
 pub fn verify(w: &Witness, trusted: &BTreeMap<u64, [u8; 32]>) -> Result<(), String> {
-    let witnessed = Witnessed {
-        version: w.version,
-        head: w.head,
-        digest: w.digest,
-        signatures: w
-            .signatures
-            .iter()
-            .map(|s| Signed {
-                node: s.node,
-                checkpoint: Checkpoint {
-                    version: w.version,
-                    head: w.head,
-                    digest: w.digest,
-                    at: Timestamp::from_millis(s.at_ms),
-                },
-                signature: s.signature.clone(),
-            })
-            .collect(),
-    };
-    witnessed.verify_quorum(trusted).map(|_| ())
+    Witnessed::from_stream(w).verify_quorum(trusted).map(|_| ())
 }
 
 #[cfg(test)]
 mod tests {
     use ed25519_dalek::SigningKey;
-    use recall_core::Digest;
+    use recall_core::{Digest, Timestamp};
     use recall_stream::WitnessSignature;
+
+    use crate::node::history::checkpoint::{Checkpoint, Signed};
 
     use super::*;
 

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use recall_core::{Digest, Timestamp};
+use recall_stream::{Witness, WitnessSignature};
 use serde::{Deserialize, Serialize};
 
 /// Separates checkpoint signatures from every other use of a node's key.
@@ -99,6 +100,48 @@ pub struct Witnessed {
 }
 
 impl Witnessed {
+    /// The checkpoint as heartbeats carry it to subscribers.
+    pub fn to_stream(&self) -> Witness {
+        Witness {
+            version: self.version,
+            head: self.head,
+            digest: self.digest,
+            signatures: self
+                .signatures
+                .iter()
+                .map(|s| WitnessSignature {
+                    node: s.node,
+                    at_ms: s.checkpoint.at.as_millis(),
+                    signature: s.signature.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A checkpoint a heartbeat carried, each signature on the checkpoint with its signer's
+    /// time (what the signer signed).
+    pub fn from_stream(w: &Witness) -> Self {
+        Self {
+            version: w.version,
+            head: w.head,
+            digest: w.digest,
+            signatures: w
+                .signatures
+                .iter()
+                .map(|s| Signed {
+                    node: s.node,
+                    checkpoint: Checkpoint {
+                        version: w.version,
+                        head: w.head,
+                        digest: w.digest,
+                        at: Timestamp::from_millis(s.at_ms),
+                    },
+                    signature: s.signature.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// Checks the checkpoint against the `trust`ed node keys, with no server: every signature
     /// by a trusted node verifies and is on this very checkpoint, and a majority of the trusted
     /// keys signed. The trusted signers, or why not.

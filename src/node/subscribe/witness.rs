@@ -3,9 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use recall_stream::{Witness, WitnessSignature};
+use recall_stream::Witness;
 
-use crate::node::history::checkpoint::Witnessed;
 use crate::node::raft::StateMachine;
 
 /// The stream form of the last checkpoint sessions asked for.
@@ -23,26 +22,9 @@ impl Witnesses {
             if let Some(l) = last.as_ref().filter(|l| l.version == w.version) {
                 return Some(Arc::clone(l));
             }
-            let built = Arc::new(to_stream(w));
+            let built = Arc::new(w.to_stream());
             *last = Some(Arc::clone(&built));
             Some(built)
         })
-    }
-}
-
-fn to_stream(w: &Witnessed) -> Witness {
-    Witness {
-        version: w.version,
-        head: w.head,
-        digest: w.digest,
-        signatures: w
-            .signatures
-            .iter()
-            .map(|s| WitnessSignature {
-                node: s.node,
-                at_ms: s.checkpoint.at.as_millis(),
-                signature: s.signature.clone(),
-            })
-            .collect(),
     }
 }
