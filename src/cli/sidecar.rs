@@ -105,6 +105,12 @@ pub struct SidecarArgs {
     /// compares the checkpoints' digests but not who signed them.
     #[arg(long, env = "RECALL_CHECKPOINT_KEYS")]
     checkpoint_keys: Option<PathBuf>,
+    /// With --checkpoint-keys: how many milliseconds a change may be held before a checkpoint
+    /// a quorum of those keys signed covers it (2000..3600000). Past half of it the sidecar
+    /// moves to another node; past all of it answers are stale, so a node that withholds
+    /// checkpoints cannot keep the sidecar on a set no quorum signed.
+    #[arg(long, env = "RECALL_CHECKPOINT_LAG_MS", default_value_t = 30_000)]
+    checkpoint_lag_ms: u64,
     /// Log as JSON lines instead of readable text.
     #[arg(long, env = "RECALL_LOG_JSON")]
     log_json: bool,
@@ -179,6 +185,14 @@ impl SidecarArgs {
             })?;
             subscriber.checkpoint_keys = Some(keys);
         }
+        if !(2_000..=3_600_000).contains(&self.checkpoint_lag_ms) {
+            anyhow::bail!(
+                "--checkpoint-lag-ms {} is out of range: give 2000 to 3600000 milliseconds \
+                 (nodes sign a checkpoint every second)",
+                self.checkpoint_lag_ms
+            );
+        }
+        subscriber.checkpoint_lag = Duration::from_millis(self.checkpoint_lag_ms);
         subscriber.data_dir = Some(self.data_dir);
         subscriber.staleness_bound = Duration::from_millis(self.staleness_bound_ms);
         subscriber.silence_timeout = Duration::from_millis(self.silence_timeout_ms);

@@ -75,6 +75,10 @@ pub struct StatusBody {
     pub witness_verified: bool,
     /// Checkpoints refused: bad signatures, or too few trusted signers.
     pub witness_refusals: u64,
+    /// With `--checkpoint-keys`: how long the oldest change held has gone without a checkpoint a
+    /// quorum signed covering it, in milliseconds (null: every change is covered, or no keys).
+    /// Past `--checkpoint-lag-ms` answers are stale.
+    pub unwitnessed_ms: Option<u64>,
     /// Connections opened.
     pub connects: u64,
     /// The node it follows now, if connected.
@@ -153,6 +157,7 @@ async fn status(State(b): State<Arc<Bearer>>) -> Json<StatusBody> {
         witnessed_version: s.witnessed_version,
         witness_verified: s.witness_verified,
         witness_refusals: s.witness_refusals,
+        unwitnessed_ms: s.unwitnessed_ms,
         connects: s.connects,
         node: s.node,
         node_stale_reason: s.node_stale_reason,

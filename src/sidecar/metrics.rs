@@ -74,6 +74,7 @@ struct SubscriberCollector {
     digest_mismatches: Mirror,
     witnessed: IntGauge,
     witness_refusals: Mirror,
+    unwitnessed: prometheus::Gauge,
     connects: Mirror,
     stale_answers: Mirror,
     by_reason: IntCounterVec,
@@ -157,6 +158,13 @@ impl SubscriberCollector {
                 "Checkpoints refused: their signatures did not verify against --checkpoint-keys, \
                  or too few of those keys signed (each ends the stream).",
             ),
+            unwitnessed: prometheus::Gauge::new(
+                "recall_sidecar_unwitnessed_seconds",
+                "With --checkpoint-keys: how long the oldest change held has gone without a \
+                 checkpoint a quorum signed covering it (0: all covered); past \
+                 --checkpoint-lag-ms answers are stale.",
+            )
+            .expect("valid metric"),
             connects: Mirror::new(
                 "recall_sidecar_connects_total",
                 "Stream connections opened to nodes.",
@@ -223,6 +231,7 @@ impl SubscriberCollector {
             &self.digest_mismatches.counter,
             &self.witnessed,
             &self.witness_refusals.counter,
+            &self.unwitnessed,
             &self.connects.counter,
             &self.stale_answers.counter,
             &self.by_reason,
@@ -252,6 +261,8 @@ impl SubscriberCollector {
         self.witnessed
             .set(i64::try_from(s.witnessed_version).unwrap_or(i64::MAX));
         self.witness_refusals.follow(s.witness_refusals);
+        self.unwitnessed
+            .set(s.unwitnessed_ms.map_or(0.0, |ms| ms as f64 / 1000.0));
         self.connects.follow(s.connects);
         self.stale_answers
             .follow(shared.stale_answers.load(Ordering::Relaxed));

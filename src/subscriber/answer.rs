@@ -23,6 +23,26 @@ pub enum StalePolicy {
     FailOpen,
 }
 
+/// What an answer's freshness is checked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Past this long without a node vouching for the state, answers are stale.
+    pub staleness: Duration,
+    /// With checkpoint keys: past this long holding a change no checkpoint a quorum signed
+    /// covers, answers are stale (`None`: checkpoints are not required).
+    pub unwitnessed: Option<Duration>,
+}
+
+impl From<Duration> for Bounds {
+    /// A staleness bound alone.
+    fn from(staleness: Duration) -> Self {
+        Self {
+            staleness,
+            unwitnessed: None,
+        }
+    }
+}
+
 /// Where an answer's verdict comes from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,7 +85,8 @@ pub struct Answer {
     /// The version the filter answered at.
     pub version: u64,
     /// Whether the subscriber is past its staleness bound, knows its state differs from the
-    /// authority's, or has never synced.
+    /// authority's, has never synced, or (given checkpoint keys) has held a change no
+    /// checkpoint a quorum signed covers for longer than its bound.
     pub stale: bool,
     /// Milliseconds since a node last vouched for the state (`None`: never).
     pub staleness_ms: Option<u64>,
@@ -83,8 +104,9 @@ impl Answer {
 }
 
 /// Applies staleness and policy to a filter's answer at `now` (monotonic). An answer is stale
-/// when no node has vouched for the state within `bound`, when the state is known to differ from
-/// the authority's (a digest mismatch, until the resync lands), or before the first sync. A
+/// when no node has vouched for the state within `bounds.staleness`, when the state is known to
+/// differ from the authority's (a digest mismatch, until the resync lands), before the first
+/// sync, or when a change has gone uncovered by a quorum's checkpoint past `bounds.unwitnessed`. A
 /// subscriber that has never synced holds nothing a node vouched for, so it denies under either
 /// policy: fail-open allows only what a vouched-for state allows. `source` says where
 /// `checked` comes from (the local filter, or a node that confirmed a lite-mode hit).
@@ -92,7 +114,7 @@ pub fn answer(
     checked: Checked,
     source: Source,
     shared: &Shared,
-    bound: Duration,
+    bounds: Bounds,
     policy: StalePolicy,
     now: Instant,
 ) -> Answer {
@@ -100,7 +122,10 @@ pub fn answer(
     let staleness_ms = since.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let synced = shared.synced.load(Ordering::Relaxed);
     let diverged = shared.diverged.load(Ordering::Relaxed);
-    let stale = !synced || diverged || since.is_none_or(|s| s > bound);
+    let unwitnessed = bounds
+        .unwitnessed
+        .is_some_and(|lag| shared.unwitnessed.since(now).is_some_and(|d| d > lag));
+    let stale = !synced || diverged || unwitnessed || since.is_none_or(|s| s > bounds.staleness);
     let Verdict { matches } = checked.verdict.clone();
     let status = checked.verdict.status();
     let found = status != Status::Allowed;
@@ -134,6 +159,16 @@ mod tests {
         }
     }
 
+    /// The answer to an allowed check of the local filter.
+    fn ask(
+        shared: &Shared,
+        bounds: impl Into<Bounds>,
+        policy: StalePolicy,
+        now: Instant,
+    ) -> Answer {
+        answer(allowed(), Source::Local, shared, bounds.into(), policy, now)
+    }
+
     fn synced(at: Instant) -> Shared {
         let shared = Shared::default();
         shared.contact.record(at);
@@ -144,14 +179,7 @@ mod tests {
     #[test]
     fn a_fail_open_subscriber_that_never_synced_denies() {
         let shared = Shared::default();
-        let a = answer(
-            allowed(),
-            Source::Local,
-            &shared,
-            BOUND,
-            StalePolicy::FailOpen,
-            Instant::now(),
-        );
+        let a = ask(&shared, BOUND, StalePolicy::FailOpen, Instant::now());
         assert!(a.stale && a.revoked, "{a:?}");
         assert_eq!(a.staleness_ms, None);
     }
@@ -161,23 +189,9 @@ mod tests {
         let t0 = Instant::now();
         let shared = synced(t0);
         let later = t0 + BOUND + Duration::from_millis(1);
-        let a = answer(
-            allowed(),
-            Source::Local,
-            &shared,
-            BOUND,
-            StalePolicy::FailOpen,
-            later,
-        );
+        let a = ask(&shared, BOUND, StalePolicy::FailOpen, later);
         assert!(a.stale && !a.revoked, "{a:?}");
-        let a = answer(
-            allowed(),
-            Source::Local,
-            &shared,
-            BOUND,
-            StalePolicy::FailClosed,
-            later,
-        );
+        let a = ask(&shared, BOUND, StalePolicy::FailClosed, later);
         assert!(a.stale && a.revoked, "{a:?}");
     }
 
@@ -185,39 +199,42 @@ mod tests {
     fn a_digest_mismatch_is_stale_until_the_resync_lands() {
         let t0 = Instant::now();
         let shared = synced(t0);
-        assert!(
-            !answer(
-                allowed(),
-                Source::Local,
-                &shared,
-                BOUND,
-                StalePolicy::FailClosed,
-                t0
-            )
-            .stale
-        );
+        assert!(!ask(&shared, BOUND, StalePolicy::FailClosed, t0).stale);
         shared.diverged.store(true, Ordering::Relaxed);
-        let a = answer(
-            allowed(),
-            Source::Local,
-            &shared,
-            BOUND,
-            StalePolicy::FailClosed,
-            t0,
-        );
+        let a = ask(&shared, BOUND, StalePolicy::FailClosed, t0);
         assert!(a.stale && a.revoked, "{a:?}");
         shared.diverged.store(false, Ordering::Relaxed);
+        assert!(!ask(&shared, BOUND, StalePolicy::FailClosed, t0).stale);
+    }
+
+    /// Given checkpoint keys, a change held longer than the bound without a checkpoint a quorum
+    /// signed covering it makes answers stale, though a node vouches for the state: a node that
+    /// withholds checkpoints cannot keep a subscriber on a set no quorum signed.
+    #[test]
+    fn a_change_no_checkpoint_covers_is_stale_past_its_bound() {
+        let t0 = Instant::now();
+        let lag = Duration::from_secs(30);
+        let shared = synced(t0 + lag * 2);
+        shared.unwitnessed.set(Some(t0));
+        let bounds = Bounds {
+            staleness: BOUND,
+            unwitnessed: Some(lag),
+        };
+        let at = |now| ask(&shared, bounds, StalePolicy::FailOpen, now);
+        assert!(!at(t0 + lag).stale, "exactly at the bound is still fresh");
+        let a = at(t0 + lag + Duration::from_millis(1));
         assert!(
-            !answer(
-                allowed(),
-                Source::Local,
-                &shared,
-                BOUND,
-                StalePolicy::FailClosed,
-                t0
-            )
-            .stale
+            a.stale && !a.revoked,
+            "fail-open keeps the local answer: {a:?}"
         );
+        let closed = ask(&shared, bounds, StalePolicy::FailClosed, t0 + lag * 2);
+        assert!(closed.stale && closed.revoked, "{closed:?}");
+        // Without checkpoint keys nothing is required of checkpoints.
+        let a = ask(&shared, BOUND, StalePolicy::FailClosed, t0 + lag * 2);
+        assert!(!a.stale, "{a:?}");
+        // Covered again: fresh.
+        shared.unwitnessed.set(None);
+        assert!(!at(t0 + lag * 2).stale);
     }
 
     /// Staleness follows the monotonic clock (paused here, advanced by hand), not the wall
@@ -225,29 +242,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn staleness_follows_the_monotonic_clock() {
         let shared = synced(Instant::now());
-        let fresh = |shared: &Shared| {
-            !answer(
-                allowed(),
-                Source::Local,
-                shared,
-                BOUND,
-                StalePolicy::FailClosed,
-                Instant::now(),
-            )
-            .stale
-        };
+        let fresh =
+            |shared: &Shared| !ask(shared, BOUND, StalePolicy::FailClosed, Instant::now()).stale;
         assert!(fresh(&shared));
         tokio::time::advance(BOUND).await;
         assert!(fresh(&shared), "exactly at the bound is still fresh");
         tokio::time::advance(Duration::from_millis(1)).await;
-        let a = answer(
-            allowed(),
-            Source::Local,
-            &shared,
-            BOUND,
-            StalePolicy::FailClosed,
-            Instant::now(),
-        );
+        let a = ask(&shared, BOUND, StalePolicy::FailClosed, Instant::now());
         assert!(a.stale && a.revoked, "{a:?}");
         assert_eq!(a.staleness_ms, Some(10_001));
     }

@@ -46,6 +46,12 @@ pub struct SubscriberConfig {
     /// these keys signed it, so no single node can present one alone; a refused one ends the
     /// stream. `None` compares the checkpoints' digests without checking who signed.
     pub checkpoint_keys: Option<std::collections::BTreeMap<u64, [u8; 32]>>,
+    /// With `checkpoint_keys`: how long a change may be held before a checkpoint a quorum of
+    /// those keys signed covers it. Past half of it the subscriber leaves the node it follows
+    /// for another (a new stream carries the latest checkpoint); past all of it answers are
+    /// stale, so a node that withholds checkpoints cannot keep a subscriber on a set no quorum
+    /// vouched for. Nodes sign every second; allow for commit latency under load.
+    pub checkpoint_lag: Duration,
 }
 
 impl SubscriberConfig {
@@ -66,6 +72,15 @@ impl SubscriberConfig {
             confirm: Default::default(),
             sightings: Default::default(),
             checkpoint_keys: None,
+            checkpoint_lag: Duration::from_secs(30),
+        }
+    }
+
+    /// The bounds answers are checked against.
+    pub fn bounds(&self) -> super::Bounds {
+        super::Bounds {
+            staleness: self.staleness_bound,
+            unwitnessed: self.checkpoint_keys.as_ref().map(|_| self.checkpoint_lag),
         }
     }
 
@@ -108,6 +123,12 @@ impl SubscriberConfig {
             anyhow::bail!("backoff: the minimum must be positive and at most the maximum");
         }
         self.sightings.validate()?;
+        if self.checkpoint_lag < Duration::from_secs(2) {
+            anyhow::bail!(
+                "checkpoint_lag: at least 2 s (nodes sign a checkpoint every second, and it \
+                 must commit before it reaches subscribers)"
+            );
+        }
         if self.silence_timeout < Duration::from_millis(100) {
             anyhow::bail!("silence_timeout: at least 100 ms (nodes send a heartbeat every 500 ms)");
         }

@@ -16,6 +16,7 @@ use recall_stream::{Down, Event, Failure, Up};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::witness::Coverage;
 use super::{Shared, SubscriberConfig, persist};
 use crate::proto as pb;
 use crate::proto::subscription_client::SubscriptionClient;
@@ -58,6 +59,8 @@ struct Follower {
     /// No write starts before this: writes are spaced by ten times what the last one took, so
     /// a large state written often cannot eat the CPU the stream needs.
     next_save: tokio::time::Instant,
+    /// With checkpoint keys: the changes held that no checkpoint a quorum signed covers yet.
+    coverage: Option<Coverage>,
 }
 
 /// Runs until `stopped` turns true, then persists the state.
@@ -76,7 +79,17 @@ pub async fn run(
         dirty: false,
         saving: None,
         next_save: tokio::time::Instant::now(),
+        coverage: None,
     };
+    if f.config.checkpoint_keys.is_some() {
+        let mut coverage = Coverage::default();
+        coverage.held(
+            f.follower.replica().last_change(),
+            tokio::time::Instant::now(),
+        );
+        f.shared.unwitnessed.set(coverage.oldest());
+        f.coverage = Some(coverage);
+    }
     f.publish(None);
     let mut backoff = f.config.backoff_min;
     let mut next = 0usize;
@@ -222,6 +235,7 @@ impl Follower {
         let mut persist = tokio::time::interval(self.config.persist_every);
         persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut heard = tokio::time::Instant::now();
+        let opened = heard;
         let mut events = Vec::new();
         let result = loop {
             let msg = tokio::select! {
@@ -236,6 +250,9 @@ impl Follower {
             let acked = self.perform(addr, &mut events, &up);
             if let Err(e) = burst {
                 break Err(e);
+            }
+            if let Some(why) = self.uncovered_too_long(opened) {
+                break Err(anyhow::anyhow!(why));
             }
             if self.follower.replica().needs_rebuild() && !self.follower.wants_snapshot() {
                 // A Bloom filter cannot grow without the fingerprints it holds, which a lite
@@ -311,6 +328,27 @@ impl Follower {
         anyhow::Error::new(f)
     }
 
+    /// Why to leave the node followed since `opened`: with checkpoint keys, a change held for
+    /// half the checkpoint lag without a checkpoint a quorum signed covering it, on a stream open
+    /// at least that long (a new stream carries the node's latest checkpoint at once).
+    fn uncovered_too_long(&self, opened: tokio::time::Instant) -> Option<String> {
+        let oldest = self.coverage.as_ref()?.oldest()?;
+        let half = self.config.checkpoint_lag / 2;
+        let now = tokio::time::Instant::now();
+        let held = now.saturating_duration_since(oldest);
+        if held <= half || now.saturating_duration_since(opened) <= half {
+            return None;
+        }
+        tracing::warn!(?held, lag = ?self.config.checkpoint_lag,
+            "no checkpoint a quorum signed covers a change this subscriber holds");
+        Some(format!(
+            "no checkpoint a quorum of the trusted keys signed has covered the change held for \
+             {held:?} (half the checkpoint lag of {:?}; past all of it answers are stale): \
+             following another node",
+            self.config.checkpoint_lag
+        ))
+    }
+
     /// Does what the follower's events say; whether an ack went up.
     fn perform(
         &mut self,
@@ -324,6 +362,12 @@ impl Follower {
                 Event::Ack(ack) => {
                     self.dirty = true;
                     self.publish(Some(addr));
+                    if let Some(c) = &mut self.coverage {
+                        c.held(
+                            self.follower.replica().last_change(),
+                            tokio::time::Instant::now(),
+                        );
+                    }
                     // Acks coalesce: if the queue is full, a later ack supersedes this one.
                     let _ = up.try_send(up_to_wire(&Up::Ack(ack)));
                     acked = true;
@@ -341,10 +385,19 @@ impl Follower {
                 }
                 Event::Witnessed { version } => {
                     self.shared.witnessed.fetch_max(version, Ordering::Relaxed);
+                    if let Some(c) = &mut self.coverage {
+                        c.witnessed(version);
+                    }
                 }
                 Event::SnapshotLoaded { .. } => {
                     self.shared.snapshots.fetch_add(1, Ordering::Relaxed);
                     self.shared.diverged.store(false, Ordering::Relaxed);
+                    if let Some(c) = &mut self.coverage {
+                        c.replaced(
+                            self.follower.replica().last_change(),
+                            tokio::time::Instant::now(),
+                        );
+                    }
                 }
                 Event::Vouched { contact_age } => {
                     // Current as of the node's last leader contact, not as of now: the node's
@@ -365,6 +418,9 @@ impl Follower {
                     self.shared.resyncs.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+        if let Some(c) = &self.coverage {
+            self.shared.unwitnessed.set(c.oldest());
         }
         acked
     }

@@ -42,14 +42,14 @@ use recall_filter::{Filter, Reader};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use answer::{Answer, Source, StalePolicy};
+pub use answer::{Answer, Bounds, Source, StalePolicy};
 pub use config::SubscriberConfig;
 
 /// Counters and the last contact, shared by the follow task and the readers.
 #[derive(Debug, Default)]
 pub struct Shared {
     /// The last heartbeat in which a node vouched for its state (monotonic clock).
-    pub contact: contact::LastContact,
+    pub contact: contact::Moment,
     /// Whether a node has vouched for this subscriber's state since start: a sync completed
     /// and a heartbeat without a `stale_reason` confirmed it (warm-started state counts once a
     /// node confirmed it).
@@ -79,6 +79,10 @@ pub struct Shared {
     /// Checkpoints refused: their signatures did not verify against the trusted keys, or too
     /// few trusted nodes signed (each ends the stream).
     pub witness_refusals: AtomicU64,
+    /// With [`SubscriberConfig::checkpoint_keys`]: since when the oldest change this
+    /// subscriber holds has gone without a checkpoint a quorum signed covering it (none: every
+    /// change is covered). Past [`SubscriberConfig::checkpoint_lag`], answers are stale.
+    pub unwitnessed: contact::Moment,
 }
 
 impl Shared {
@@ -137,6 +141,9 @@ pub struct SubscriberStatus {
     pub witness_verified: bool,
     /// Checkpoints refused since start (bad signatures, too few trusted signers).
     pub witness_refusals: u64,
+    /// With checkpoint keys: how long the oldest change held has gone without a checkpoint a
+    /// quorum signed covering it, in milliseconds (`None`: every change is covered, or no keys).
+    pub unwitnessed_ms: Option<u64>,
     /// Connections opened since start.
     pub connects: u64,
     /// The node it follows now, if connected.
@@ -297,13 +304,12 @@ impl Subscriber {
     }
 
     fn answer_from(&self, checked: recall_filter::Checked, source: Source) -> Answer {
-        let (bound, policy) = (self.config.staleness_bound, self.config.policy);
         answer::answer(
             checked,
             source,
             &self.shared,
-            bound,
-            policy,
+            self.config.bounds(),
+            self.config.policy,
             tokio::time::Instant::now(),
         )
     }
@@ -330,6 +336,11 @@ impl Subscriber {
             witnessed_version: c(&self.shared.witnessed),
             witness_verified: self.config.checkpoint_keys.is_some(),
             witness_refusals: c(&self.shared.witness_refusals),
+            unwitnessed_ms: self
+                .shared
+                .unwitnessed
+                .since(tokio::time::Instant::now())
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             connects: c(&self.shared.connects),
             node: s.node,
             node_stale_reason: s.node_stale_reason,

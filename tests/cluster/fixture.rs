@@ -438,8 +438,15 @@ impl Cluster {
     /// Starts node `id` again on its data directory and port. The stopped node's last tasks may
     /// still hold its files for a moment, so this retries until the deadline.
     pub async fn restart(&mut self, id: u64) {
+        self.restart_with(id, |_| {}).await
+    }
+
+    /// Starts node `id` again as [`Cluster::restart`] does, its configuration changed by
+    /// `tweak` first (and kept for later restarts).
+    pub async fn restart_with(&mut self, id: u64, tweak: impl Fn(&mut NodeConfig)) {
         let member = self.members.get_mut(&id).expect("a member");
         assert!(member.node.is_none(), "node {id} is stopped");
+        tweak(&mut member.config);
         let config = member.config.clone();
         let client_addr = member.client_addr.clone();
         let what = format!("node {id} to restart");

@@ -24,11 +24,32 @@ fn fast(c: &mut recall::node::NodeConfig) {
     c.checkpoint_interval = Duration::from_millis(100);
 }
 
+/// The checkpoint keys the cluster knows, as `recall audit keys` prints them.
+async fn trusted_keys(c: &Client) -> BTreeMap<u64, [u8; 32]> {
+    let lines = c
+        .clone()
+        .audit_keys(pb::AuditKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .lines;
+    export::parse_trust(&lines.join("\n")).unwrap()
+}
+
 /// A subscriber of every node of `cluster`, checking checkpoints against `keys`.
 async fn subscriber(
     cluster: &Cluster,
     id: &str,
     keys: Option<BTreeMap<u64, [u8; 32]>>,
+) -> Subscriber {
+    subscriber_with(cluster, id, |c| c.checkpoint_keys = keys).await
+}
+
+/// A subscriber of every node of `cluster`, its configuration changed by `tweak`.
+async fn subscriber_with(
+    cluster: &Cluster,
+    id: &str,
+    tweak: impl FnOnce(&mut SubscriberConfig),
 ) -> Subscriber {
     let mut config = SubscriberConfig::new(
         cluster
@@ -39,7 +60,7 @@ async fn subscriber(
         id,
         security(&Identity::subscriber(DEV_TRUST_DOMAIN, id)),
     );
-    config.checkpoint_keys = keys;
+    tweak(&mut config);
     Subscriber::start(config).await.unwrap()
 }
 
@@ -76,13 +97,7 @@ async fn a_subscriber_holding_the_nodes_keys_matches_its_set_to_each_signed_chec
     let cluster = Cluster::start_with(3, fast).await;
     keys_bound(&cluster, 3).await;
     let mut c = cluster.client(leader(&cluster).await);
-    let lines = c
-        .audit_keys(pb::AuditKeysRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .lines;
-    let keys = export::parse_trust(&lines.join("\n")).unwrap();
+    let keys = trusted_keys(&c).await;
     let first = c
         .revoke(revoke_range("cp", 0..3))
         .await
@@ -151,6 +166,83 @@ async fn a_checkpoint_no_quorum_of_the_trusted_keys_signed_is_refused_and_never_
     sub.shutdown().await;
 }
 
+/// Nodes that stop signing checkpoints (here, two of three restarted with a signing interval of
+/// an hour, so no quorum signs again) cannot keep a subscriber that holds their keys on a set
+/// no quorum vouched for: past its checkpoint lag its answers are stale, though every heartbeat
+/// still vouches for the state, and they are fresh again once a checkpoint covers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_no_quorum_signs_within_the_checkpoint_lag_makes_answers_stale() {
+    let mut cluster = Cluster::start_with(3, fast).await;
+    keys_bound(&cluster, 3).await;
+    let c = cluster.client(leader(&cluster).await);
+    let keys = trusted_keys(&c).await;
+    let first = c
+        .clone()
+        .revoke(revoke_range("cp", 0..3))
+        .await
+        .unwrap()
+        .into_inner();
+    witnessed(&c, first.version).await;
+    let sub = subscriber_with(&cluster, "svc-lag", |c| {
+        c.checkpoint_keys = Some(keys);
+        c.checkpoint_lag = Duration::from_secs(2);
+    })
+    .await;
+    until(
+        &sub,
+        "every change the subscriber holds to be covered",
+        |s| s.witnessed_version >= first.version && s.unwitnessed_ms.is_none(),
+    )
+    .await;
+    assert!(!sub.check_key(Kind::Token, ISSUER, "clean").stale);
+
+    for n in [2, 3] {
+        cluster.stop(n).await;
+        cluster
+            .restart_with(n, |c| c.checkpoint_interval = Duration::from_secs(3600))
+            .await;
+    }
+    let c = cluster.client(leader(&cluster).await);
+    let unsigned = c
+        .clone()
+        .revoke(revoke_range("unsigned", 0..3))
+        .await
+        .unwrap()
+        .into_inner();
+    eventually(
+        "answers to turn stale past the checkpoint lag",
+        PATIENCE,
+        || async {
+            let a = sub.check_key(Kind::Token, ISSUER, "clean");
+            let s = sub.status();
+            if s.version >= unsigned.version && a.stale {
+                Ok((a, s))
+            } else {
+                Err(format!("{a:?} {s:?}"))
+            }
+        },
+    )
+    .await;
+    let s = sub.status();
+    assert!(s.synced && s.node.is_some(), "nodes still vouch: {s:?}");
+    assert!(s.unwitnessed_ms.is_some_and(|ms| ms > 2_000), "{s:?}");
+    assert!(s.witnessed_version < unsigned.version, "{s:?}");
+    let a = sub.check_key(Kind::Token, ISSUER, "clean");
+    assert!(a.stale && a.revoked, "fail-closed refuses: {a:?}");
+
+    // Signing again: the next checkpoint covers the change, and answers are fresh.
+    cluster.stop(2).await;
+    cluster.restart_with(2, fast).await;
+    until(&sub, "a checkpoint to cover the change again", |s| {
+        s.witnessed_version >= unsigned.version && s.unwitnessed_ms.is_none()
+    })
+    .await;
+    let a = sub.check_key(Kind::Token, ISSUER, "clean");
+    assert!(!a.stale && !a.revoked, "{a:?}");
+    assert!(sub.check_key(Kind::Token, ISSUER, "unsigned-1").revoked);
+    sub.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_given_the_audit_keys_file_reports_the_checkpoints_it_matched() {
     let procs = Procs::start(3, &[]);
@@ -184,7 +276,7 @@ async fn a_sidecar_given_the_audit_keys_file_reports_the_checkpoints_it_matched(
                 .map_err(|e| e.to_string())?;
             let s: serde_json::Value =
                 serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-            if s["witnessed_version"].as_u64().unwrap_or(0) > 0 {
+            if s["witnessed_version"].as_u64().unwrap_or(0) > 0 && s["unwitnessed_ms"].is_null() {
                 Ok(s)
             } else {
                 Err(body)
@@ -193,6 +285,10 @@ async fn a_sidecar_given_the_audit_keys_file_reports_the_checkpoints_it_matched(
         .await;
     assert_eq!(s["witness_verified"], true, "{s}");
     assert_eq!(s["witness_refusals"], 0, "{s}");
+    assert!(
+        s["unwitnessed_ms"].is_null(),
+        "every change is covered: {s}"
+    );
     let metrics = reqwest::get(format!("http://{}/metrics", side.http))
         .await
         .unwrap()
@@ -204,6 +300,10 @@ async fn a_sidecar_given_the_audit_keys_file_reports_the_checkpoints_it_matched(
         .find(|l| l.starts_with("recall_sidecar_witnessed_version "))
         .unwrap_or_else(|| panic!("no witnessed version in:\n{metrics}"));
     assert_ne!(line, "recall_sidecar_witnessed_version 0", "{}", side.log());
+    assert!(
+        metrics.contains("\nrecall_sidecar_unwitnessed_seconds 0\n"),
+        "{metrics}"
+    );
 
     // A keys file that is not one is refused at start, saying what to do.
     std::fs::write(&file, "node 1 is trusted\n").unwrap();
