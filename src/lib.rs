@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod node;
 pub mod proto;
+pub mod relay;
 pub mod sidecar;
 pub mod ssf;
 pub mod subscriber;

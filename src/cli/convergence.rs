@@ -18,9 +18,14 @@ fn silent_nodes(c: &pb::Convergence) -> String {
 /// The laggards and silent members, one line each.
 fn print_details(c: &pb::Convergence) {
     for l in c.laggards.iter().take(SHOWN) {
+        let path = if l.via.is_empty() {
+            format!("node {}", l.node_id)
+        } else {
+            format!("node {} > {}", l.node_id, l.via)
+        };
         println!(
-            "  lagging: {} (via node {}) at version {}, {} behind",
-            l.subscriber_id, l.node_id, l.applied_version, l.behind
+            "  lagging: {} (via {path}) at version {}, {} behind",
+            l.subscriber_id, l.applied_version, l.behind
         );
     }
     for id in &c.silent_nodes {
@@ -93,7 +98,7 @@ pub fn json(c: &pb::Convergence) -> serde_json::Value {
         .laggards
         .iter()
         .map(|l| {
-            serde_json::json!({"id": l.subscriber_id, "node": l.node_id,
+            serde_json::json!({"id": l.subscriber_id, "node": l.node_id, "via": l.via,
                 "applied_version": l.applied_version, "behind": l.behind})
         })
         .collect();

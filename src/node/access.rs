@@ -225,12 +225,12 @@ pub fn require(
 
 /// Refuses `caller` unless it may ask a node's `Check`: any subscriber (its sidecar confirms
 /// lite-mode hits this way, and it is sent the whole set already), or an operator holding a
-/// role (viewer or higher). Nodes have no reason to ask and are refused.
+/// role (viewer or higher). Nodes and relays have no reason to ask and are refused.
 pub fn require_checker(bindings: &Bindings, caller: &Caller) -> Result<(), Denied> {
     match caller.identity.as_ref().map(|id| &id.principal) {
         None | Some(Principal::Subscriber(_)) => Ok(()),
         Some(Principal::Operator(_)) => require(bindings, caller, Role::Viewer, "Check"),
-        Some(Principal::Node(_)) => Err(Denied::NotChecker {
+        Some(Principal::Node(_) | Principal::Relay(_)) => Err(Denied::NotChecker {
             who: caller.actor(),
         }),
     }

@@ -83,6 +83,7 @@ impl Convergence {
                     applied: l.applied_version,
                     digest: recall_core::Digest::default(),
                     last_ack: recall_core::Timestamp::from_millis(l.last_ack_ms),
+                    via: l.via,
                 },
             }));
         }
@@ -118,6 +119,7 @@ pub fn report(target: u64, gathered: &Gathered, started: Instant) -> pb::Converg
             applied_version: s.info.applied,
             behind: target - s.info.applied,
             last_ack_ms: s.info.last_ack.as_millis(),
+            via: s.info.via.clone(),
         })
         .collect();
     pb::Convergence {

@@ -18,36 +18,16 @@ use super::clock::Clock;
 use super::contact::Contact;
 use super::raft::{Raft, StateMachine};
 use super::subscribe::Registry as Subscribers;
+use super::subscribe::metrics::StreamMetrics;
 use crate::metrics::{counters, register};
 
-/// Why a node ends a subscriber stream.
-pub const STREAM_ENDS: &[&str] = &[
-    "closed",
-    "not_reading",
-    "replaced",
-    "shutdown",
-    "history_alarm",
-    "out_of_touch",
-    "protocol_error",
-    "behind_subscriber",
-    "full",
-];
+pub use super::subscribe::metrics::STREAM_ENDS;
 
 /// The event-driven metrics of one node; the sessions and the writer update them.
 pub struct NodeMetrics {
     registry: Registry,
-    /// `recall_snapshots_sent_total{reason}`.
-    pub snapshots_sent: IntCounterVec,
-    /// `recall_snapshot_builds_total`: snapshots built from the set (each shared by every
-    /// session that sends that version).
-    pub snapshot_builds: IntCounter,
-    /// `recall_stream_digest_mismatches_total`: acks whose digest differed from the node's.
-    pub digest_mismatches: IntCounter,
-    /// `recall_streams_ended_total{reason}`.
-    pub streams_ended: IntCounterVec,
-    /// `recall_stream_queue_bytes`: encoded bytes queued to subscribers, not yet taken by the
-    /// transport.
-    pub queue_bytes: IntGauge,
+    /// The metrics of the subscriber streams it serves.
+    pub streams: Arc<StreamMetrics>,
     /// `recall_check_calls_total{rpc}`: `Check` and `CheckBatch` calls answered (lite-mode
     /// sidecars confirming Bloom filter hits, and operators).
     pub check_calls: IntCounterVec,
@@ -69,34 +49,7 @@ impl NodeMetrics {
     ) -> Arc<Self> {
         let registry = crate::metrics::registry();
         let m = Self {
-            snapshots_sent: counters(
-                "recall_snapshots_sent_total",
-                "Snapshots sent to subscribers, by why (new_subscriber, behind_window, too_slow, \
-                 digest_mismatch, seed_changed, future_version).",
-                &["reason"],
-            ),
-            snapshot_builds: IntCounter::new(
-                "recall_snapshot_builds_total",
-                "Snapshots built from the set; each is shared by every session that sends that \
-                 version.",
-            )
-            .expect("a valid counter"),
-            digest_mismatches: IntCounter::new(
-                "recall_stream_digest_mismatches_total",
-                "Acks whose digest differed from this node's at that version (each resyncs the \
-                 subscriber).",
-            )
-            .expect("a valid counter"),
-            streams_ended: counters(
-                "recall_streams_ended_total",
-                "Subscriber streams this node ended, by why.",
-                &["reason"],
-            ),
-            queue_bytes: IntGauge::new(
-                "recall_stream_queue_bytes",
-                "Encoded bytes queued to subscribers and not yet taken by the transport.",
-            )
-            .expect("a valid gauge"),
+            streams: Arc::new(StreamMetrics::new(&registry)),
             check_calls: counters(
                 "recall_check_calls_total",
                 "Check and CheckBatch calls this node answered from its exact state, by rpc \
@@ -122,11 +75,6 @@ impl NodeMetrics {
             .expect("a valid counter"),
             registry,
         };
-        register(&m.registry, m.snapshots_sent.clone());
-        register(&m.registry, m.snapshot_builds.clone());
-        register(&m.registry, m.digest_mismatches.clone());
-        register(&m.registry, m.streams_ended.clone());
-        register(&m.registry, m.queue_bytes.clone());
         register(&m.registry, m.check_calls.clone());
         register(&m.registry, m.sightings_held.clone());
         register(&m.registry, m.sighting_reports.clone());
@@ -141,18 +89,6 @@ impl NodeMetrics {
     /// The registry to render at `/metrics`.
     pub fn registry(&self) -> &Registry {
         &self.registry
-    }
-
-    /// Counts a snapshot sent for `reason`.
-    pub fn snapshot_sent(&self, reason: &str) {
-        let reason = crate::metrics::bounded(reason, &crate::wire::SNAPSHOT_REASONS);
-        self.snapshots_sent.with_label_values(&[reason]).inc();
-    }
-
-    /// Counts a stream ended for `reason` (one of [`STREAM_ENDS`]).
-    pub fn stream_ended(&self, reason: &str) {
-        let reason = crate::metrics::bounded(reason, STREAM_ENDS);
-        self.streams_ended.with_label_values(&[reason]).inc();
     }
 
     /// Follows the node until `stopped`: every applied change starts a wave at its subscribers,

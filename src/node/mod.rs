@@ -71,7 +71,7 @@ pub struct Listeners {
 }
 
 /// The most bytes one subscriber message (a Hello or an Ack) may have.
-const MAX_SUBSCRIBER_MESSAGE: usize = 64 << 10;
+pub(crate) const MAX_SUBSCRIBER_MESSAGE: usize = 64 << 10;
 
 /// The most bytes one revocation item takes on the wire (kind, two 256-byte strings, expiry).
 const MAX_ITEM_BYTES: usize = 640;
@@ -243,16 +243,21 @@ impl RunningNode {
                 trust_domain,
             );
             let sub_svc = subscribe::SubscribeService {
-                sm: sm.clone(),
-                raft: raft.clone(),
+                origin: subscribe::NodeOrigin {
+                    sm: sm.clone(),
+                    raft: raft.clone(),
+                    contact: contact.clone(),
+                    snapshots: Default::default(),
+                    witnesses: Default::default(),
+                    max_lag: config.streams.max_lag,
+                    clock: clock.clone(),
+                    metrics: node_metrics.streams.clone(),
+                },
                 registry: registry.clone(),
                 config: config.streams,
                 clock: clock.clone(),
-                contact: contact.clone(),
                 stopped: stopped.clone(),
-                metrics: node_metrics.clone(),
-                snapshots: Default::default(),
-                witnesses: Default::default(),
+                metrics: node_metrics.streams.clone(),
             };
             let sightings_svc = sightings::service::SightingsService {
                 store: sightings,

@@ -11,8 +11,12 @@ use crate::transport::Security;
 /// The configuration of an embedded subscriber or a sidecar.
 #[derive(Clone, Debug)]
 pub struct SubscriberConfig {
-    /// Nodes of the cluster (`host:port`); any of them serves the stream.
+    /// Nodes of the cluster (`host:port`); any of them serves the stream, lite-mode
+    /// confirmations and sightings reports.
     pub cluster: Vec<String>,
+    /// Where to follow the stream from instead, when not empty: relays (`recall relay`) or
+    /// nodes, tried in turn.
+    pub upstream: Vec<String>,
     /// A stable id, unique in the fleet (operators see it in convergence reports); it must be
     /// the subscriber id of the certificate in `security`.
     pub id: String,
@@ -59,6 +63,7 @@ impl SubscriberConfig {
     pub fn new(cluster: Vec<String>, id: impl Into<String>, security: Security) -> Self {
         Self {
             cluster,
+            upstream: Vec::new(),
             id: id.into(),
             security,
             mode: Mode::Full,
@@ -73,6 +78,15 @@ impl SubscriberConfig {
             sightings: Default::default(),
             checkpoint_keys: None,
             checkpoint_lag: Duration::from_secs(30),
+        }
+    }
+
+    /// Where the stream is followed from: `upstream`, or else the cluster's nodes.
+    pub fn upstream(&self) -> &[String] {
+        if self.upstream.is_empty() {
+            &self.cluster
+        } else {
+            &self.upstream
         }
     }
 
@@ -104,7 +118,7 @@ impl SubscriberConfig {
     /// Refuses a configuration that cannot work, naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
         if let Some(identity) = self.security.identity()
-            && identity.subscriber_id() != Some(self.id.as_str())
+            && identity.stream_id() != Some(self.id.as_str())
         {
             anyhow::bail!(
                 "id: {:?} is not the subscriber the certificate names ({identity}); use the \

@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use futures::FutureExt;
 use recall_core::Digest;
-use recall_filter::Filter;
-use recall_stream::{Down, Event, Failure, Up};
+use recall_filter::{Filter, FilterError, SnapshotLoader};
+use recall_stream::{Down, Event, Failure, Replica, Report, Up};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -42,14 +42,37 @@ pub struct FollowState {
     pub node_stale_reason: Option<String>,
 }
 
+/// What a subscriber keeps in step with the stream: the sidecar's filter, or a relay's, which
+/// also keeps the recent deltas it serves downstream.
+pub trait Held: Replica<Error = FilterError, Loader = SnapshotLoader> + Send + 'static {
+    /// The filter.
+    fn filter(&self) -> &Filter;
+}
+
+impl Held for Filter {
+    fn filter(&self) -> &Filter {
+        self
+    }
+}
+
+/// A relay's report of the subscribers behind it, sent upstream on every stream it follows.
+pub trait Reporter: Send + Sync + 'static {
+    /// What changed behind the relay since the last call (everything when `full`: a new
+    /// stream), as messages small enough for the upstream's limit.
+    fn report(&self, full: bool) -> Vec<Report>;
+}
+
+/// How often a relay reports the subscribers behind it.
+pub const REPORT_EVERY: Duration = Duration::from_millis(250);
+
 /// Why a stream ended.
 enum Ended {
     Stopped,
     Failed(anyhow::Error),
 }
 
-struct Follower {
-    follower: recall_stream::Follower<Filter>,
+struct Follower<R: Replica> {
+    follower: recall_stream::Follower<R>,
     config: SubscriberConfig,
     shared: Arc<Shared>,
     state: watch::Sender<FollowState>,
@@ -61,18 +84,23 @@ struct Follower {
     next_save: tokio::time::Instant,
     /// With checkpoint keys: the changes held that no checkpoint a quorum signed covers yet.
     coverage: Option<Coverage>,
+    /// A relay's report of the subscribers behind it.
+    reporter: Option<Arc<dyn Reporter>>,
+    /// The checkpoint the last heartbeat carried, until the follower matched it.
+    carried: Option<Arc<recall_stream::Witness>>,
 }
 
 /// Runs until `stopped` turns true, then persists the state.
-pub async fn run(
-    filter: Filter,
+pub async fn run<R: Held>(
+    held: R,
     config: SubscriberConfig,
     shared: Arc<Shared>,
     state: watch::Sender<FollowState>,
     mut stopped: watch::Receiver<bool>,
+    reporter: Option<Arc<dyn Reporter>>,
 ) {
     let mut f = Follower {
-        follower: recall_stream::Follower::new(filter),
+        follower: recall_stream::Follower::new(held),
         config,
         shared,
         state,
@@ -80,6 +108,8 @@ pub async fn run(
         saving: None,
         next_save: tokio::time::Instant::now(),
         coverage: None,
+        reporter,
+        carried: None,
     };
     if f.config.checkpoint_keys.is_some() {
         let mut coverage = Coverage::default();
@@ -94,7 +124,8 @@ pub async fn run(
     let mut backoff = f.config.backoff_min;
     let mut next = 0usize;
     loop {
-        let addr = f.config.cluster[next % f.config.cluster.len()].clone();
+        let upstream = f.config.upstream();
+        let addr = upstream[next % upstream.len()].clone();
         next += 1;
         let synced_before =
             f.shared.snapshots.load(Ordering::Relaxed) + f.shared.deltas.load(Ordering::Relaxed);
@@ -121,10 +152,10 @@ pub async fn run(
     f.persist_now().await;
 }
 
-impl Follower {
+impl<R: Held> Follower<R> {
     fn publish(&self, node: Option<&str>) {
         // After every message: the cheap accessors, never `stats()` (which walks every shard).
-        let filter = self.follower.replica();
+        let filter = self.follower.replica().filter();
         let (version, digest, entries) = (filter.version(), filter.digest(), filter.entries());
         self.shared
             .lite_rebuilds
@@ -168,7 +199,7 @@ impl Follower {
         let (Some(dir), true) = (self.config.data_dir.clone(), self.dirty) else {
             return;
         };
-        let Some(view) = self.follower.replica().view() else {
+        let Some(view) = self.follower.replica().filter().view() else {
             return;
         };
         self.dirty = false;
@@ -206,13 +237,14 @@ impl Follower {
     ) -> anyhow::Result<()> {
         let channel = crate::transport::Dialer::new(self.config.security.clone())
             .with_connect_timeout(Duration::from_secs(1))
-            .connect(addr, crate::transport::Expect::AnyNode)
+            .connect(addr, crate::transport::Expect::Upstream)
             .await?;
         let mut client = SubscriptionClient::new(channel).max_decoding_message_size(64 << 20);
         let (up, up_rx) = mpsc::channel::<pb::SubscribeRequest>(64);
-        let mode = match self.config.mode {
-            recall_filter::Mode::Full => "full",
-            recall_filter::Mode::Lite => "lite",
+        let mode = match (&self.reporter, self.config.mode) {
+            (Some(_), _) => "relay",
+            (None, recall_filter::Mode::Full) => "full",
+            (None, recall_filter::Mode::Lite) => "lite",
         };
         let hello = self.follower.connect(&self.config.id, mode, false);
         let version = hello.applied_version;
@@ -234,6 +266,9 @@ impl Follower {
 
         let mut persist = tokio::time::interval(self.config.persist_every);
         persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut report = tokio::time::interval(REPORT_EVERY);
+        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut full_report = true;
         let mut heard = tokio::time::Instant::now();
         let opened = heard;
         let mut events = Vec::new();
@@ -241,6 +276,12 @@ impl Follower {
             let msg = tokio::select! {
                 _ = until_stopped(stopped) => break Ok(()),
                 _ = persist.tick() => { self.persist(); continue; }
+                _ = report.tick(), if self.reporter.is_some() => {
+                    if let Err(e) = self.report(&up, std::mem::take(&mut full_report)) {
+                        break Err(e);
+                    }
+                    continue;
+                }
                 m = tokio::time::timeout_at(heard + silence, down.message()) => m
                     .with_context(|| format!("nothing from the node in {silence:?} (heartbeats stopped)"))
                     .and_then(|m| m.context("stream broke")),
@@ -254,7 +295,7 @@ impl Follower {
             if let Some(why) = self.uncovered_too_long(opened) {
                 break Err(anyhow::anyhow!(why));
             }
-            if self.follower.replica().needs_rebuild() && !self.follower.wants_snapshot() {
+            if self.follower.replica().filter().needs_rebuild() && !self.follower.wants_snapshot() {
                 // A Bloom filter cannot grow without the fingerprints it holds, which a lite
                 // filter does not keep: a snapshot brings them, and rebuilds every shard.
                 self.follower.request_snapshot();
@@ -290,6 +331,14 @@ impl Follower {
                 bail!("the node ended the stream")
             };
             let m = down_from_wire(m).context("malformed message from the node")?;
+            if let Down::Heartbeat(h) = &m {
+                self.shared
+                    .upstream_committed
+                    .fetch_max(h.committed_version, Ordering::Relaxed);
+                if let Some(w) = &h.witness {
+                    self.carried = Some(Arc::clone(w));
+                }
+            }
             if let (Down::Heartbeat(h), Some(keys)) = (&m, &self.config.checkpoint_keys)
                 && let Some(w) = &h.witness
                 && let Err(why) = super::witness::verify(w, keys)
@@ -326,6 +375,20 @@ impl Follower {
             self.shared.diverged.store(true, Ordering::Relaxed);
         }
         anyhow::Error::new(f)
+    }
+
+    /// Sends what changed behind this relay (everything when `full`); a node that does not
+    /// take the reports ends the stream, and the next one starts with a full report.
+    fn report(&self, up: &mpsc::Sender<pb::SubscribeRequest>, full: bool) -> anyhow::Result<()> {
+        let Some(reporter) = &self.reporter else {
+            return Ok(());
+        };
+        for r in reporter.report(full) {
+            if up.try_send(up_to_wire(&Up::Report(r))).is_err() {
+                bail!("the upstream is not reading this relay's reports: following another");
+            }
+        }
+        Ok(())
     }
 
     /// Why to leave the node followed since `opened`: with checkpoint keys, a change held for
@@ -385,6 +448,13 @@ impl Follower {
                 }
                 Event::Witnessed { version } => {
                     self.shared.witnessed.fetch_max(version, Ordering::Relaxed);
+                    if let Some(w) = self.carried.take().filter(|w| w.version == version) {
+                        *self
+                            .shared
+                            .witness
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = Some(w);
+                    }
                     if let Some(c) = &mut self.coverage {
                         c.witnessed(version);
                     }

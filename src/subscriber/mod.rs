@@ -83,6 +83,11 @@ pub struct Shared {
     /// subscriber holds has gone without a checkpoint a quorum signed covering it (none: every
     /// change is covered). Past [`SubscriberConfig::checkpoint_lag`], answers are stale.
     pub unwitnessed: contact::Moment,
+    /// The latest checkpoint a quorum signed that this subscriber's set matched, as a relay
+    /// passes it on downstream.
+    pub witness: std::sync::Mutex<Option<Arc<recall_stream::Witness>>>,
+    /// The highest commit index the nodes followed have told of (their heartbeats').
+    pub upstream_committed: AtomicU64,
 }
 
 impl Shared {
@@ -156,6 +161,17 @@ pub struct SubscriberStatus {
 impl Subscriber {
     /// Loads the persisted state (if any), then follows the cluster in the background.
     pub async fn start(config: SubscriberConfig) -> anyhow::Result<Self> {
+        Self::start_with(config, |filter| filter, None).await
+    }
+
+    /// As [`Subscriber::start`], following the stream into what `hold` makes of the loaded
+    /// filter (a relay keeps the recent deltas beside it), and reporting upstream what
+    /// `reporter` says is behind it.
+    pub async fn start_with<R: follow::Held>(
+        config: SubscriberConfig,
+        hold: impl FnOnce(Filter) -> R,
+        relayed: Option<Arc<dyn follow::Reporter>>,
+    ) -> anyhow::Result<Self> {
         config.validate()?;
         let mut filter = Filter::new(config.mode, recall_core::FingerprintSeed::default());
         if let Some(dir) = &config.data_dir {
@@ -199,11 +215,12 @@ impl Subscriber {
             stop.subscribe(),
         ));
         let task = tokio::spawn(follow::run(
-            filter,
+            hold(filter),
             config.clone(),
             shared.clone(),
             state_tx,
             stopped,
+            relayed,
         ));
         Ok(Self {
             reader,

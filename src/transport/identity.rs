@@ -1,5 +1,5 @@
 //! Who is on the other end of a link: a SPIFFE ID (`spiffe://DOMAIN/node/ID`,
-//! `.../operator/NAME`, `.../subscriber/ID`) read from the URI SAN of a verified certificate, so
+//! `.../operator/NAME`, `.../subscriber/ID`, `.../relay/ID`) read from the URI SAN of a verified certificate, so
 //! that SPIRE, cert-manager or Vault PKI can issue recall's identities.
 
 use std::fmt;
@@ -13,6 +13,9 @@ pub enum Principal {
     Operator(String),
     /// A sidecar or embedded subscriber, by the id it subscribes with.
     Subscriber(String),
+    /// A relay, by the id it subscribes with: it follows the stream upstream like a subscriber,
+    /// serves it downstream like a node, and reports the acks of the subscribers behind it.
+    Relay(String),
 }
 
 /// A SPIFFE identity of recall's trust domain.
@@ -30,7 +33,8 @@ pub enum IdentityError {
     /// Not a `spiffe://` URI of the expected shape.
     #[error(
         "{0:?} is not a recall identity: expected spiffe://DOMAIN/node/ID, \
-         spiffe://DOMAIN/operator/NAME or spiffe://DOMAIN/subscriber/ID"
+         spiffe://DOMAIN/operator/NAME, spiffe://DOMAIN/subscriber/ID or \
+         spiffe://DOMAIN/relay/ID"
     )]
     Malformed(String),
     /// The certificate carries no SPIFFE URI SAN, or more than one.
@@ -80,6 +84,14 @@ impl Identity {
         }
     }
 
+    /// A relay identity.
+    pub fn relay(trust_domain: &str, id: &str) -> Self {
+        Self {
+            trust_domain: trust_domain.into(),
+            principal: Principal::Relay(id.into()),
+        }
+    }
+
     /// Parses `spiffe://DOMAIN/KIND/NAME`.
     pub fn parse(uri: &str) -> Result<Self, IdentityError> {
         let bad = || IdentityError::Malformed(uri.to_owned());
@@ -100,6 +112,7 @@ impl Identity {
             },
             "operator" => Principal::Operator(name.into()),
             "subscriber" => Principal::Subscriber(name.into()),
+            "relay" => Principal::Relay(name.into()),
             _ => return Err(bad()),
         };
         Ok(Self {
@@ -152,12 +165,26 @@ impl Identity {
         }
     }
 
+    /// The id this identity subscribes to the stream with: a subscriber's or a relay's.
+    pub fn stream_id(&self) -> Option<&str> {
+        match &self.principal {
+            Principal::Subscriber(id) | Principal::Relay(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a relay.
+    pub fn is_relay(&self) -> bool {
+        matches!(self.principal, Principal::Relay(_))
+    }
+
     /// The file stem the development PKI uses for this identity (`node-1`, `operator-admin`).
     pub fn file_stem(&self) -> String {
         match &self.principal {
             Principal::Node(id) => format!("node-{id}"),
             Principal::Operator(n) => format!("operator-{n}"),
             Principal::Subscriber(n) => format!("subscriber-{n}"),
+            Principal::Relay(n) => format!("relay-{n}"),
         }
     }
 }
@@ -168,6 +195,7 @@ impl fmt::Display for Identity {
             Principal::Node(id) => ("node", id.to_string()),
             Principal::Operator(n) => ("operator", n.clone()),
             Principal::Subscriber(n) => ("subscriber", n.clone()),
+            Principal::Relay(n) => ("relay", n.clone()),
         };
         write!(f, "spiffe://{}/{kind}/{name}", self.trust_domain)
     }
@@ -190,6 +218,7 @@ mod tests {
             Identity::node("recall.local", 3),
             Identity::operator("example.org", "alice"),
             Identity::subscriber("example.org", "sidecar-1.eu"),
+            Identity::relay("example.org", "edge-eu-1"),
         ] {
             assert_eq!(Identity::parse(&id.to_string()).unwrap(), id);
         }

@@ -20,6 +20,9 @@ pub enum Expect {
     AnyNode,
     /// One node in particular (a peer link: node 2 must not answer for node 3).
     Node(u64),
+    /// Where a subscriber follows the stream from: any authority node or relay of the trust
+    /// domain.
+    Upstream,
     /// Any identity of the trust domain (a sidecar's check API).
     Any,
 }
@@ -32,13 +35,18 @@ impl Expect {
             ));
         }
         match (self, &got.principal) {
-            (Expect::Any, _) | (Expect::AnyNode, Principal::Node(_)) => Ok(()),
+            (Expect::Any, _)
+            | (Expect::AnyNode | Expect::Upstream, Principal::Node(_))
+            | (Expect::Upstream, Principal::Relay(_)) => Ok(()),
             (Expect::Node(want), Principal::Node(id)) if want == id => Ok(()),
             (Expect::Node(want), _) => Err(format!(
                 "the server is {got}, not node {want} of the cluster"
             )),
             (Expect::AnyNode, _) => Err(format!(
                 "the server is {got}, not an authority node of the cluster"
+            )),
+            (Expect::Upstream, _) => Err(format!(
+                "the server is {got}, neither an authority node nor a relay of the cluster"
             )),
         }
     }

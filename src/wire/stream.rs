@@ -6,8 +6,8 @@ use recall_core::{Digest, Expiry, Fingerprint, FingerprintSeed, RuleFingerprint,
 use std::sync::Arc;
 
 use recall_stream::message::{
-    Ack, DeltaPart, Down, Heartbeat, Hello, SnapshotBegin, SnapshotChunk, Up, Witness,
-    WitnessSignature,
+    Ack, DeltaPart, Down, Downstream, Heartbeat, Hello, Report, SnapshotBegin, SnapshotChunk, Up,
+    Witness, WitnessSignature,
 };
 
 use super::WireError;
@@ -262,6 +262,19 @@ pub fn up_to_wire(m: &Up) -> pb::SubscribeRequest {
             applied_version: a.version,
             digest: a.digest.0,
         }),
+        Up::Report(r) => UpBody::Downstream(pb::Downstream {
+            subscribers: r
+                .subscribers
+                .iter()
+                .map(|d| pb::DownstreamSubscriber {
+                    subscriber_id: d.id.clone(),
+                    mode: d.mode.clone(),
+                    applied_version: d.applied,
+                    via: d.via.clone(),
+                })
+                .collect(),
+            gone: r.gone.clone(),
+        }),
     };
     pb::SubscribeRequest { body: Some(body) }
 }
@@ -270,6 +283,65 @@ pub fn up_to_wire(m: &Up) -> pb::SubscribeRequest {
 pub const MAX_SUBSCRIBER_ID: usize = 256;
 /// The longest mode.
 pub const MAX_MODE: usize = 32;
+/// The longest relay path of a subscriber behind a relay.
+pub const MAX_VIA: usize = 1024;
+/// The most subscribers, and the most ids gone, in one relay report.
+pub const MAX_REPORT: usize = 1000;
+
+fn check_id(field: &str, id: &str) -> Result<(), WireError> {
+    if id.is_empty() || id.len() > MAX_SUBSCRIBER_ID {
+        return Err(WireError::new(
+            field,
+            format!("must be 1 to {MAX_SUBSCRIBER_ID} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_mode(field: &str, mode: &str) -> Result<(), WireError> {
+    if mode.len() > MAX_MODE {
+        return Err(WireError::new(
+            field,
+            format!("must be at most {MAX_MODE} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn report_from_wire(r: pb::Downstream) -> Result<Report, WireError> {
+    if r.subscribers.len() > MAX_REPORT || r.gone.len() > MAX_REPORT {
+        return Err(WireError::new(
+            "downstream",
+            format!(
+                "at most {MAX_REPORT} subscribers and {MAX_REPORT} ids gone per message: split the report"
+            ),
+        ));
+    }
+    let mut subscribers = Vec::with_capacity(r.subscribers.len());
+    for d in r.subscribers {
+        check_id("downstream.subscribers.subscriber_id", &d.subscriber_id)?;
+        check_mode("downstream.subscribers.mode", &d.mode)?;
+        if d.via.len() > MAX_VIA {
+            return Err(WireError::new(
+                "downstream.subscribers.via",
+                format!("must be at most {MAX_VIA} bytes"),
+            ));
+        }
+        subscribers.push(Downstream {
+            id: d.subscriber_id,
+            mode: d.mode,
+            applied: d.applied_version,
+            via: d.via,
+        });
+    }
+    for id in &r.gone {
+        check_id("downstream.gone", id)?;
+    }
+    Ok(Report {
+        subscribers,
+        gone: r.gone,
+    })
+}
 
 /// A subscriber's message from protobuf; names what is malformed.
 pub fn up_from_wire(m: pb::SubscribeRequest) -> Result<Up, WireError> {
@@ -279,18 +351,8 @@ pub fn up_from_wire(m: pb::SubscribeRequest) -> Result<Up, WireError> {
             "empty message: send a Hello first, then Acks",
         )),
         Some(UpBody::Hello(h)) => {
-            if h.subscriber_id.is_empty() || h.subscriber_id.len() > MAX_SUBSCRIBER_ID {
-                return Err(WireError::new(
-                    "hello.subscriber_id",
-                    format!("must be 1 to {MAX_SUBSCRIBER_ID} bytes"),
-                ));
-            }
-            if h.mode.len() > MAX_MODE {
-                return Err(WireError::new(
-                    "hello.mode",
-                    format!("must be at most {MAX_MODE} bytes"),
-                ));
-            }
+            check_id("hello.subscriber_id", &h.subscriber_id)?;
+            check_mode("hello.mode", &h.mode)?;
             Ok(Up::Hello(Hello {
                 subscriber_id: h.subscriber_id,
                 applied_version: h.applied_version,
@@ -304,6 +366,7 @@ pub fn up_from_wire(m: pb::SubscribeRequest) -> Result<Up, WireError> {
             version: a.applied_version,
             digest: Digest(a.digest),
         })),
+        Some(UpBody::Downstream(r)) => report_from_wire(r).map(Up::Report),
     }
 }
 

@@ -20,6 +20,7 @@ mod peer_port;
 mod procs;
 mod prune_grace;
 mod refused_links;
+mod relay;
 mod restart;
 mod restart_without_leader;
 mod roles;

@@ -85,7 +85,7 @@ async fn subscribers_joining_at_one_version_share_one_snapshot() {
         .into_inner()
         .version;
     let metrics = &node.node.metrics;
-    let builds = metrics.snapshot_builds.get();
+    let builds = metrics.streams.snapshot_builds.get();
     let joins = (0..6).map(|i| {
         let c = node.subscriber_config(&format!("share-{i}"));
         tokio::spawn(crate::fixture::subscribe(c))
@@ -102,12 +102,13 @@ async fn subscribers_joining_at_one_version_share_one_snapshot() {
         assert_eq!(st.entries, 1000, "{st:?}");
     }
     let sent = metrics
+        .streams
         .snapshots_sent
         .with_label_values(&["new_subscriber"])
         .get();
     assert_eq!(sent, 6, "every new subscriber got a snapshot");
     assert_eq!(
-        metrics.snapshot_builds.get() - builds,
+        metrics.streams.snapshot_builds.get() - builds,
         1,
         "one view of the set served all six"
     );

@@ -128,7 +128,7 @@ async fn a_slow_subscriber_costs_the_node_a_bounded_number_of_bytes() {
         tokio::spawn(async move {
             loop {
                 most.fetch_max(
-                    metrics.queue_bytes.get(),
+                    metrics.streams.queue_bytes.get(),
                     std::sync::atomic::Ordering::Relaxed,
                 );
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -157,6 +157,7 @@ async fn a_slow_subscriber_costs_the_node_a_bounded_number_of_bytes() {
         "the node held {most} bytes for one subscriber (bound {BOUND})"
     );
     let cut = metrics
+        .streams
         .streams_ended
         .with_label_values(&["not_reading"])
         .get();

@@ -81,6 +81,7 @@ pub struct Filter {
 #[derive(Clone, Debug)]
 pub struct Reader {
     shared: Arc<Published>,
+    mode: Mode,
 }
 
 impl Filter {
@@ -105,6 +106,7 @@ impl Filter {
     pub fn reader(&self) -> Reader {
         Reader {
             shared: Arc::clone(&self.shared),
+            mode: self.mode,
         }
     }
 
@@ -237,28 +239,7 @@ impl Filter {
     /// The whole content as a view, for persisting (full mode; a lite filter has no exact set and
     /// returns `None`).
     pub fn view(&self) -> Option<View> {
-        if self.mode == Mode::Lite {
-            return None;
-        }
-        let cur = self.shared.load_full();
-        let mut fingerprints = Vec::with_capacity(cur.len);
-        for shard in cur.shards.iter() {
-            fingerprints.extend(shard.fingerprints().iter().map(|&x| Fingerprint(x)));
-        }
-        let mut rules: Vec<RuleFingerprint> = cur
-            .rules
-            .iter()
-            .map(|(&scope, &not_before)| RuleFingerprint { scope, not_before })
-            .collect();
-        rules.sort_unstable();
-        Some(View {
-            seed: cur.fp.seed(),
-            version: cur.version,
-            last_change: cur.last_change,
-            digest: cur.digest,
-            fingerprints,
-            rules,
-        })
+        self.reader().view()
     }
 
     /// What the filter holds, its memory included: this walks every shard, so a caller that
@@ -291,6 +272,33 @@ impl Filter {
 }
 
 impl Reader {
+    /// The whole content as of the latest published state, as a view (full mode; a lite filter
+    /// has no exact set and returns `None`).
+    pub fn view(&self) -> Option<View> {
+        if self.mode == Mode::Lite {
+            return None;
+        }
+        let cur = self.shared.load_full();
+        let mut fingerprints = Vec::with_capacity(cur.len);
+        for shard in cur.shards.iter() {
+            fingerprints.extend(shard.fingerprints().iter().map(|&x| Fingerprint(x)));
+        }
+        let mut rules: Vec<RuleFingerprint> = cur
+            .rules
+            .iter()
+            .map(|(&scope, &not_before)| RuleFingerprint { scope, not_before })
+            .collect();
+        rules.sort_unstable();
+        Some(View {
+            seed: cur.fp.seed(),
+            version: cur.version,
+            last_change: cur.last_change,
+            digest: cur.digest,
+            fingerprints,
+            rules,
+        })
+    }
+
     /// Checks every fact of a token against the entries and the rules.
     #[inline]
     pub fn check_token(&self, facts: &TokenFacts<'_>) -> Checked {

@@ -12,7 +12,9 @@ pub mod session;
 pub mod window;
 
 pub use follower::{Event, Failure, Follower, Replica};
-pub use message::{Ack, Down, Encoded, Hello, Snapshot, Up, Witness, WitnessSignature};
+pub use message::{
+    Ack, Down, Downstream, Encoded, Hello, Report, Snapshot, Up, Witness, WitnessSignature,
+};
 pub use session::{Action, Applied, Session, SessionConfig, Source};
 pub use window::{DeltaWindow, Window};
 

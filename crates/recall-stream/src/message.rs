@@ -37,6 +37,28 @@ pub struct Ack {
     pub digest: Digest,
 }
 
+/// A subscriber behind a relay, as the relay reports it upward.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Downstream {
+    /// Its id.
+    pub id: String,
+    /// Its mode.
+    pub mode: String,
+    /// The last version it acked that counted (sent on its stream, with the matching digest).
+    pub applied: u64,
+    /// The relays between the reporting relay and it, nearest first, joined by " > ".
+    pub via: String,
+}
+
+/// What changed behind a relay since its last report on a stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Subscribers whose state changed (all of them, first on a stream).
+    pub subscribers: Vec<Downstream>,
+    /// Ids no longer behind the relay.
+    pub gone: Vec<String>,
+}
+
 /// From the subscriber to the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Up {
@@ -44,6 +66,8 @@ pub enum Up {
     Hello(Hello),
     /// Reports what was applied.
     Ack(Ack),
+    /// A relay reports the subscribers behind it.
+    Report(Report),
 }
 
 /// A snapshot starts: everything before it is replaced.

@@ -248,6 +248,7 @@ impl RaftInternal for RaftService {
                 applied_version: s.applied,
                 behind: 0,
                 last_ack_ms: s.last_ack.as_millis(),
+                via: s.via,
             })
             .collect();
         Ok(TonicResponse::new(pb::SubscribersReply {

@@ -10,6 +10,8 @@
 //! - [`snapshots`]: snapshots built once per version and shared by every session;
 //! - [`waves`]: how long each change took to land at every subscriber.
 
+pub mod metrics;
+pub mod origin;
 pub mod registry;
 pub mod session;
 pub mod snapshots;
@@ -26,10 +28,10 @@ use prost::Message;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+pub use origin::{NodeOrigin, Origin};
 pub use registry::{Registry, SubscriberInfo};
 
 use super::clock::Clock;
-use super::raft::{Raft, StateMachine};
 use crate::proto as pb;
 use crate::proto::subscription_server::Subscription;
 
@@ -58,6 +60,8 @@ pub struct StreamConfig {
     /// How many versions the node's applied state may trail the commit index it knows before
     /// its heartbeats stop vouching for it (`stale_reason` "behind_commit").
     pub max_lag: u64,
+    /// The most subscribers behind relays the node counts, all relays together.
+    pub max_relayed: usize,
 }
 
 impl Default for StreamConfig {
@@ -72,29 +76,27 @@ impl Default for StreamConfig {
             hello_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(30),
             max_lag: 1_000,
+            max_relayed: 1_000_000,
         }
     }
 }
 
-/// The subscription service of one node.
+/// The subscription service of one node (or relay), serving streams from `origin`.
 #[derive(Clone)]
-pub struct SubscribeService {
-    pub(crate) sm: StateMachine,
-    pub(crate) raft: Raft,
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) config: StreamConfig,
-    pub(crate) clock: Clock,
-    /// Whether the node is in touch with a leader: a node cut off from the cluster ends its
-    /// streams, so its subscribers move to a node that is not behind.
-    pub(crate) contact: Arc<crate::node::contact::Contact>,
-    /// Turns true when the node stops: every session ends, so shutdown never waits on streams.
-    pub(crate) stopped: tokio::sync::watch::Receiver<bool>,
-    /// The node's metrics (snapshots sent, stream ends, queued bytes).
-    pub(crate) metrics: Arc<crate::node::metrics::NodeMetrics>,
-    /// The snapshots sessions share.
-    pub(crate) snapshots: Arc<snapshots::Snapshots>,
-    /// The latest witnessed checkpoint, as heartbeats carry it.
-    pub(crate) witnesses: Arc<witness::Witnesses>,
+pub struct SubscribeService<O = NodeOrigin> {
+    /// Where the state comes from.
+    pub origin: O,
+    /// The subscribers served, and their acks.
+    pub registry: Arc<Registry>,
+    /// How streams are served.
+    pub config: StreamConfig,
+    /// The wall clock acks are stamped with.
+    pub clock: Clock,
+    /// Turns true when the server stops: every session ends, so shutdown never waits on
+    /// streams.
+    pub stopped: tokio::sync::watch::Receiver<bool>,
+    /// Snapshots sent, stream ends, queued bytes.
+    pub metrics: Arc<metrics::StreamMetrics>,
 }
 
 /// A message queued to a subscriber; its bytes count in `recall_stream_queue_bytes` until the
@@ -145,7 +147,7 @@ impl Backlog {
     }
 }
 
-impl SubscribeService {
+impl<O: Origin> SubscribeService<O> {
     /// `msg`, counted in the queued bytes (the node's and `session`'s) until the transport
     /// takes it.
     pub(crate) fn queued(
@@ -179,7 +181,7 @@ pub(crate) fn alarmed(why: &str) -> Status {
 type Out = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl Subscription for SubscribeService {
+impl<O: Origin> Subscription for SubscribeService<O> {
     type SubscribeStream = Out;
 
     async fn subscribe(
@@ -211,26 +213,23 @@ impl Subscription for SubscribeService {
             }
         };
         if let Some(identity) = &peer.identity
-            && identity.subscriber_id() != Some(hello.subscriber_id.as_str())
+            && identity.stream_id() != Some(hello.subscriber_id.as_str())
         {
             tracing::warn!(peer = %peer.addr, %identity, claimed = %hello.subscriber_id,
                 "refused a stream for another subscriber id");
             return Err(Status::permission_denied(format!(
                 "hello.subscriber_id {:?} is not the subscriber your certificate names ({identity}); \
-                 a subscriber subscribes as itself, spiffe://DOMAIN/subscriber/ID",
+                 a subscriber subscribes as itself, spiffe://DOMAIN/subscriber/ID (a relay: \
+                 spiffe://DOMAIN/relay/ID)",
                 hello.subscriber_id
             )));
         }
-        if let Some(why) = self.sm.alarm().borrow().clone() {
-            return Err(alarmed(&why));
-        }
-        if !self.sm.seeded() {
-            return Err(Status::unavailable(
-                "this node has not joined a cluster with a seed yet; retry, or connect to another node",
-            ));
+        if let Some(refused) = self.origin.refuse(&hello) {
+            return Err(refused);
         }
         let (tx, rx) = tokio::sync::mpsc::channel(self.config.queue.max(2));
-        tokio::spawn(session::run(self.clone(), hello, tx, incoming));
+        let relay = peer.identity.as_ref().is_some_and(|i| i.is_relay());
+        tokio::spawn(session::run(self.clone(), hello, relay, tx, incoming));
         Ok(Response::new(Box::pin(
             ReceiverStream::new(rx).map(|q: Queued| q.msg),
         )))

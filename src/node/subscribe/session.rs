@@ -3,18 +3,16 @@
 //! feeds the machine its events (applied, tick, ack) and performs its actions; every decision
 //! of the stream contract is the machine's.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Arc;
-
-use recall_core::FingerprintSeed;
-use recall_stream::session::{Action, Applied, Code, End as MachineEnd};
-use recall_stream::{Hello, Session, SessionConfig, Snapshot, Source, Up, Window, Witness};
+use recall_stream::session::{Action, Code, End as MachineEnd};
+use recall_stream::{Hello, Session, SessionConfig, Up};
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
-use super::SubscribeService;
 use super::registry::Registration;
+use super::{Origin, SubscribeService};
 use crate::proto as pb;
 use crate::wire::stream::{down_to_wire, up_from_wire};
 
@@ -27,80 +25,11 @@ enum End {
     Status(&'static str, Status),
 }
 
-/// The node as the session machine reads it.
-struct Node<'a>(&'a SubscribeService);
-
-impl Source for Node<'_> {
-    fn applied(&self) -> Applied {
-        let a = self.0.sm.applied();
-        Applied {
-            version: a.version,
-            last_change: a.last_change,
-            digest: a.digest,
-        }
-    }
-
-    fn seed(&self) -> FingerprintSeed {
-        self.0.sm.with_set(|s| s.fingerprinter().seed())
-    }
-
-    fn deltas_after(&self, version: u64) -> Window {
-        self.0.sm.deltas_after(version)
-    }
-
-    fn snapshot(&self, expiries: bool, max_bytes: usize) -> Arc<Snapshot> {
-        let sm = &self.0.sm;
-        let version = sm.applied().version;
-        self.0.snapshots.get(version, expiries, max_bytes, || {
-            self.0.metrics.snapshot_builds.inc();
-            let (view, expiries) = sm.with_set(|s| {
-                let view = s.view();
-                let expiries = expiries.then(|| s.expiries(&view.fingerprints));
-                (view, expiries)
-            });
-            Snapshot::build(&view, expiries.as_deref(), max_bytes)
-        })
-    }
-
-    fn leads(&self) -> bool {
-        let m = self.0.raft.metrics().borrow().clone();
-        m.current_leader == Some(m.id)
-    }
-
-    fn out_of_touch(&self) -> Option<Duration> {
-        self.0.contact.lost(&self.0.raft)
-    }
-
-    fn committed(&self) -> u64 {
-        self.0.contact.committed()
-    }
-
-    fn doubt(&self, applied: u64) -> Option<&'static str> {
-        self.0
-            .contact
-            .doubt(&self.0.raft, applied, self.0.config.max_lag)
-            .map(|d| d.reason())
-    }
-
-    fn wall_ms(&self) -> i64 {
-        (self.0.clock)().as_millis()
-    }
-
-    fn contact_age(&self) -> Duration {
-        self.0
-            .contact
-            .age(&self.0.raft, self.0.sm.applied().version)
-    }
-
-    fn witness(&self) -> Option<Arc<Witness>> {
-        self.0.witnesses.latest(&self.0.sm)
-    }
-}
-
 /// Serves one stream that opened with `hello` to its end.
-pub async fn run(
-    svc: SubscribeService,
+pub async fn run<O: Origin>(
+    svc: SubscribeService<O>,
     hello: Hello,
+    relay: bool,
     tx: Tx,
     incoming: Streaming<pb::SubscribeRequest>,
 ) {
@@ -118,6 +47,7 @@ pub async fn run(
         base: tokio::time::Instant::now(),
         actions: Vec::new(),
         backlog: Arc::default(),
+        relay,
     };
     let end = driver.serve(incoming).await;
     let metrics = &driver.svc.metrics;
@@ -137,8 +67,8 @@ pub async fn run(
     }
 }
 
-struct Driver {
-    svc: SubscribeService,
+struct Driver<O> {
+    svc: SubscribeService<O>,
     session: Session,
     tx: Tx,
     /// The driver's monotonic time is measured from here.
@@ -146,6 +76,8 @@ struct Driver {
     actions: Vec<Action>,
     /// The encoded bytes queued to this subscriber and not yet taken by the transport.
     backlog: Arc<super::Backlog>,
+    /// Whether the caller is a relay (it may report the subscribers behind it).
+    relay: bool,
 }
 
 fn shutting_down() -> End {
@@ -155,7 +87,7 @@ fn shutting_down() -> End {
     )
 }
 
-impl Driver {
+impl<O: Origin> Driver<O> {
     fn now(&self) -> Duration {
         self.base.elapsed()
     }
@@ -181,11 +113,11 @@ impl Driver {
         };
         let mut replaced = reg.replaced.clone();
         let mut stopped = self.svc.stopped.clone();
-        let mut alarm = self.svc.sm.alarm();
-        let mut applied = self.svc.sm.subscribe();
-        let svc = self.svc.clone();
+        let mut alarm = self.svc.origin.alarm();
+        let mut applied = self.svc.origin.changes();
+        let origin = self.svc.origin.clone();
         let now = self.now();
-        self.session.start(&Node(&svc), now, &mut self.actions);
+        self.session.start(&origin, now, &mut self.actions);
         if let Err(e) = self.perform(&reg).await {
             return e;
         }
@@ -212,7 +144,12 @@ impl Driver {
                         return End::Gone("closed");
                     }
                     Ok(Some(m)) => match up_from_wire(m) {
-                        Ok(Up::Ack(ack)) => self.session.on_ack(ack, &Node(&svc), &mut self.actions),
+                        Ok(Up::Ack(ack)) => self.session.on_ack(ack, &origin, &mut self.actions),
+                        Ok(Up::Report(r)) => {
+                            if let Err(end) = self.report(&reg, &r) {
+                                return end;
+                            }
+                        }
                         Ok(Up::Hello(_)) => return End::Status("protocol_error", Status::invalid_argument(
                             "after the Hello, a subscriber sends only Acks")),
                         Err(e) => return End::Status("protocol_error", e.into()),
@@ -224,24 +161,39 @@ impl Driver {
                     }
                     if !self.congested() {
                         let now = self.now();
-                        self.session.on_applied(&Node(&svc), now, &mut self.actions);
+                        self.session.on_applied(&origin, now, &mut self.actions);
                     }
                 }
                 _ = beat.tick() => {
                     if !self.congested() {
                         let now = self.now();
-                        self.session.on_tick(&Node(&svc), now, &mut self.actions);
+                        self.session.on_tick(&origin, now, &mut self.actions);
                     }
                 }
                 _ = sleep_until(wake) => {
                     let now = self.now();
-                    self.session.on_tick(&Node(&svc), now, &mut self.actions);
+                    self.session.on_tick(&origin, now, &mut self.actions);
                 }
             }
             if let Err(e) = self.perform(&reg).await {
                 return e;
             }
         }
+    }
+
+    /// Records a relay's report of the subscribers behind it.
+    fn report(&self, reg: &Registration, r: &recall_stream::Report) -> Result<(), End> {
+        if !self.relay {
+            return Err(End::Status(
+                "protocol_error",
+                Status::permission_denied(
+                    "only a relay (spiffe://DOMAIN/relay/ID) reports subscribers behind it; \
+                     a subscriber sends only Acks",
+                ),
+            ));
+        }
+        reg.report(r, (self.svc.clock)(), self.svc.config.max_relayed)
+            .map_err(|e| End::Status("full", Status::resource_exhausted(e.to_string())))
     }
 
     /// Performs what the session decided, in order.
