@@ -3,6 +3,7 @@
 //! command is an operator client of a running cluster. clap and environment parsing live here and
 //! nowhere else.
 
+mod checkpoints;
 mod client;
 mod convergence;
 mod dev;
@@ -11,6 +12,7 @@ mod import;
 mod inspect;
 mod mirror;
 mod pki;
+mod relay;
 mod roles;
 mod server;
 mod sidecar;
@@ -75,6 +77,9 @@ enum Cmd {
     Server(server::ServerArgs),
     /// Run a sidecar: follow the cluster and answer "is this token revoked?" over local HTTP/gRPC.
     Sidecar(sidecar::SidecarArgs),
+    /// Run a relay: follow the stream from the cluster (or another relay) and serve it to
+    /// sidecars, reporting their acks upward, so one cluster fans out to a large fleet.
+    Relay(relay::RelayArgs),
     /// Keep the revocation set in Redis for readers that only speak Redis (a key per
     /// revocation, rules in a hash, a PUBLISH per change).
     Mirror(mirror::MirrorArgs),
@@ -127,6 +132,7 @@ impl Cli {
             Cmd::Dev(a) => dev::run(a).await,
             Cmd::Server(a) => server::run(a).await,
             Cmd::Sidecar(a) => sidecar::run(a).await,
+            Cmd::Relay(a) => relay::run(a).await,
             Cmd::Mirror(a) => mirror::run(a).await,
             Cmd::Ssf(a) => ssf::run(a).await,
             Cmd::Revoke(a) => write::revoke(a).await,

@@ -40,6 +40,11 @@ pub struct SidecarArgs {
         value_delimiter = ','
     )]
     cluster: Vec<String>,
+    /// Follow the stream from these instead (`host:port`, comma-separated): relays (`recall
+    /// relay`) or nodes, tried in turn. Lite-mode confirmations and sightings still go to
+    /// --cluster. Default: the --cluster nodes.
+    #[arg(long, env = "RECALL_UPSTREAM", value_delimiter = ',')]
+    upstream: Vec<String>,
     /// The subscriber id, unique in the fleet (operators see it in `recall status`). Its
     /// certificate is PKI/subscriber-ID.pem unless --cert names one; with --cert, the default
     /// is the id the certificate names. Default: dev-sidecar.
@@ -99,18 +104,9 @@ pub struct SidecarArgs {
     /// it, denials of others are counted as dropped.
     #[arg(long, env = "RECALL_SIGHTINGS_MAX", default_value_t = 10_000)]
     sightings_max: usize,
-    /// The nodes' checkpoint keys, one `NODE_ID HEX_KEY` per line, as `recall audit keys`
-    /// prints them: a checkpoint a node relays then counts only when a quorum of these keys
-    /// signed it, and the sidecar checks its own set against it. Without it the sidecar
-    /// compares the checkpoints' digests but not who signed them.
-    #[arg(long, env = "RECALL_CHECKPOINT_KEYS")]
-    checkpoint_keys: Option<PathBuf>,
-    /// With --checkpoint-keys: how many milliseconds a change may be held before a checkpoint
-    /// a quorum of those keys signed covers it (2000..3600000). Past half of it the sidecar
-    /// moves to another node; past all of it answers are stale, so a node that withholds
-    /// checkpoints cannot keep the sidecar on a set no quorum signed.
-    #[arg(long, env = "RECALL_CHECKPOINT_LAG_MS", default_value_t = 30_000)]
-    checkpoint_lag_ms: u64,
+    /// Checkpoints: whose signatures count, and how soon they must cover a change.
+    #[command(flatten)]
+    checkpoints: super::checkpoints::CheckpointArgs,
     /// Log as JSON lines instead of readable text.
     #[arg(long, env = "RECALL_LOG_JSON")]
     log_json: bool,
@@ -140,6 +136,7 @@ impl SidecarArgs {
             Some(id) => SubscriberConfig::new(self.cluster, id, security.clone()),
             None => SubscriberConfig::for_identity(self.cluster, security.clone())?,
         };
+        subscriber.upstream = self.upstream;
         subscriber.mode = match self.mode {
             ModeArg::Full => recall_filter::Mode::Full,
             ModeArg::Lite => recall_filter::Mode::Lite,
@@ -174,25 +171,7 @@ impl SidecarArgs {
         subscriber.sightings.validate().map_err(|e| {
             anyhow::anyhow!("--service/--sightings-interval-ms/--sightings-max: {e}")
         })?;
-        if let Some(path) = &self.checkpoint_keys {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--checkpoint-keys: reading {}", path.display()))?;
-            let keys = crate::node::history::export::parse_trust(&text).map_err(|e| {
-                anyhow::anyhow!(
-                    "--checkpoint-keys {}: {e} (write it with `recall audit keys`)",
-                    path.display()
-                )
-            })?;
-            subscriber.checkpoint_keys = Some(keys);
-        }
-        if !(2_000..=3_600_000).contains(&self.checkpoint_lag_ms) {
-            anyhow::bail!(
-                "--checkpoint-lag-ms {} is out of range: give 2000 to 3600000 milliseconds \
-                 (nodes sign a checkpoint every second)",
-                self.checkpoint_lag_ms
-            );
-        }
-        subscriber.checkpoint_lag = Duration::from_millis(self.checkpoint_lag_ms);
+        self.checkpoints.apply(&mut subscriber)?;
         subscriber.data_dir = Some(self.data_dir);
         subscriber.staleness_bound = Duration::from_millis(self.staleness_bound_ms);
         subscriber.silence_timeout = Duration::from_millis(self.silence_timeout_ms);

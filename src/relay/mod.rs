@@ -10,6 +10,7 @@
 //! - [`report`]: the subscribers behind the relay, as reported upward.
 
 pub mod held;
+pub mod http;
 pub mod origin;
 pub mod report;
 

@@ -98,15 +98,16 @@ impl SubscriberConfig {
         }
     }
 
-    /// Defaults for following `cluster` as the subscriber `security`'s certificate names.
+    /// Defaults for following `cluster` as the subscriber (or relay) `security`'s certificate
+    /// names.
     pub fn for_identity(cluster: Vec<String>, security: Security) -> anyhow::Result<Self> {
         let id = match security.identity() {
             Some(identity) => identity
-                .subscriber_id()
+                .stream_id()
                 .ok_or_else(|| {
                     anyhow::anyhow!(
                         "the certificate names {identity}, not a subscriber \
-                         (spiffe://DOMAIN/subscriber/ID)"
+                         (spiffe://DOMAIN/subscriber/ID) or relay (spiffe://DOMAIN/relay/ID)"
                     )
                 })?
                 .to_owned(),

@@ -150,3 +150,113 @@ async fn a_relay_chain_converges_survives_its_middle_relay_and_is_counted() {
     sub.shutdown().await;
     a.shutdown().await;
 }
+
+/// The binaries as an operator runs them: `recall relay` between the cluster and a sidecar
+/// (`recall sidecar --upstream`), the relay's certificate issued with `recall pki issue`; a
+/// revocation's `--wait-converged` counts the sidecar behind the relay, which answers revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recall_relay_serves_a_sidecar_that_the_cluster_counts() {
+    use std::ffi::OsStr;
+    use std::process::Command;
+
+    use crate::cli::recall;
+    use crate::fixture::{Procs, pki};
+    use crate::sidecar_proc::{Sidecar, cluster, free_addr, spawn_logged};
+
+    let procs = Procs::start(3, &[]);
+    let leader_addr = procs.addr(leader(&procs).await).to_string();
+    let issued = Command::new(env!("CARGO_BIN_EXE_recall"))
+        .args(["pki", "issue"])
+        .arg(pki().dir.path())
+        .arg("spiffe://recall.local/relay/edge-proc")
+        .output()
+        .unwrap();
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, http) = (free_addr(), free_addr());
+    let (data, upstream) = (dir.path().join("relay"), cluster(&procs));
+    let args: Vec<&OsStr> = [
+        "relay",
+        "--upstream",
+        &upstream,
+        "--id",
+        "edge-proc",
+        "--listen",
+        &listen,
+        "--http",
+        &http,
+    ]
+    .into_iter()
+    .map(OsStr::new)
+    .chain([OsStr::new("--data-dir"), data.as_os_str()])
+    .collect();
+    let _relay = spawn_logged(&args, &dir.path().join("relay.log"));
+    let relay_log = || std::fs::read_to_string(dir.path().join("relay.log")).unwrap_or_default();
+    let get = |url: String| async move {
+        let r = reqwest::get(&url).await.map_err(|e| e.to_string())?;
+        let ok = r.status().is_success();
+        let body = r.text().await.map_err(|e| e.to_string())?;
+        if ok { Ok(body) } else { Err(body) }
+    };
+    eventually("the relay to sync with the cluster", PATIENCE, || {
+        get(format!("http://{http}/readyz"))
+    })
+    .await;
+
+    let side = Sidecar::spawn(&procs, "behind-relay", &["--upstream", &listen]);
+    let status = format!("http://{}/v1/status", side.http);
+    eventually("the sidecar to follow the relay", PATIENCE, || async {
+        let body = get(status.clone()).await?;
+        let s: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        if s["synced"] == true && s["node"] == listen.as_str() {
+            Ok(())
+        } else {
+            Err(format!("{body}\n{}", side.log()))
+        }
+    })
+    .await;
+
+    // `recall status` counts the sidecar behind the relay once the relay has reported it.
+    eventually(
+        "the cluster to count the sidecar behind the relay",
+        PATIENCE,
+        || async {
+            let out = recall(&leader_addr, &["status", "--json"]).await;
+            let s: serde_json::Value =
+                serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
+            if s["convergence"]["subscribers_total"] == 2 {
+                Ok(())
+            } else {
+                Err(out.stdout)
+            }
+        },
+    )
+    .await;
+    let out = recall(
+        &leader_addr,
+        &[
+            "revoke",
+            "--kind",
+            "token",
+            "--ns",
+            ISSUER,
+            "relayed-1",
+            "--wait-converged=30s",
+        ],
+    )
+    .await;
+    assert!(out.ok, "{}\n{}", out.stderr, relay_log());
+    assert!(out.stdout.contains("converged: 2/2"), "{}", out.stdout);
+    let check = format!("http://{}/v1/check?iss={ISSUER}&jti=relayed-1", side.http);
+    let answer: serde_json::Value = serde_json::from_str(&get(check).await.unwrap()).unwrap();
+    assert_eq!(answer["revoked"], true, "{answer}");
+    let relayed: serde_json::Value =
+        serde_json::from_str(&get(format!("http://{http}/v1/status")).await.unwrap()).unwrap();
+    assert_eq!(relayed["subscribers_total"], 1, "{relayed}");
+    assert_eq!(relayed["subscribers"][0]["id"], "behind-relay", "{relayed}");
+}

@@ -1,6 +1,8 @@
 //! Real processes beside the cluster's: a `recall sidecar` following every node of a [`Procs`]
 //! cluster, and any child killed when its test ends.
 
+use std::ffi::OsStr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use recall::transport::{DEV_TRUST_DOMAIN, Identity};
@@ -21,6 +23,22 @@ impl Drop for Killed {
 /// A loopback address no one listens on now, never handed out before in this run.
 pub fn free_addr() -> String {
     format!("127.0.0.1:{}", free_port())
+}
+
+/// The recall binary run with `args` and the test PKI, its output (at `info`) written to `log`.
+pub fn spawn_logged(args: &[&OsStr], log: &Path) -> Killed {
+    let log = std::fs::File::create(log).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_recall"))
+        .args(args)
+        .arg("--pki")
+        .arg(pki().dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawns the recall binary");
+    Killed(child)
 }
 
 /// Every node's client address, as `--cluster` takes them.
@@ -55,30 +73,24 @@ impl Sidecar {
         let cluster = cluster(procs);
         let dir = tempfile::tempdir().unwrap();
         let http = free_addr();
-        let log = std::fs::File::create(dir.path().join("sidecar.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_recall"))
-            .args([
-                "sidecar",
-                "--cluster",
-                &cluster,
-                "--id",
-                id,
-                "--http",
-                &http,
-            ])
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path().join("sidecar"))
-            .arg("--pki")
-            .arg(pki().dir.path())
-            .env("RUST_LOG", "info")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawns recall sidecar");
+        let data = dir.path().join("sidecar");
+        let mut all: Vec<&OsStr> = [
+            "sidecar",
+            "--cluster",
+            &cluster,
+            "--id",
+            id,
+            "--http",
+            &http,
+        ]
+        .into_iter()
+        .map(OsStr::new)
+        .collect();
+        all.extend(args.iter().map(OsStr::new));
+        all.extend([OsStr::new("--data-dir"), data.as_os_str()]);
+        let child = spawn_logged(&all, &dir.path().join("sidecar.log"));
         Self {
-            _child: Killed(child),
+            _child: child,
             http,
             dir,
         }
