@@ -290,6 +290,11 @@ impl Creds {
         self.security(&Identity::subscriber(DEV_TRUST_DOMAIN, id))
     }
 
+    /// Credentials of relay `id`.
+    pub fn relay(&self, id: &str) -> anyhow::Result<Security> {
+        self.security(&Identity::relay(DEV_TRUST_DOMAIN, id))
+    }
+
     /// The operator's dialler.
     pub fn operator_dialer(&self) -> anyhow::Result<Dialer> {
         Ok(Dialer::new(self.operator()?))
