@@ -61,6 +61,9 @@ async fn subscribers_of(
         let security = creds.subscriber(&id).unwrap();
         let mut config = SubscriberConfig::new(vec![node.to_string()], id, security);
         config.upstream = vec![upstream.clone()];
+        // No sightings reports: each would hold a second connection, and the process has
+        // 20,000 file descriptors for every subscriber's both ends.
+        config.sightings.interval = Duration::ZERO;
         subs.push(Subscriber::start(config).await.unwrap());
     }
     for s in &subs {
