@@ -234,6 +234,18 @@ pub async fn converged(nodes: &impl Nodes, version: u64) -> BTreeMap<u64, pb::St
     .await
 }
 
+/// The checkpoint keys the cluster knows, as `recall audit keys` prints them.
+pub async fn trusted_keys(c: &Client) -> BTreeMap<u64, [u8; 32]> {
+    let lines = c
+        .clone()
+        .audit_keys(pb::AuditKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .lines;
+    recall::node::history::export::parse_trust(&lines.join("\n")).unwrap()
+}
+
 /// Waits until `n` nodes have bound their checkpoint keys (each does within a second of the
 /// seed) and returns a version every node must reach to have all of them.
 pub async fn keys_bound(nodes: &impl Nodes, n: usize) -> u64 {

@@ -29,6 +29,15 @@ async fn relay(id: &str, upstream: Vec<String>) -> Relay {
         .unwrap()
 }
 
+/// Every node's client address.
+fn node_addrs(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .ids()
+        .iter()
+        .map(|&n| cluster.addr(n).to_string())
+        .collect()
+}
+
 /// The cluster's convergence towards `version`.
 async fn wave(c: &Client, version: u64) -> pb::Convergence {
     let req = pb::StatusRequest {
@@ -70,11 +79,7 @@ async fn landed(c: &Client, version: u64, ids: &[&str]) -> BTreeMap<String, Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_chain_converges_survives_its_middle_relay_and_is_counted() {
     let cluster = Cluster::start(3).await;
-    let nodes: Vec<String> = cluster
-        .ids()
-        .iter()
-        .map(|&n| cluster.addr(n).to_string())
-        .collect();
+    let nodes = node_addrs(&cluster);
     let c = cluster.client(leader(&cluster).await);
     let first = c
         .clone()
@@ -147,6 +152,59 @@ async fn a_relay_chain_converges_survives_its_middle_relay_and_is_counted() {
     assert!(sub.check_key(Kind::Token, ISSUER, "after-49").revoked);
     assert!(sub.check_key(Kind::Token, ISSUER, "before-0").revoked);
     assert!(!sub.check_key(Kind::Token, ISSUER, "never").revoked);
+    sub.shutdown().await;
+    a.shutdown().await;
+}
+
+/// A sidecar that holds the nodes' checkpoint keys and follows a relay verifies the checkpoints
+/// the relay passes on as if they came from a node: signed by a quorum of those keys, matching
+/// its own set, covering every change it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_pass_through_a_relay_and_verify_against_the_node_keys() {
+    use crate::fixture::{keys_bound, trusted_keys};
+
+    let cluster = Cluster::start_with(3, |c| {
+        c.checkpoint_interval = std::time::Duration::from_millis(100)
+    })
+    .await;
+    keys_bound(&cluster, 3).await;
+    let nodes = node_addrs(&cluster);
+    let c = cluster.client(leader(&cluster).await);
+    let keys = trusted_keys(&c).await;
+    let a = relay("edge-cp", nodes.clone()).await;
+    a.subscriber().wait_synced(PATIENCE).await.unwrap();
+    let mut config = SubscriberConfig::new(
+        nodes,
+        "svc-cp",
+        security(&Identity::subscriber(DEV_TRUST_DOMAIN, "svc-cp")),
+    );
+    config.upstream = vec![a.addr().to_string()];
+    config.checkpoint_keys = Some(keys);
+    let sub = Subscriber::start(config).await.unwrap();
+    let w = c
+        .clone()
+        .revoke(revoke_range("signed", 0..10))
+        .await
+        .unwrap()
+        .into_inner();
+    eventually(
+        "the sidecar to verify a checkpoint covering the write",
+        PATIENCE,
+        || async {
+            let s = sub.status();
+            if s.witnessed_version >= w.version && s.unwitnessed_ms.is_none() {
+                Ok(s)
+            } else {
+                Err(format!("{s:?}"))
+            }
+        },
+    )
+    .await;
+    let s = sub.status();
+    assert_eq!(s.node.as_deref(), Some(&*a.addr().to_string()), "{s:?}");
+    assert!(s.witness_verified && s.witness_refusals == 0, "{s:?}");
+    let answer = sub.check_key(Kind::Token, ISSUER, "signed-3");
+    assert!(answer.revoked && !answer.stale, "{answer:?}");
     sub.shutdown().await;
     a.shutdown().await;
 }

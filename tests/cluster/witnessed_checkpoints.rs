@@ -7,8 +7,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use recall::node::history::export;
-use recall::proto as pb;
 use recall::subscriber::{Subscriber, SubscriberConfig, SubscriberStatus};
 use recall::transport::{DEV_TRUST_DOMAIN, Identity};
 use recall_core::Kind;
@@ -16,24 +14,12 @@ use recall_core::Kind;
 use crate::cli::recall;
 use crate::fixture::{
     Client, Cluster, ISSUER, PATIENCE, Procs, eventually, keys_bound, leader, revoke_range,
-    security, status,
+    security, status, trusted_keys,
 };
 use crate::sidecar_proc::Sidecar;
 
 fn fast(c: &mut recall::node::NodeConfig) {
     c.checkpoint_interval = Duration::from_millis(100);
-}
-
-/// The checkpoint keys the cluster knows, as `recall audit keys` prints them.
-async fn trusted_keys(c: &Client) -> BTreeMap<u64, [u8; 32]> {
-    let lines = c
-        .clone()
-        .audit_keys(pb::AuditKeysRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .lines;
-    export::parse_trust(&lines.join("\n")).unwrap()
 }
 
 /// A subscriber of every node of `cluster`, checking checkpoints against `keys`.
