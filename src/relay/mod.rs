@@ -85,6 +85,10 @@ impl Relay {
         }
         // A relay checks no tokens: it has no sightings to report.
         sub.sightings.interval = Duration::ZERO;
+        // Its upstream may be relays as well as nodes.
+        if sub.upstream.is_empty() {
+            sub.upstream = sub.cluster.clone();
+        }
         let addr = listener.local_addr().context("the relay's listener")?;
         let registry = Arc::new(Registry::default());
         let reporter = Arc::new(report::Downstreams::new(registry.clone()));

@@ -235,9 +235,16 @@ impl<R: Held> Follower<R> {
         addr: &str,
         stopped: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        // A relay may serve the stream only where the configuration names upstreams; the
+        // cluster's addresses must be nodes.
+        let expect = if self.config.upstream.is_empty() {
+            crate::transport::Expect::AnyNode
+        } else {
+            crate::transport::Expect::Upstream
+        };
         let channel = crate::transport::Dialer::new(self.config.security.clone())
             .with_connect_timeout(Duration::from_secs(1))
-            .connect(addr, crate::transport::Expect::Upstream)
+            .connect(addr, expect)
             .await?;
         let mut client = SubscriptionClient::new(channel).max_decoding_message_size(64 << 20);
         let (up, up_rx) = mpsc::channel::<pb::SubscribeRequest>(64);

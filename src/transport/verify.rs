@@ -137,3 +137,24 @@ impl std::error::Error for WrongIdentity {}
 fn other(msg: String) -> rustls::OtherError {
     rustls::OtherError(Arc::new(WrongIdentity(msg)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_serves_the_stream_only_where_an_upstream_is_expected() {
+        let d = "recall.local";
+        let relay = Identity::relay(d, "edge");
+        let node = Identity::node(d, 2);
+        assert!(Expect::Upstream.check(d, &relay).is_ok());
+        assert!(Expect::Upstream.check(d, &node).is_ok());
+        let e = Expect::AnyNode.check(d, &relay).unwrap_err();
+        assert!(e.contains("not an authority node"), "{e}");
+        let e = Expect::Upstream
+            .check(d, &Identity::subscriber(d, "svc"))
+            .unwrap_err();
+        assert!(e.contains("neither an authority node nor a relay"), "{e}");
+        assert!(Expect::Upstream.check("other.org", &relay).is_err());
+    }
+}
