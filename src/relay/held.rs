@@ -10,7 +10,7 @@ use recall_stream::message::{SnapshotBegin, SnapshotChunk};
 use recall_stream::{Applied, DeltaWindow, Replica};
 use tokio::sync::watch;
 
-use crate::subscriber::follow::Held;
+use crate::subscriber::held::Held;
 
 /// The recent deltas and the state they lead to, as sessions read them.
 pub struct Log {

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use recall_stream::{Downstream, Report};
 
 use crate::node::subscribe::Registry;
-use crate::subscriber::follow::Reporter;
-use crate::wire::stream::MAX_REPORT;
+use crate::subscriber::held::Reporter;
+use crate::wire::report::MAX_REPORT;
 
 /// The bytes of subscriber entries one report message carries at most (the upstream refuses
 /// messages over 64 KiB).

@@ -11,11 +11,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use futures::FutureExt;
 use recall_core::Digest;
-use recall_filter::{Filter, FilterError, SnapshotLoader};
-use recall_stream::{Down, Event, Failure, Replica, Report, Up};
+use recall_stream::{Down, Event, Failure, Replica, Up};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::held::{Held, REPORT_EVERY, Reporter};
 use super::witness::Coverage;
 use super::{Shared, SubscriberConfig, persist};
 use crate::proto as pb;
@@ -41,29 +41,6 @@ pub struct FollowState {
     /// `stale_reason`, e.g. "no_leader_contact"); `None` when it can, or when not connected.
     pub node_stale_reason: Option<String>,
 }
-
-/// What a subscriber keeps in step with the stream: the sidecar's filter, or a relay's, which
-/// also keeps the recent deltas it serves downstream.
-pub trait Held: Replica<Error = FilterError, Loader = SnapshotLoader> + Send + 'static {
-    /// The filter.
-    fn filter(&self) -> &Filter;
-}
-
-impl Held for Filter {
-    fn filter(&self) -> &Filter {
-        self
-    }
-}
-
-/// A relay's report of the subscribers behind it, sent upstream on every stream it follows.
-pub trait Reporter: Send + Sync + 'static {
-    /// What changed behind the relay since the last call (everything when `full`: a new
-    /// stream), as messages small enough for the upstream's limit.
-    fn report(&self, full: bool) -> Vec<Report>;
-}
-
-/// How often a relay reports the subscribers behind it.
-pub const REPORT_EVERY: Duration = Duration::from_millis(250);
 
 /// Why a stream ended.
 enum Ended {
@@ -402,13 +379,11 @@ impl<R: Held> Follower<R> {
     /// half the checkpoint lag without a checkpoint a quorum signed covering it, on a stream open
     /// at least that long (a new stream carries the node's latest checkpoint at once).
     fn uncovered_too_long(&self, opened: tokio::time::Instant) -> Option<String> {
-        let oldest = self.coverage.as_ref()?.oldest()?;
-        let half = self.config.checkpoint_lag / 2;
-        let now = tokio::time::Instant::now();
-        let held = now.saturating_duration_since(oldest);
-        if held <= half || now.saturating_duration_since(opened) <= half {
-            return None;
-        }
+        let lag = self.config.checkpoint_lag;
+        let held = self
+            .coverage
+            .as_ref()?
+            .overdue(lag, opened, tokio::time::Instant::now())?;
         tracing::warn!(?held, lag = ?self.config.checkpoint_lag,
             "no checkpoint a quorum signed covers a change this subscriber holds");
         Some(format!(

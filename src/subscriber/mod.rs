@@ -28,6 +28,7 @@ pub mod config;
 pub mod confirm;
 pub mod contact;
 pub mod follow;
+pub mod held;
 pub mod persist;
 pub mod sightings;
 pub mod witness;
@@ -167,10 +168,10 @@ impl Subscriber {
     /// As [`Subscriber::start`], following the stream into what `hold` makes of the loaded
     /// filter (a relay keeps the recent deltas beside it), and reporting upstream what
     /// `reporter` says is behind it.
-    pub async fn start_with<R: follow::Held>(
+    pub async fn start_with<R: held::Held>(
         config: SubscriberConfig,
         hold: impl FnOnce(Filter) -> R,
-        relayed: Option<Arc<dyn follow::Reporter>>,
+        relayed: Option<Arc<dyn held::Reporter>>,
     ) -> anyhow::Result<Self> {
         config.validate()?;
         let mut filter = Filter::new(config.mode, recall_core::FingerprintSeed::default());

@@ -65,6 +65,20 @@ impl Coverage {
         self.pending.push_back((last_change, since));
     }
 
+    /// How long the oldest uncovered change has been held at `now`, when that is past half of
+    /// `lag` on a stream `opened` at least that long ago: time to follow another node, whose
+    /// new stream carries its latest checkpoint at once.
+    pub fn overdue(
+        &self,
+        lag: std::time::Duration,
+        opened: Instant,
+        now: Instant,
+    ) -> Option<std::time::Duration> {
+        let held = now.saturating_duration_since(self.oldest()?);
+        let half = lag / 2;
+        (held > half && now.saturating_duration_since(opened) > half).then_some(held)
+    }
+
     /// When the oldest change no checkpoint covers was first held; `None` when all are covered.
     pub fn oldest(&self) -> Option<Instant> {
         self.pending.front().map(|&(_, t)| t)
@@ -158,6 +172,32 @@ mod tests {
         assert_eq!(c.oldest(), Some(at(20)));
         c.witnessed(9);
         assert_eq!(c.oldest(), None);
+    }
+
+    #[test]
+    fn a_change_uncovered_past_half_the_lag_on_a_stream_that_old_is_overdue() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + std::time::Duration::from_millis(ms);
+        let lag = std::time::Duration::from_millis(1_000);
+        let mut c = Coverage::default();
+        assert_eq!(c.overdue(lag, t0, at(5_000)), None, "nothing held");
+        c.held(3, at(0));
+        assert_eq!(
+            c.overdue(lag, t0, at(500)),
+            None,
+            "exactly half is not past it"
+        );
+        assert_eq!(
+            c.overdue(lag, t0, at(600)),
+            Some(std::time::Duration::from_millis(600))
+        );
+        assert_eq!(
+            c.overdue(lag, at(200), at(600)),
+            None,
+            "a new stream gets its chance"
+        );
+        c.witnessed(3);
+        assert_eq!(c.overdue(lag, t0, at(5_000)), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod check;
 mod keys;
 mod path;
+pub mod report;
 pub mod stream;
 
 pub use check::{

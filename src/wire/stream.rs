@@ -6,8 +6,8 @@ use recall_core::{Digest, Expiry, Fingerprint, FingerprintSeed, RuleFingerprint,
 use std::sync::Arc;
 
 use recall_stream::message::{
-    Ack, DeltaPart, Down, Downstream, Heartbeat, Hello, Report, SnapshotBegin, SnapshotChunk, Up,
-    Witness, WitnessSignature,
+    Ack, DeltaPart, Down, Heartbeat, Hello, SnapshotBegin, SnapshotChunk, Up, Witness,
+    WitnessSignature,
 };
 
 use super::WireError;
@@ -262,19 +262,7 @@ pub fn up_to_wire(m: &Up) -> pb::SubscribeRequest {
             applied_version: a.version,
             digest: a.digest.0,
         }),
-        Up::Report(r) => UpBody::Downstream(pb::Downstream {
-            subscribers: r
-                .subscribers
-                .iter()
-                .map(|d| pb::DownstreamSubscriber {
-                    subscriber_id: d.id.clone(),
-                    mode: d.mode.clone(),
-                    applied_version: d.applied,
-                    via: d.via.clone(),
-                })
-                .collect(),
-            gone: r.gone.clone(),
-        }),
+        Up::Report(r) => UpBody::Downstream(super::report::report_to_wire(r)),
     };
     pb::SubscribeRequest { body: Some(body) }
 }
@@ -283,12 +271,7 @@ pub fn up_to_wire(m: &Up) -> pb::SubscribeRequest {
 pub const MAX_SUBSCRIBER_ID: usize = 256;
 /// The longest mode.
 pub const MAX_MODE: usize = 32;
-/// The longest relay path of a subscriber behind a relay.
-pub const MAX_VIA: usize = 1024;
-/// The most subscribers, and the most ids gone, in one relay report.
-pub const MAX_REPORT: usize = 1000;
-
-fn check_id(field: &str, id: &str) -> Result<(), WireError> {
+pub(super) fn check_id(field: &str, id: &str) -> Result<(), WireError> {
     if id.is_empty() || id.len() > MAX_SUBSCRIBER_ID {
         return Err(WireError::new(
             field,
@@ -298,7 +281,7 @@ fn check_id(field: &str, id: &str) -> Result<(), WireError> {
     Ok(())
 }
 
-fn check_mode(field: &str, mode: &str) -> Result<(), WireError> {
+pub(super) fn check_mode(field: &str, mode: &str) -> Result<(), WireError> {
     if mode.len() > MAX_MODE {
         return Err(WireError::new(
             field,
@@ -306,41 +289,6 @@ fn check_mode(field: &str, mode: &str) -> Result<(), WireError> {
         ));
     }
     Ok(())
-}
-
-fn report_from_wire(r: pb::Downstream) -> Result<Report, WireError> {
-    if r.subscribers.len() > MAX_REPORT || r.gone.len() > MAX_REPORT {
-        return Err(WireError::new(
-            "downstream",
-            format!(
-                "at most {MAX_REPORT} subscribers and {MAX_REPORT} ids gone per message: split the report"
-            ),
-        ));
-    }
-    let mut subscribers = Vec::with_capacity(r.subscribers.len());
-    for d in r.subscribers {
-        check_id("downstream.subscribers.subscriber_id", &d.subscriber_id)?;
-        check_mode("downstream.subscribers.mode", &d.mode)?;
-        if d.via.len() > MAX_VIA {
-            return Err(WireError::new(
-                "downstream.subscribers.via",
-                format!("must be at most {MAX_VIA} bytes"),
-            ));
-        }
-        subscribers.push(Downstream {
-            id: d.subscriber_id,
-            mode: d.mode,
-            applied: d.applied_version,
-            via: d.via,
-        });
-    }
-    for id in &r.gone {
-        check_id("downstream.gone", id)?;
-    }
-    Ok(Report {
-        subscribers,
-        gone: r.gone,
-    })
 }
 
 /// A subscriber's message from protobuf; names what is malformed.
@@ -366,7 +314,7 @@ pub fn up_from_wire(m: pb::SubscribeRequest) -> Result<Up, WireError> {
             version: a.applied_version,
             digest: Digest(a.digest),
         })),
-        Some(UpBody::Downstream(r)) => report_from_wire(r).map(Up::Report),
+        Some(UpBody::Downstream(r)) => super::report::report_from_wire(r).map(Up::Report),
     }
 }
 
