@@ -253,7 +253,7 @@ async fn recall_relay_serves_a_sidecar_that_the_cluster_counts() {
     .map(OsStr::new)
     .chain([OsStr::new("--data-dir"), data.as_os_str()])
     .collect();
-    let _relay = spawn_logged(&args, &dir.path().join("relay.log"));
+    let relay = spawn_logged(&args, &dir.path().join("relay.log"));
     let relay_log = || std::fs::read_to_string(dir.path().join("relay.log")).unwrap_or_default();
     let get = |url: String| async move {
         let r = reqwest::get(&url).await.map_err(|e| e.to_string())?;
@@ -266,7 +266,10 @@ async fn recall_relay_serves_a_sidecar_that_the_cluster_counts() {
     })
     .await;
 
-    let side = Sidecar::spawn(&procs, "behind-relay", &["--upstream", &listen]);
+    // The relay first, a node after it.
+    let fallback = procs.addr(procs.ids()[0]).to_string();
+    let upstreams = format!("{listen},{fallback}");
+    let side = Sidecar::spawn(&procs, "behind-relay", &["--upstream", &upstreams]);
     let status = format!("http://{}/v1/status", side.http);
     eventually("the sidecar to follow the relay", PATIENCE, || async {
         let body = get(status.clone()).await?;
@@ -317,4 +320,53 @@ async fn recall_relay_serves_a_sidecar_that_the_cluster_counts() {
         serde_json::from_str(&get(format!("http://{http}/v1/status")).await.unwrap()).unwrap();
     assert_eq!(relayed["subscribers_total"], 1, "{relayed}");
     assert_eq!(relayed["subscribers"][0]["id"], "behind-relay", "{relayed}");
+
+    // The relay is SIGKILLed: the sidecar moves to the node after it and resumes from its
+    // deltas, nothing skipped, and the cluster counts it there.
+    drop(relay);
+    let out = recall(
+        &leader_addr,
+        &["revoke", "--kind", "token", "--ns", ISSUER, "after-kill"],
+    )
+    .await;
+    assert!(out.ok, "{}", out.stderr);
+    let check = format!("http://{}/v1/check?iss={ISSUER}&jti=after-kill", side.http);
+    eventually(
+        "the sidecar to apply the revocation after its relay died",
+        PATIENCE,
+        || async {
+            let answer: serde_json::Value =
+                serde_json::from_str(&get(check.clone()).await?).map_err(|e| e.to_string())?;
+            if answer["revoked"] == true && answer["stale"] == false {
+                Ok(())
+            } else {
+                Err(format!("{answer}\n{}", side.log()))
+            }
+        },
+    )
+    .await;
+    eventually(
+        "the cluster to count the sidecar at the node",
+        PATIENCE,
+        || async {
+            let out = recall(&leader_addr, &["status", "--json"]).await;
+            let s: serde_json::Value =
+                serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
+            let c = &s["convergence"];
+            if c["subscribers_total"] == 1 && c["converged"] == true {
+                Ok(())
+            } else {
+                Err(out.stdout)
+            }
+        },
+    )
+    .await;
+    let s: serde_json::Value = serde_json::from_str(&get(status).await.unwrap()).unwrap();
+    assert_eq!(s["node"], fallback.as_str(), "{s}");
+    assert_eq!(
+        s["snapshots"],
+        1,
+        "resumed from the node's deltas: {s}\n{}",
+        side.log()
+    );
 }
