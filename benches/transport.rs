@@ -454,6 +454,7 @@ async fn wave(
         reason: "wave".into(),
         wait: Some(pb::WaitConverged {
             timeout_ms: CONVERGENCE_WAIT_MS,
+            min_subscribers: 0,
         }),
     };
     let t = Instant::now();

@@ -56,6 +56,18 @@ pub fn print_convergence(c: &pb::Convergence) -> anyhow::Result<()> {
             c.target_version
         );
     }
+    if c.laggards.is_empty() && c.subscribers_applied < c.min_subscribers {
+        anyhow::bail!(
+            "not converged after {} ms: {} live subscribers applied version {}, of the {} you \
+             expect; the others are connected to no node now (between streams, or down): find \
+             them with `recall status --version {}`",
+            c.elapsed_ms,
+            c.subscribers_applied,
+            c.target_version,
+            c.min_subscribers,
+            c.target_version
+        );
+    }
     anyhow::bail!(
         "not converged after {} ms: {}/{} live subscribers applied version {}; see the laggards \
          above, or wait with `recall status --version {}`",

@@ -248,18 +248,20 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     );
     if let Some(timeout) = args.wait.wait_converged {
         let mut client = super::client::connect(&args.cluster).await?;
-        let c = wait_converged(&mut client, r.version, timeout).await?;
+        let min = args.wait.expect_subscribers;
+        let c = wait_converged(&mut client, r.version, timeout, min).await?;
         print_convergence(&c)?;
     }
     Ok(())
 }
 
 /// Polls the cluster's convergence towards `version` until every member answers and every live
-/// subscriber has it.
+/// subscriber, at least `min` of them, has it.
 async fn wait_converged(
     client: &mut crate::proto::operator_client::OperatorClient<tonic::transport::Channel>,
     version: u64,
     timeout: Duration,
+    min: u32,
 ) -> anyhow::Result<pb::Convergence> {
     let started = std::time::Instant::now();
     loop {
@@ -273,6 +275,8 @@ async fn wait_converged(
             .into_inner();
         let mut c = s.convergence.unwrap_or_default();
         c.elapsed_ms = started.elapsed().as_millis() as u64;
+        c.min_subscribers = min;
+        c.converged &= c.subscribers_applied >= min;
         if c.converged || started.elapsed() >= timeout {
             return Ok(c);
         }

@@ -29,6 +29,16 @@ pub struct Wait {
     /// member that does not answer is named, and the write is then reported as not converged.
     #[arg(long, num_args = 0..=1, default_missing_value = "10s", value_parser = humantime::parse_duration, value_name = "TIMEOUT")]
     pub wait_converged: Option<std::time::Duration>,
+    /// With --wait-converged: converged only once at least N live subscribers have applied the
+    /// write, the fleet you know of (a subscriber moving between relays or nodes is known to
+    /// no node for that moment, and would otherwise not be waited for).
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "wait_converged",
+        default_value_t = 0
+    )]
+    pub expect_subscribers: u32,
 }
 
 impl Wait {
@@ -36,6 +46,7 @@ impl Wait {
     pub fn to_wire(&self) -> Option<pb::WaitConverged> {
         self.wait_converged.map(|d| pb::WaitConverged {
             timeout_ms: u32::try_from(d.as_millis()).unwrap_or(u32::MAX),
+            min_subscribers: self.expect_subscribers,
         })
     }
 }

@@ -107,8 +107,9 @@ impl Convergence {
 }
 
 /// The convergence report of what was `gathered` towards `target`: converged only when every
-/// member answered and every subscriber they reported has applied `target`.
-pub fn report(target: u64, gathered: &Gathered, started: Instant) -> pb::Convergence {
+/// member answered, every subscriber they reported has applied `target`, and at least `min`
+/// subscribers did.
+pub fn report(target: u64, gathered: &Gathered, started: Instant, min: u32) -> pb::Convergence {
     let subs = &gathered.subs;
     let laggards: Vec<pb::SubscriberLag> = subs
         .iter()
@@ -122,32 +123,74 @@ pub fn report(target: u64, gathered: &Gathered, started: Instant) -> pb::Converg
             via: s.info.via.clone(),
         })
         .collect();
+    let applied = (subs.len() - laggards.len()) as u32;
     pb::Convergence {
-        converged: laggards.is_empty() && gathered.silent.is_empty(),
+        converged: laggards.is_empty() && gathered.silent.is_empty() && applied >= min,
         target_version: target,
         subscribers_total: subs.len() as u32,
-        subscribers_applied: (subs.len() - laggards.len()) as u32,
+        subscribers_applied: applied,
         elapsed_ms: started.elapsed().as_millis() as u64,
         laggards,
         silent_nodes: gathered.silent.clone(),
+        min_subscribers: min,
     }
 }
 
-/// Waits until every member answers and every live subscriber has applied `target`, or
-/// `timeout`; the last report.
+/// Waits until every member answers and every live subscriber, at least `min` of them, has
+/// applied `target`, or `timeout`; the last report.
 pub async fn wait(
     conv: &Convergence,
     target: u64,
     timeout: Duration,
     started: Instant,
+    min: u32,
 ) -> pb::Convergence {
     let deadline = Instant::now() + timeout;
     loop {
         let gathered = conv.cluster().await;
-        let r = report(target, &gathered, started);
+        let r = report(target, &gathered, started, min);
         if r.converged || Instant::now() >= deadline {
             return r;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(id: &str, applied: u64) -> Seen {
+        Seen {
+            node: 1,
+            info: SubscriberInfo {
+                id: id.into(),
+                mode: "full".into(),
+                applied,
+                digest: recall_core::Digest::default(),
+                last_ack: recall_core::Timestamp::from_millis(0),
+                via: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_report_is_converged_only_with_every_member_every_subscriber_and_the_minimum() {
+        let started = Instant::now();
+        let all = Gathered::local(vec![seen("a", 5), seen("b", 7)]);
+        assert!(report(5, &all, started, 0).converged);
+        assert!(report(5, &all, started, 2).converged);
+        // A third subscriber the operator knows of is between streams: no node reports it.
+        let r = report(5, &all, started, 3);
+        assert!(!r.converged && r.laggards.is_empty(), "{r:?}");
+        assert_eq!((r.subscribers_applied, r.min_subscribers), (2, 3));
+        assert!(!report(6, &all, started, 0).converged, "a laggard");
+        let silent = Gathered {
+            subs: all.subs.clone(),
+            silent: vec![3],
+        };
+        assert!(!report(5, &silent, started, 0).converged, "a silent member");
+        assert!(!report(5, &Gathered::local(vec![]), started, 1).converged);
+        assert!(report(5, &Gathered::local(vec![]), started, 0).converged);
     }
 }

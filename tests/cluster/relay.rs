@@ -321,15 +321,49 @@ async fn recall_relay_serves_a_sidecar_that_the_cluster_counts() {
     assert_eq!(relayed["subscribers_total"], 1, "{relayed}");
     assert_eq!(relayed["subscribers"][0]["id"], "behind-relay", "{relayed}");
 
+    // An operator who expects more subscribers than the cluster knows of is told so.
+    let out = recall(
+        &leader_addr,
+        &[
+            "revoke",
+            "--kind",
+            "token",
+            "--ns",
+            ISSUER,
+            "expect-more",
+            "--wait-converged=1s",
+            "--expect-subscribers=3",
+        ],
+    )
+    .await;
+    assert!(!out.ok, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("2 live subscribers applied version")
+            && out.stderr.contains("of the 3 you expect"),
+        "{}",
+        out.stderr
+    );
+
     // The relay is SIGKILLed: the sidecar moves to the node after it and resumes from its
     // deltas, nothing skipped, and the cluster counts it there.
     drop(relay);
     let out = recall(
         &leader_addr,
-        &["revoke", "--kind", "token", "--ns", ISSUER, "after-kill"],
+        &[
+            "revoke",
+            "--kind",
+            "token",
+            "--ns",
+            ISSUER,
+            "after-kill",
+            "--wait-converged=30s",
+            "--expect-subscribers=1",
+        ],
     )
     .await;
+    // Without the expectation this could say "converged: 0/0" while the sidecar reconnects.
     assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.contains("converged: 1/1"), "{}", out.stdout);
     let check = format!("http://{}/v1/check?iss={ISSUER}&jti=after-kill", side.http);
     eventually(
         "the sidecar to apply the revocation after its relay died",

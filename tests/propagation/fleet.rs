@@ -34,7 +34,10 @@ async fn every_sidecar_reports_the_revocation_and_the_wave_is_seen_landing() {
             items: vec![token(ISS, "stolen")],
             actor: "test".into(),
             reason: "leaked".into(),
-            wait: Some(pb::WaitConverged { timeout_ms: 10_000 }),
+            wait: Some(pb::WaitConverged {
+                timeout_ms: 10_000,
+                min_subscribers: 0,
+            }),
         })
         .await
         .unwrap()

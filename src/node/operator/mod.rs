@@ -103,7 +103,14 @@ impl OperatorService {
                 ms => std::time::Duration::from_millis(u64::from(ms)),
             };
             out.convergence = Some(
-                super::convergence::wait(&self.convergence, out.version, timeout, started).await,
+                super::convergence::wait(
+                    &self.convergence,
+                    out.version,
+                    timeout,
+                    started,
+                    w.min_subscribers,
+                )
+                .await,
             );
         }
         Ok(TonicResponse::new(out))
@@ -370,7 +377,8 @@ impl Operator for OperatorService {
         } else {
             self.convergence.cluster().await
         };
-        let convergence = super::convergence::report(target, &gathered, std::time::Instant::now());
+        let convergence =
+            super::convergence::report(target, &gathered, std::time::Instant::now(), 0);
         let (entries, rules) = self
             .sm
             .with_set(|s| (s.len() as u64, s.rule_count() as u64));
