@@ -254,6 +254,18 @@ async fn recall_relay_serves_a_sidecar_that_the_cluster_counts() {
     .chain([OsStr::new("--data-dir"), data.as_os_str()])
     .collect();
     let relay = spawn_logged(&args, &dir.path().join("relay.log"));
+    let revoke = |args: &[&str]| {
+        let all: Vec<String> = ["revoke", "--kind", "token", "--ns", ISSUER]
+            .iter()
+            .chain(args)
+            .map(|a| a.to_string())
+            .collect();
+        let leader = leader_addr.clone();
+        async move {
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            recall(&leader, &all).await
+        }
+    };
     let relay_log = || std::fs::read_to_string(dir.path().join("relay.log")).unwrap_or_default();
     let get = |url: String| async move {
         let r = reqwest::get(&url).await.map_err(|e| e.to_string())?;
@@ -298,19 +310,7 @@ async fn recall_relay_serves_a_sidecar_that_the_cluster_counts() {
         },
     )
     .await;
-    let out = recall(
-        &leader_addr,
-        &[
-            "revoke",
-            "--kind",
-            "token",
-            "--ns",
-            ISSUER,
-            "relayed-1",
-            "--wait-converged=30s",
-        ],
-    )
-    .await;
+    let out = revoke(&["relayed-1", "--wait-converged=30s"]).await;
     assert!(out.ok, "{}\n{}", out.stderr, relay_log());
     assert!(out.stdout.contains("converged: 2/2"), "{}", out.stdout);
     let check = format!("http://{}/v1/check?iss={ISSUER}&jti=relayed-1", side.http);
@@ -322,19 +322,11 @@ async fn recall_relay_serves_a_sidecar_that_the_cluster_counts() {
     assert_eq!(relayed["subscribers"][0]["id"], "behind-relay", "{relayed}");
 
     // An operator who expects more subscribers than the cluster knows of is told so.
-    let out = recall(
-        &leader_addr,
-        &[
-            "revoke",
-            "--kind",
-            "token",
-            "--ns",
-            ISSUER,
-            "expect-more",
-            "--wait-converged=1s",
-            "--expect-subscribers=3",
-        ],
-    )
+    let out = revoke(&[
+        "expect-more",
+        "--wait-converged=1s",
+        "--expect-subscribers=3",
+    ])
     .await;
     assert!(!out.ok, "{}", out.stdout);
     assert!(
@@ -347,19 +339,11 @@ async fn recall_relay_serves_a_sidecar_that_the_cluster_counts() {
     // The relay is SIGKILLed: the sidecar moves to the node after it and resumes from its
     // deltas, nothing skipped, and the cluster counts it there.
     drop(relay);
-    let out = recall(
-        &leader_addr,
-        &[
-            "revoke",
-            "--kind",
-            "token",
-            "--ns",
-            ISSUER,
-            "after-kill",
-            "--wait-converged=30s",
-            "--expect-subscribers=1",
-        ],
-    )
+    let out = revoke(&[
+        "after-kill",
+        "--wait-converged=30s",
+        "--expect-subscribers=1",
+    ])
     .await;
     // Without the expectation this could say "converged: 0/0" while the sidecar reconnects.
     assert!(out.ok, "{}", out.stderr);
