@@ -255,7 +255,6 @@ impl RunningNode {
                 },
                 registry: registry.clone(),
                 config: config.streams,
-                clock: clock.clone(),
                 stopped: stopped.clone(),
                 metrics: node_metrics.streams.clone(),
             };

@@ -116,6 +116,7 @@ impl Relay {
             snapshots: Default::default(),
             metrics: streams.clone(),
             out_of_touch,
+            clock: crate::node::clock::system(),
             alarm: Arc::new(watch::channel(None).0),
         };
         let (stop, stopped) = watch::channel(false);
@@ -123,7 +124,6 @@ impl Relay {
             origin,
             registry: registry.clone(),
             config: config.streams,
-            clock: crate::node::clock::system(),
             stopped: stopped.clone(),
             metrics: streams,
         };

@@ -32,6 +32,8 @@ pub struct RelayOrigin {
     /// Past this long without its upstream vouching for its state, the relay ends its streams
     /// so its subscribers move to a relay or node that is in touch.
     pub(super) out_of_touch: Duration,
+    /// The wall clock heartbeats and acks are stamped with.
+    pub(super) clock: crate::node::clock::Clock,
     /// Never raised: a relay keeps no history of its own (kept so streams can wait on it).
     pub(super) alarm: Arc<watch::Sender<Option<String>>>,
 }
@@ -110,7 +112,7 @@ impl Source for RelayOrigin {
     }
 
     fn wall_ms(&self) -> i64 {
-        (crate::node::clock::system())().as_millis()
+        (self.clock)().as_millis()
     }
 
     fn contact_age(&self) -> Duration {

@@ -295,20 +295,25 @@ async fn recall_relay_serves_a_sidecar_that_the_cluster_counts() {
     .await;
 
     // `recall status` counts the sidecar behind the relay once the relay has reported it.
-    eventually(
-        "the cluster to count the sidecar behind the relay",
-        PATIENCE,
-        || async {
-            let out = recall(&leader_addr, &["status", "--json"]).await;
-            let s: serde_json::Value =
-                serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
-            if s["convergence"]["subscribers_total"] == 2 {
-                Ok(())
-            } else {
-                Err(out.stdout)
-            }
-        },
-    )
+    let counted = |what: &'static str, ok: fn(&serde_json::Value) -> bool| {
+        let leader = leader_addr.clone();
+        async move {
+            eventually(what, PATIENCE, || async {
+                let out = recall(&leader, &["status", "--json"]).await;
+                let s: serde_json::Value =
+                    serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
+                if ok(&s["convergence"]) {
+                    Ok(())
+                } else {
+                    Err(out.stdout)
+                }
+            })
+            .await
+        }
+    };
+    counted("the cluster to count the sidecar behind the relay", |c| {
+        c["subscribers_total"] == 2
+    })
     .await;
     let out = revoke(&["relayed-1", "--wait-converged=30s"]).await;
     assert!(out.ok, "{}\n{}", out.stderr, relay_log());
@@ -363,21 +368,9 @@ async fn recall_relay_serves_a_sidecar_that_the_cluster_counts() {
         },
     )
     .await;
-    eventually(
-        "the cluster to count the sidecar at the node",
-        PATIENCE,
-        || async {
-            let out = recall(&leader_addr, &["status", "--json"]).await;
-            let s: serde_json::Value =
-                serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
-            let c = &s["convergence"];
-            if c["subscribers_total"] == 1 && c["converged"] == true {
-                Ok(())
-            } else {
-                Err(out.stdout)
-            }
-        },
-    )
+    counted("the cluster to count the sidecar at the node", |c| {
+        c["subscribers_total"] == 1 && c["converged"] == true
+    })
     .await;
     let s: serde_json::Value = serde_json::from_str(&get(status).await.unwrap()).unwrap();
     assert_eq!(s["node"], fallback.as_str(), "{s}");

@@ -31,7 +31,6 @@ use tonic::{Request, Response, Status, Streaming};
 pub use origin::{NodeOrigin, Origin};
 pub use registry::{Registry, SubscriberInfo};
 
-use super::clock::Clock;
 use crate::proto as pb;
 use crate::proto::subscription_server::Subscription;
 
@@ -90,8 +89,6 @@ pub struct SubscribeService<O = NodeOrigin> {
     pub registry: Arc<Registry>,
     /// How streams are served.
     pub config: StreamConfig,
-    /// The wall clock acks are stamped with.
-    pub clock: Clock,
     /// Turns true when the server stops: every session ends, so shutdown never waits on
     /// streams.
     pub stopped: tokio::sync::watch::Receiver<bool>,

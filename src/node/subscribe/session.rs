@@ -88,6 +88,11 @@ fn shutting_down() -> End {
 }
 
 impl<O: Origin> Driver<O> {
+    /// The origin's wall clock, which acks and reports are stamped with.
+    fn wall(&self) -> recall_core::Timestamp {
+        recall_core::Timestamp::from_millis(self.svc.origin.wall_ms())
+    }
+
     fn now(&self) -> Duration {
         self.base.elapsed()
     }
@@ -101,7 +106,7 @@ impl<O: Origin> Driver<O> {
 
     async fn serve(&mut self, mut incoming: Streaming<pb::SubscribeRequest>) -> End {
         let hello = self.session.hello();
-        let now = (self.svc.clock)();
+        let now = self.wall();
         let reg = match self.svc.registry.register(
             &hello.subscriber_id,
             &hello.mode,
@@ -192,7 +197,7 @@ impl<O: Origin> Driver<O> {
                 ),
             ));
         }
-        reg.report(r, (self.svc.clock)(), self.svc.config.max_relayed)
+        reg.report(r, self.wall(), self.svc.config.max_relayed)
             .map_err(|e| End::Status("full", Status::resource_exhausted(e.to_string())))
     }
 
@@ -207,7 +212,7 @@ impl<O: Origin> Driver<O> {
                         self.send(down_to_wire(m)).await?;
                     }
                 }
-                Action::Counted(ack) => reg.ack(ack.version, ack.digest, (self.svc.clock)()),
+                Action::Counted(ack) => reg.ack(ack.version, ack.digest, self.wall()),
                 Action::Snapshot {
                     reason,
                     version,
